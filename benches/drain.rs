@@ -1,0 +1,2 @@
+//! Drain benchmark (placeholder until written).
+fn main() {}

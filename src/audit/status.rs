@@ -1,0 +1,182 @@
+//! `status`: what OT staff need at a glance, read from the journal (the agent need not be running).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::journal::{JournalError, Store};
+
+/// Delivery state of one sink.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkStatus {
+    /// Sink id.
+    pub id: String,
+    /// Whether the sink is in the current configuration.
+    pub configured: bool,
+    /// Everything up to this seq was acknowledged.
+    pub acked_seq: i64,
+    /// Records waiting.
+    pub backlog: i64,
+    /// Capture time of the oldest waiting record.
+    pub oldest_waiting: Option<String>,
+    /// When the cursor last moved.
+    pub acked_at: Option<String>,
+    /// Current failure.
+    pub last_error: Option<String>,
+    /// Failing since.
+    pub failing_since: Option<String>,
+    /// Records refused for good.
+    pub dead_letters: usize,
+}
+
+/// The whole status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Gateway id.
+    pub gateway_id: String,
+    /// Journal file.
+    pub journal: String,
+    /// Bytes used by the journal.
+    pub used_bytes: u64,
+    /// The configured limit (0: none).
+    pub max_disk_bytes: u64,
+    /// Whether the agent stopped cleanly last time (false also while it runs).
+    pub clean_shutdown: bool,
+    /// First and last seq held.
+    pub first_seq: Option<i64>,
+    /// Last seq.
+    pub last_seq: i64,
+    /// Records held per kind.
+    pub kinds: Vec<(String, i64)>,
+    /// Per sink.
+    pub sinks: Vec<SinkStatus>,
+    /// Source state (watermarks, cursors) as (source, key, value, updated_at).
+    pub sources: Vec<(String, String, String, String)>,
+}
+
+/// Collects the status of the journal of `config`.
+pub fn collect(config: &Config) -> Result<Status, JournalError> {
+    let store = Store::open_ro(&config.agent.data_dir)?;
+    let head = store.head()?;
+    let first_seq = store.read_after(i64::MIN, 1)?.first().map(|r| r.seq);
+    let dead = store.dead_letters(None)?;
+    let mut sinks = Vec::new();
+    let cursors = store.sink_cursors()?;
+    let mut ids: Vec<String> = config.sinks.keys().cloned().collect();
+    for c in &cursors {
+        if !ids.contains(&c.sink) {
+            ids.push(c.sink.clone());
+        }
+    }
+    for id in ids {
+        let cursor = cursors.iter().find(|c| c.sink == id);
+        let acked = cursor.map_or(0, |c| c.acked_seq);
+        sinks.push(SinkStatus {
+            configured: config.sinks.contains_key(&id),
+            acked_seq: acked,
+            backlog: (head.seq - acked).max(0),
+            oldest_waiting: store.captured_at_after(acked)?,
+            acked_at: cursor.and_then(|c| c.acked_at.clone()),
+            last_error: cursor.and_then(|c| c.last_error.clone()),
+            failing_since: cursor.and_then(|c| c.failing_since.clone()),
+            dead_letters: dead.iter().filter(|d| d.sink == id).count(),
+            id,
+        });
+    }
+    Ok(Status {
+        gateway_id: config.agent.gateway_id.clone(),
+        journal: store.path().display().to_string(),
+        used_bytes: store.used_bytes()?,
+        max_disk_bytes: config.journal.max_disk_bytes,
+        clean_shutdown: store.meta("clean_shutdown")?.as_deref() != Some("false"),
+        first_seq,
+        last_seq: head.seq,
+        kinds: store.counts_by_kind()?,
+        sinks,
+        sources: store.source_state(None)?,
+    })
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1_048_576.0)
+}
+
+impl Status {
+    /// The human-readable form.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "gateway   {}", self.gateway_id);
+        let limit = if self.max_disk_bytes == 0 {
+            "no limit".to_string()
+        } else {
+            format!(
+                "{} of {} ({:.0}%)",
+                mib(self.used_bytes),
+                mib(self.max_disk_bytes),
+                100.0 * self.used_bytes as f64 / self.max_disk_bytes as f64
+            )
+        };
+        let _ = writeln!(s, "journal   {}  {}", self.journal, limit);
+        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "records   seq {}..{}  ({})",
+            self.first_seq.unwrap_or(0),
+            self.last_seq,
+            if kinds.is_empty() {
+                "empty".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "agent     {}",
+            if self.clean_shutdown {
+                "stopped cleanly"
+            } else {
+                "running (or stopped without a clean shutdown)"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "\nSINK            STATE     BACKLOG  OLDEST WAITING            DEAD LETTERS"
+        );
+        for k in &self.sinks {
+            let state = if !k.configured {
+                "removed"
+            } else if k.last_error.is_some() {
+                "FAILING"
+            } else {
+                "ok"
+            };
+            let _ = writeln!(
+                s,
+                "{:<15} {:<9} {:>7}  {:<25} {}",
+                k.id,
+                state,
+                k.backlog,
+                k.oldest_waiting.as_deref().unwrap_or("-"),
+                k.dead_letters
+            );
+            if let Some(e) = &k.last_error {
+                let _ = writeln!(
+                    s,
+                    "                failing since {}: {e}",
+                    k.failing_since.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        if self.sinks.is_empty() {
+            let _ = writeln!(s, "(no sinks: records stay in the journal)");
+        }
+        if !self.sources.is_empty() {
+            let _ = writeln!(s, "\nSOURCE STATE");
+            for (src, key, value, at) in &self.sources {
+                let _ = writeln!(s, "{src:<15} {key} = {value}  (at {at})");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,74 @@
+//! The command line (clap derive): global options and one subcommand per operator task.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Collects quality evidence from shop-floor sources, journals it with a hash chain and delivers it.
+#[derive(Debug, Parser)]
+#[command(name = "shopfloor-agent", version, about)]
+pub struct Cli {
+    /// Main configuration file; drop-ins are read from `agent.d/` beside it.
+    #[arg(long, short, global = true, env = "SHOPFLOOR_AGENT_CONFIG", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log format (overrides `[log] format`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run,
+    /// Check the configuration; prints every problem and exits 78 if there is one.
+    Validate {
+        /// Do not resolve secrets or check files (check a config away from the gateway).
+        #[arg(long)]
+        no_environment: bool,
+    },
+    /// Show sources, sinks, backlog, lag, dead letters and disk use.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-walk the journal's hash chain; exits 1 and names the first bad seq if it is broken.
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the fully commented reference configuration.
+    GenerateConfig,
+    /// Measure journal append throughput and commit latency on this machine's storage.
+    BenchJournal {
+        /// Scratch directory for the test journal (use one on the gateway's data disk).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Records to append.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Concurrent producers, each appending one record at a time.
+        #[arg(long, default_value_t = 64)]
+        producers: u64,
+        /// Approximate size of one record in bytes.
+        #[arg(long, default_value_t = 600)]
+        record_bytes: usize,
+        /// Print `ack <seq> <id>` for every acknowledged append (for crash tests).
+        #[arg(long)]
+        print_acks: bool,
+    },
+}

@@ -1,0 +1,458 @@
+//! Configuration: `agent.toml` plus drop-ins in `agent.d/*.toml`, loaded in two stages.
+//!
+//! 1. **Raw**: the TOML files are parsed and merged, secret references resolved, and each section
+//!    deserialized on its own with `deny_unknown_fields`, so one bad section does not hide the
+//!    problems of the next.
+//! 2. **Validate**: every component checks its values and reports all problems with their key path
+//!    and a hint ([`ConfigError`]).
+//!
+//! Drop-ins are read in file-name order. They may override single settings of `[agent]`, `[journal]`
+//! and `[log]`; a component (`[sinks.<id>]`) belongs to exactly one file.
+//!
+//! The config hash ([`Config::sha256`]) is the SHA-256 of the canonical JSON of the merged files
+//! *before* secrets are resolved: it identifies the configuration in every record without depending
+//! on, or revealing, secret values.
+
+pub mod error;
+pub mod raw;
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat};
+
+use crate::sinks::SinkConfig;
+
+/// Default location of the main config file.
+pub const DEFAULT_PATH: &str = "/etc/shopfloor-agent/agent.toml";
+
+/// The fully commented reference configuration (`generate-config` prints it).
+pub const REFERENCE: &str = include_str!("../../config/agent.toml");
+
+/// Sections a drop-in may override setting by setting.
+const SETTINGS_SECTIONS: &[&str] = &["agent", "journal", "log"];
+/// Sections whose entries are components owned by one file.
+const COMPONENT_SECTIONS: &[&str] = &["sinks"];
+
+/// How to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Resolve `${env:…}` / `${file:…}` and check that referenced files exist. `validate
+    /// --no-environment` turns it off to check a config on another machine than the gateway.
+    pub environment: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { environment: true }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// `[journal]`.
+    pub journal: JournalConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[sinks.<id>]`, by id.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// SHA-256 (hex) of the effective configuration, secrets unresolved.
+    pub sha256: String,
+    /// The files read, main file first.
+    pub files: Vec<PathBuf>,
+    /// The merged configuration with secret references unresolved (safe to show and to export).
+    pub effective: toml::Table,
+}
+
+impl Config {
+    /// Loads `path` and the drop-ins in `agent.d/` beside it.
+    pub fn load(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+        let absolute = std::path::absolute(path);
+        let path = absolute.as_deref().unwrap_or(path);
+        let mut files = vec![path.to_path_buf()];
+        let dropin_dir = path.parent().unwrap_or(Path::new(".")).join("agent.d");
+        if let Ok(entries) = std::fs::read_dir(&dropin_dir) {
+            let mut dropins: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            dropins.sort();
+            files.extend(dropins);
+        }
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for f in &files {
+            match std::fs::read_to_string(f) {
+                Ok(t) => texts.push((f.clone(), t)),
+                Err(e) => errors.push(
+                    ConfigError::new(f.display().to_string(), format!("cannot read: {e}")).hint(
+                        "pass the config with --config PATH (default /etc/shopfloor-agent/agent.toml)",
+                    ),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::from_texts(&texts, &base, opts)
+    }
+
+    /// Loads from in-memory file contents (main file first); relative paths are taken from `base`.
+    pub fn from_texts(
+        texts: &[(PathBuf, String)],
+        base: &Path,
+        opts: LoadOptions,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let merged = merge(texts, &mut errors);
+        if !errors.is_empty() {
+            // Syntax errors or duplicate ids: what follows would only be noise.
+            return Err(ConfigErrors(errors));
+        }
+        let sha256 = {
+            let json = serde_json::to_value(&merged).unwrap_or_default();
+            crate::journal::chain::sha256_hex(
+                crate::journal::chain::canonical_json(&json).as_bytes(),
+            )
+        };
+        let effective = merged.clone();
+        let mut resolved = toml::Value::Table(merged);
+        if opts.environment {
+            secrets::resolve_tree(&mut resolved, "", &mut errors);
+        }
+        let toml::Value::Table(mut table) = resolved else {
+            return Err(ConfigErrors(errors));
+        };
+
+        let agent: Option<AgentConfig> = match table.remove("agent") {
+            Some(v) => section(v, "agent", &mut errors),
+            None => {
+                errors.push(
+                    ConfigError::new("agent", "missing section [agent]")
+                        .hint("add [agent] with at least gateway_id = \"plant1-cell4-gw01\""),
+                );
+                None
+            }
+        };
+        let journal: JournalConfig = table
+            .remove("journal")
+            .and_then(|v| section(v, "journal", &mut errors))
+            .unwrap_or_default();
+        let log: LogConfig = table
+            .remove("log")
+            .and_then(|v| section(v, "log", &mut errors))
+            .unwrap_or_default();
+        let mut sinks = BTreeMap::new();
+        if let Some(v) = table.remove("sinks") {
+            match v {
+                toml::Value::Table(t) => {
+                    for (id, v) in t {
+                        if let Some(s) =
+                            section::<SinkConfig>(v, &format!("sinks.{id}"), &mut errors)
+                        {
+                            sinks.insert(id, s);
+                        }
+                    }
+                }
+                _ => errors.push(
+                    ConfigError::new("sinks", "must be a table of sinks")
+                        .hint("write [sinks.<id>] with type = \"http\" or \"file\""),
+                ),
+            }
+        }
+        for (key, _) in table {
+            errors.push(
+                ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
+                    .hint("known sections: agent, journal, log, sinks"),
+            );
+        }
+
+        let agent_ok = agent.is_some();
+        let mut agent = agent.unwrap_or_else(|| AgentConfig {
+            gateway_id: String::new(),
+            site: None,
+            data_dir: PathBuf::new(),
+        });
+        if agent.data_dir.is_relative() {
+            agent.data_dir = base.join(&agent.data_dir);
+        }
+        let mut config = Config {
+            agent,
+            journal,
+            log,
+            sinks,
+            sha256,
+            files: texts.iter().map(|(p, _)| p.clone()).collect(),
+            effective,
+        };
+        for sink in config.sinks.values_mut() {
+            sink.resolve_paths(base);
+        }
+        config.validate(agent_ok, opts, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Stage 2: checks values of every section that parsed (`agent_ok`: `[agent]` did).
+    fn validate(&self, agent_ok: bool, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+        let g = &self.agent.gateway_id;
+        if agent_ok
+            && (g.is_empty()
+                || !g
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            errors.push(
+                ConfigError::new(
+                    "agent.gateway_id",
+                    format!("{g:?} is not a valid gateway id"),
+                )
+                .hint("use letters, digits, '-', '_' or '.', e.g. \"plant1-cell4-gw01\""),
+            );
+        }
+        let j = &self.journal;
+        if j.max_disk_bytes != 0 && j.max_disk_bytes < 1 << 20 {
+            errors.push(
+                ConfigError::new(
+                    "journal.max_disk_bytes",
+                    format!(
+                        "{} is below the minimum of 1048576 (1 MiB)",
+                        j.max_disk_bytes
+                    ),
+                )
+                .hint("set at least 1048576, or 0 for no limit"),
+            );
+        }
+        if j.retention_days == 0 {
+            errors.push(
+                ConfigError::new("journal.retention_days", "must be at least 1")
+                    .hint("records stay at least this long after every sink acknowledged them"),
+            );
+        }
+        if j.max_batch_records == 0 || j.max_batch_records > 100_000 {
+            errors.push(ConfigError::new(
+                "journal.max_batch_records",
+                format!("{} is out of range 1..=100000", j.max_batch_records),
+            ));
+        }
+        if j.prune_interval_s == 0 {
+            errors.push(ConfigError::new(
+                "journal.prune_interval_s",
+                "must be at least 1",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            errors.push(
+                ConfigError::new(
+                    "log.level",
+                    format!("{:?} is not a log filter: {e}", self.log.level),
+                )
+                .hint("use error, warn, info, debug or trace"),
+            );
+        }
+        for (id, sink) in &self.sinks {
+            check_id(&format!("sinks.{id}"), id, errors);
+            sink.validate(&format!("sinks.{id}"), opts, errors);
+        }
+    }
+
+    /// The record context of this configuration.
+    pub fn record_context(&self) -> crate::records::RecordContext {
+        crate::records::RecordContext {
+            gateway_id: self.agent.gateway_id.clone(),
+            config_sha256: self.sha256.clone(),
+        }
+    }
+
+    /// The merged configuration as TOML with secret references unresolved (for `status` and export).
+    pub fn effective_toml(&self) -> String {
+        toml::to_string(&self.effective).unwrap_or_default()
+    }
+}
+
+/// Checks that a component id is `[a-z0-9_]+`.
+pub fn check_id(path: &str, id: &str, errors: &mut Vec<ConfigError>) {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        errors.push(
+            ConfigError::new(path, format!("id {id:?} is not valid"))
+                .hint("ids use lowercase letters, digits and '_', e.g. \"qms\" or \"cell4_plc\""),
+        );
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    v: toml::Value,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                at.to_string()
+            } else {
+                format!("{at}.{inner}")
+            };
+            let message = e.into_inner().to_string();
+            // The TOML deserializer appends "in `key`"; the path already says where.
+            let message = message
+                .split("\nin `")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let mut path = path;
+            if let Some(field) = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+            {
+                if !path.ends_with(&format!(".{field}")) {
+                    path = format!("{path}.{field}");
+                }
+            }
+            let hint = if message.starts_with("unknown field") {
+                "remove or rename it; config/agent.toml lists every option"
+            } else if message.starts_with("missing field") {
+                "add it; config/agent.toml shows an example"
+            } else if message.starts_with("unknown variant") {
+                "use one of the values listed"
+            } else {
+                "see config/agent.toml for the expected type"
+            };
+            errors.push(ConfigError::new(path, message).hint(hint));
+            None
+        }
+    }
+}
+
+fn merge(texts: &[(PathBuf, String)], errors: &mut Vec<ConfigError>) -> toml::Table {
+    let mut merged = toml::Table::new();
+    let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (file, text) in texts {
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let at = match e.span() {
+                    Some(span) => {
+                        let line = text[..span.start].matches('\n').count() + 1;
+                        let col =
+                            span.start - text[..span.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+                        format!("{}:{line}:{col}", file.display())
+                    }
+                    None => file.display().to_string(),
+                };
+                errors.push(
+                    ConfigError::new(at, format!("invalid TOML: {}", e.message().trim()))
+                        .hint("fix the syntax; `shopfloor-agent generate-config` prints a valid reference"),
+                );
+                continue;
+            }
+        };
+        for (key, value) in table {
+            if COMPONENT_SECTIONS.contains(&key.as_str()) {
+                let toml::Value::Table(components) = value else {
+                    merged.insert(key, value);
+                    continue;
+                };
+                let slot = merged
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let Some(slot) = slot.as_table_mut() else {
+                    continue;
+                };
+                for (id, c) in components {
+                    let full = format!("{key}.{id}");
+                    if let Some(first) = owner.get(&full) {
+                        errors.push(
+                            ConfigError::new(
+                                full.clone(),
+                                format!(
+                                    "duplicate id: defined in {} and again in {}",
+                                    first.display(),
+                                    file.display()
+                                ),
+                            )
+                            .hint("give each component its own id; a drop-in adds components, it does not change them"),
+                        );
+                        continue;
+                    }
+                    owner.insert(full, file.clone());
+                    slot.insert(id, c);
+                }
+            } else if SETTINGS_SECTIONS.contains(&key.as_str()) {
+                match (merged.get_mut(&key), value) {
+                    (Some(toml::Value::Table(existing)), toml::Value::Table(new)) => {
+                        for (k, v) in new {
+                            existing.insert(k, v);
+                        }
+                    }
+                    (_, value) => {
+                        merged.insert(key, value);
+                    }
+                }
+            } else {
+                merged.insert(key, value);
+            }
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_config_is_valid_and_hash_ignores_secret_values() {
+        std::env::set_var("QMS_TOKEN", "one");
+        let texts = vec![(PathBuf::from("agent.toml"), REFERENCE.to_string())];
+        let a = Config::from_texts(
+            &texts,
+            Path::new("/etc/shopfloor-agent"),
+            LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("reference config must be valid:\n{e}"));
+        std::env::set_var("QMS_TOKEN", "two");
+        let b = Config::from_texts(
+            &texts,
+            Path::new("/etc/shopfloor-agent"),
+            LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.sha256, b.sha256);
+        assert_eq!(a.sha256.len(), 64);
+    }
+
+    #[test]
+    fn dropins_override_settings_and_add_components() {
+        let main = "[agent]\ngateway_id = \"gw\"\n[journal]\nretention_days = 7\n";
+        let dropin =
+            "[journal]\nretention_days = 90\n[sinks.audit]\ntype = \"file\"\npath = \"out\"\n";
+        let texts = vec![
+            (PathBuf::from("agent.toml"), main.to_string()),
+            (PathBuf::from("agent.d/10.toml"), dropin.to_string()),
+        ];
+        let c = Config::from_texts(&texts, Path::new("/cfg"), LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.journal.retention_days, 90);
+        assert!(c.sinks.contains_key("audit"));
+        assert_eq!(c.agent.data_dir, PathBuf::from("/var/lib/shopfloor-agent"));
+    }
+}

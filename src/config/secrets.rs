@@ -1,0 +1,104 @@
+//! Secret references in string values: `${env:NAME}` and `${file:/run/credentials/shopfloor-agent/name}`.
+//!
+//! References are resolved after the TOML is parsed, so a secret can never change the file's syntax,
+//! and the config hash is taken before resolution, so rotating a secret does not change it. A `${`
+//! not followed by `env:` or `file:` is an error rather than literal text, so a typo cannot send
+//! `${evn:X}` to a peer as a password.
+
+use super::ConfigError;
+
+/// Replaces every reference in `text`. `at` is the key path used in errors.
+pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            errors.push(
+                ConfigError::new(at, format!("unterminated secret reference in {text:?}"))
+                    .hint("write ${env:NAME} or ${file:/path/to/secret}"),
+            );
+            return out;
+        };
+        let reference = &after[..end];
+        if let Some(name) = reference.strip_prefix("env:") {
+            match std::env::var(name) {
+                Ok(v) => out.push_str(&v),
+                Err(_) => errors.push(
+                    ConfigError::new(at, format!("environment variable {name} is not set (${{env:{name}}})"))
+                        .hint(format!(
+                            "set {name} in the service environment (Environment=/EnvironmentFile=), or use ${{file:/run/credentials/shopfloor-agent/<name>}} with LoadCredential="
+                        )),
+                ),
+            }
+        } else if let Some(path) = reference.strip_prefix("file:") {
+            match std::fs::read_to_string(path) {
+                Ok(v) => out.push_str(v.trim_end_matches(['\n', '\r'])),
+                Err(e) => errors.push(
+                    ConfigError::new(at, format!("cannot read secret file {path}: {e}"))
+                        .hint("check the path and that the agent's user may read it (systemd LoadCredential= puts it under /run/credentials/shopfloor-agent/)"),
+                ),
+            }
+        } else {
+            errors.push(
+                ConfigError::new(at, format!("unknown secret reference ${{{reference}}}"))
+                    .hint("write ${env:NAME} or ${file:/path/to/secret}"),
+            );
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resolves every string in a TOML value tree in place.
+pub fn resolve_tree(value: &mut toml::Value, at: &str, errors: &mut Vec<ConfigError>) {
+    match value {
+        toml::Value::String(s) if s.contains("${") => *s = resolve(s, at, errors),
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                resolve_tree(v, &format!("{at}[{i}]"), errors);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                resolve_tree(v, &p, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_file_and_reports_missing_env() {
+        let dir = std::env::temp_dir().join(format!("sfa-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("pw");
+        std::fs::write(&f, "s3cret\n").expect("write");
+        let mut errors = Vec::new();
+        let out = resolve(&format!("a-${{file:{}}}-b", f.display()), "x", &mut errors);
+        assert_eq!(out, "a-s3cret-b");
+        assert!(errors.is_empty());
+        resolve(
+            "${env:SFA_SURELY_UNSET_VAR}",
+            "sinks.qms.auth.password",
+            &mut errors,
+        );
+        resolve("${evn:X}", "y", &mut errors);
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0]
+            .message
+            .contains("SFA_SURELY_UNSET_VAR is not set"));
+        assert!(errors[1].message.contains("unknown secret reference"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The journal: the agent's durable buffer and local audit trail, one SQLite database in WAL mode.
+//!
+//! # Invariants
+//!
+//! 1. **Acknowledged means committed.** [`Journal::append`] returns only after the transaction holding
+//!    the records has committed with `synchronous=FULL` (the WAL is fsynced on every commit), so a
+//!    source acknowledges upstream (MQTT PUBACK, REST watermark) only for data that survives kill -9
+//!    and power loss. `journal.synchronous = "normal"` trades the last commits on power loss for speed
+//!    and is documented as such in `config/agent.toml`.
+//! 2. **Append-only and gap-free.** `seq` starts at 1 and grows by one per record; rows are never
+//!    updated (a trigger refuses UPDATE) and only deleted by retention, from the front.
+//! 3. **Hash chain.** `hash = SHA-256(prev_hash ‖ body)` where `body` is the RFC 8785 canonical JSON of
+//!    the record and `prev_hash` is the previous row's `hash` (32 zero bytes for seq 1). Any edit,
+//!    removal or reordering of rows breaks the chain at that seq ([`crate::audit::verify`]).
+//! 4. **Retention keeps the chain provable.** Rows are pruned only when every configured sink
+//!    acknowledged them, no open dead letter refers to them, and they are older than `retention_days`;
+//!    the last pruned row's seq and hash stay in `checkpoints`, where verification starts.
+//! 5. **Never delete to make room.** When `max_disk_bytes` is reached (or the disk is full), new records
+//!    are refused with [`JournalError::Full`]; nothing undelivered is deleted. The first append that
+//!    succeeds afterwards writes a `gap` record covering the refusal, in the same transaction.
+//! 6. **State with its data.** Source state (watermarks, cursors) given with an append is written in
+//!    the same transaction as those records, so a restart resumes exactly where the journal stands.
+//! 7. **Dedupe.** A record whose `dedupe_key` is already in the journal is not appended again; the
+//!    caller learns the seq it already has ([`Appended::Duplicate`]).
+//! 8. **One writer.** Every write goes through one thread that owns the write connection; concurrent
+//!    appends are grouped into one transaction (group commit), each caller is answered after commit.
+//!    Readers (sinks, `status`, `verify`) use their own connections (WAL lets them read while it writes).
+//!
+//! # On-disk schema (version 1, `PRAGMA user_version`)
+//!
+//! | table | rows | key columns |
+//! |---|---|---|
+//! | `records` | one per record | `seq`, `id` (UUIDv7), `kind`, `captured_at`, `appended_at` (ms), `dedupe_key`, `body` (JCS), `prev_hash`, `hash`, `signature` |
+//! | `checkpoints` | one per prune | `seq`, `hash` of the last pruned row |
+//! | `sink_cursors` | one per sink | `acked_seq`: every record up to it was acknowledged by the sink |
+//! | `dead_letters` | one per rejected record | `sink`, `seq`, `record_id`, `reason`, `retried_at` |
+//! | `source_state` | one per source key | `source`, `key`, `value` (watermarks, cursors) |
+//! | `meta` | settings | `journal_id`, `created_at`, `last_config_sha256`, `running` |
+//!
+//! The exact DDL is in [`schema`].
+
+pub mod chain;
+pub mod schema;
+pub mod store;
+pub mod writer;
+
+use std::path::PathBuf;
+
+use crate::records::QualityRecord;
+
+pub use store::{JournalRow, Store};
+pub use writer::{Journal, JournalOptions};
+
+/// The journal's file name inside the data directory.
+pub const FILE_NAME: &str = "journal.sqlite";
+
+/// A record ready to append: its canonical JSON is computed by the caller, off the writer thread.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The record.
+    pub record: QualityRecord,
+    /// Canonical (JCS) JSON of `record`.
+    pub canonical: String,
+    /// Rule-declared key of the physical event; a second record with the same key is not appended.
+    pub dedupe_key: Option<String>,
+}
+
+impl NewRecord {
+    /// Prepares `record` for the journal.
+    pub fn new(record: QualityRecord) -> Self {
+        let value = serde_json::to_value(&record).unwrap_or(serde_json::Value::Null);
+        NewRecord {
+            canonical: chain::canonical_json(&value),
+            record,
+            dedupe_key: None,
+        }
+    }
+
+    /// Sets the dedupe key.
+    pub fn with_dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+}
+
+/// A source-state entry (watermark, cursor) committed together with records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// Source id.
+    pub source: String,
+    /// Key inside the source (`watermark:WorkOrders`).
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// The outcome of appending one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Appended at this seq.
+    New {
+        /// Journal sequence number.
+        seq: i64,
+    },
+    /// Its dedupe key was already present, at this seq.
+    Duplicate {
+        /// Seq of the record that holds the key.
+        seq: i64,
+    },
+}
+
+impl Appended {
+    /// The seq of the record now holding this event.
+    pub fn seq(self) -> i64 {
+        match self {
+            Appended::New { seq } | Appended::Duplicate { seq } => seq,
+        }
+    }
+}
+
+/// Errors of the journal. Messages are lowercase and carry the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The data directory or database file could not be created or opened.
+    #[error("cannot open journal {path}: {message}; {hint}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The journal was written by a newer agent.
+    #[error("journal schema version {found} is newer than this agent knows ({known}); upgrade the agent or restore the matching version")]
+    NewerSchema {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this agent knows.
+        known: i64,
+    },
+    /// New records are refused: the size limit or the disk is full. Nothing was written.
+    #[error("journal full ({reason}); record refused")]
+    Full {
+        /// `max_disk_bytes reached (…)` or `disk full`.
+        reason: String,
+    },
+    /// The writer thread has stopped (the agent is shutting down).
+    #[error("journal is closed")]
+    Closed,
+    /// An append failed; nothing of it was written.
+    #[error("journal append failed: {0}")]
+    Failed(String),
+    /// Any other SQLite error.
+    #[error("journal database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// File system error outside SQLite.
+    #[error("journal i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,95 @@
+//! On-disk schema and its migrations, keyed on SQLite's `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version up and runs in one transaction with the
+//! `user_version` bump, so an upgrade interrupted by a power cut leaves the old version intact. A journal
+//! whose version is newer than this agent knows is refused (a downgrade would misread it).
+
+use rusqlite::Connection;
+
+use super::JournalError;
+
+/// Migrations in order; `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE records (
+        seq         INTEGER PRIMARY KEY,   -- gap-free, starts at 1, never reused
+        id          TEXT NOT NULL UNIQUE,  -- UUIDv7 of the record
+        kind        TEXT NOT NULL,
+        captured_at TEXT NOT NULL,
+        appended_at INTEGER NOT NULL,      -- journal clock, Unix ms; retention uses it
+        dedupe_key  TEXT UNIQUE,           -- rule-declared key of the physical event
+        body        TEXT NOT NULL,         -- RFC 8785 canonical JSON of the record
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL,         -- SHA-256(prev_hash || body), hex
+        signature   TEXT
+    ) STRICT;
+
+    CREATE TRIGGER records_append_only BEFORE UPDATE ON records
+    BEGIN
+        SELECT RAISE(ABORT, 'journal records are append-only');
+    END;
+
+    CREATE TABLE checkpoints (
+        seq            INTEGER PRIMARY KEY, -- last pruned seq
+        hash           TEXT NOT NULL,       -- its hash: the next record's prev_hash
+        pruned_records INTEGER NOT NULL,
+        pruned_at      TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE sink_cursors (
+        sink          TEXT PRIMARY KEY,
+        acked_seq     INTEGER NOT NULL,
+        acked_at      TEXT,
+        last_error    TEXT,
+        failing_since TEXT
+    ) STRICT;
+
+    CREATE TABLE dead_letters (
+        id         INTEGER PRIMARY KEY,
+        sink       TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        record_id  TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        retried_at TEXT
+    ) STRICT;
+    CREATE INDEX dead_letters_open ON dead_letters(sink, seq) WHERE retried_at IS NULL;
+
+    CREATE TABLE source_state (
+        source     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source, key)
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this agent writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema up to [`current_version`]; refuses a journal from a newer agent.
+pub fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > current_version() {
+        return Err(JournalError::NewerSchema {
+            found,
+            known: current_version(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

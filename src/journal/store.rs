@@ -1,0 +1,577 @@
+//! Synchronous access to the journal database: the writer thread's operations and the readers' queries.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use super::{chain, schema, Appended, JournalError, NewRecord, StateUpdate, FILE_NAME};
+
+/// One row of the `records` table, as sinks and audit tools read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    /// Sequence number.
+    pub seq: i64,
+    /// Record id (UUIDv7).
+    pub id: String,
+    /// Record kind.
+    pub kind: String,
+    /// Capture time.
+    pub captured_at: String,
+    /// Canonical JSON of the record.
+    pub body: String,
+    /// Hash of the previous row.
+    pub prev_hash: String,
+    /// This row's chain hash.
+    pub hash: String,
+    /// Optional signature.
+    pub signature: Option<String>,
+}
+
+/// How much fsync a commit costs (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// WAL fsynced at every commit: survives power loss. The default.
+    Full,
+    /// Also fsync the directory after WAL resets.
+    Extra,
+    /// WAL fsynced only at checkpoints: survives kill -9, may lose the last commits on power loss.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The end of the chain: the last seq and hash (or the checkpoint's, or genesis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Last seq (0 for an empty journal).
+    pub seq: i64,
+    /// Last hash.
+    pub hash: String,
+}
+
+/// A sink's delivery position and health, from `sink_cursors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkCursor {
+    /// Sink id.
+    pub sink: String,
+    /// Every record up to this seq was acknowledged.
+    pub acked_seq: i64,
+    /// When the cursor last moved.
+    pub acked_at: Option<String>,
+    /// The current failure, if failing.
+    pub last_error: Option<String>,
+    /// Since when it has been failing.
+    pub failing_since: Option<String>,
+}
+
+/// A record the peer rejected for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Sink id.
+    pub sink: String,
+    /// Seq of the record.
+    pub seq: i64,
+    /// Record id.
+    pub record_id: String,
+    /// Why the peer refused it.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// What a prune run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PruneOutcome {
+    /// Rows deleted.
+    pub pruned: u64,
+    /// New checkpoint seq, if any row was pruned.
+    pub checkpoint_seq: Option<i64>,
+}
+
+/// A connection to the journal database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn open_error(path: &Path, e: impl std::fmt::Display, hint: &str) -> JournalError {
+    JournalError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+        hint: hint.to_string(),
+    }
+}
+
+fn classify_open(path: &Path, e: rusqlite::Error) -> JournalError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => open_error(
+            path,
+            e,
+            "the file is damaged or not a journal: stop the agent, move it aside (keep it for investigation) and start again to create a fresh journal",
+        ),
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) => {
+            open_error(
+                path,
+                e,
+                "give the agent's user write access to the data directory (systemd StateDirectory= does this)",
+            )
+        }
+        _ => JournalError::Sqlite(e),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the journal in `data_dir` for writing, and migrates its schema.
+    pub fn open_rw(data_dir: &Path, sync: Synchronous) -> Result<Store, JournalError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            open_error(
+                data_dir,
+                e,
+                "create the data directory and give the agent's user write access (systemd StateDirectory= does this)",
+            )
+        })?;
+        let path = data_dir.join(FILE_NAME);
+        let mut conn = Connection::open(&path).map_err(|e| classify_open(&path, e))?;
+        let setup = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::InvalidQuery);
+            }
+            conn.pragma_update(None, "synchronous", sync.pragma())?;
+            Ok(())
+        };
+        setup(&conn).map_err(|e| classify_open(&path, e))?;
+        schema::migrate(&mut conn).map_err(|e| match e {
+            JournalError::Sqlite(e) => classify_open(&path, e),
+            other => other,
+        })?;
+        let store = Store { conn, path };
+        if store.meta("journal_id")?.is_none() {
+            store.set_meta("journal_id", &uuid::Uuid::now_v7().to_string())?;
+            store.set_meta("created_at", &crate::time::now_rfc3339())?;
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing journal read-only (for `status`, `verify` and sink readers).
+    pub fn open_ro(data_dir: &Path) -> Result<Store, JournalError> {
+        let path = data_dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(open_error(
+                &path,
+                "no such file",
+                "the agent has not run with this data_dir yet, or agent.data_dir points elsewhere",
+            ));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify_open(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| classify_open(&path, e))?;
+        if version > schema::current_version() {
+            return Err(JournalError::NewerSchema {
+                found: version,
+                known: schema::current_version(),
+            });
+        }
+        Ok(Store { conn, path })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw connection (for tests and audit queries).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Reads a `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Writes a `meta` value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The last checkpoint left by retention, if any.
+    pub fn checkpoint(&self) -> Result<Option<ChainHead>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(ChainHead {
+                        seq: r.get(0)?,
+                        hash: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The end of the chain.
+    pub fn head(&self) -> Result<ChainHead, JournalError> {
+        let last = self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(ChainHead {
+                        seq: r.get(0)?,
+                        hash: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        match last {
+            Some(h) => Ok(h),
+            None => Ok(self.checkpoint()?.unwrap_or(ChainHead {
+                seq: 0,
+                hash: chain::GENESIS.to_string(),
+            })),
+        }
+    }
+
+    /// Bytes the database occupies (pages in use) plus the WAL file.
+    pub fn used_bytes(&self) -> Result<u64, JournalError> {
+        let (pages, free, size): (i64, i64, i64) = self.conn.query_row(
+            "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let wal = std::fs::metadata(self.path.with_extension("sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(((pages - free).max(0) as u64) * size as u64 + wal)
+    }
+
+    /// Appends records (and source state) in one transaction, extending the chain from `head`.
+    ///
+    /// `head` is updated only when the transaction commits.
+    pub fn append(
+        &mut self,
+        head: &mut ChainHead,
+        records: &[&NewRecord],
+        state: &[&StateUpdate],
+    ) -> Result<Vec<Appended>, JournalError> {
+        let now_ms = crate::time::unix_ms(crate::time::now());
+        let now_text = crate::time::now_rfc3339();
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(records.len());
+        let mut seq = head.seq;
+        let mut hash = head.hash.clone();
+        {
+            let mut find = tx.prepare_cached("SELECT seq FROM records WHERE dedupe_key = ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for r in records {
+                if let Some(key) = &r.dedupe_key {
+                    if let Some(existing) = find
+                        .query_row([key], |row| row.get::<_, i64>(0))
+                        .optional()?
+                    {
+                        out.push(Appended::Duplicate { seq: existing });
+                        continue;
+                    }
+                }
+                seq += 1;
+                let new_hash = chain::chain_hash(&hash, r.canonical.as_bytes());
+                insert.execute(params![
+                    seq,
+                    r.record.id.to_string(),
+                    r.record.kind.as_str(),
+                    r.record.captured_at,
+                    now_ms,
+                    r.dedupe_key,
+                    r.canonical,
+                    hash,
+                    new_hash,
+                ])?;
+                hash = new_hash;
+                out.push(Appended::New { seq });
+            }
+            if !state.is_empty() {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO source_state(source, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )?;
+                for s in state {
+                    put.execute(params![s.source, s.key, s.value, now_text])?;
+                }
+            }
+        }
+        tx.commit()?;
+        head.seq = seq;
+        head.hash = hash;
+        Ok(out)
+    }
+
+    /// Up to `limit` rows after `after`, in seq order.
+    pub fn read_after(&self, after: i64, limit: usize) -> Result<Vec<JournalRow>, JournalError> {
+        self.read_range(after, i64::MAX, limit)
+    }
+
+    /// Up to `limit` rows with `after < seq <= to`, in seq order.
+    pub fn read_range(
+        &self,
+        after: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalRow>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, id, kind, captured_at, body, prev_hash, hash, signature FROM records
+             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![after, to, limit as i64], |r| {
+            Ok(JournalRow {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                kind: r.get(2)?,
+                captured_at: r.get(3)?,
+                body: r.get(4)?,
+                prev_hash: r.get(5)?,
+                hash: r.get(6)?,
+                signature: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ensures a cursor row exists for `sink` (a new sink starts at the beginning of the journal).
+    pub fn register_sink(&self, sink: &str) -> Result<i64, JournalError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO sink_cursors(sink, acked_seq) VALUES (?1, 0)",
+            [sink],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT acked_seq FROM sink_cursors WHERE sink = ?1",
+            [sink],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Moves `sink`'s cursor to `seq` (never backwards) and clears its error.
+    pub fn ack(&self, sink: &str, seq: i64) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO sink_cursors(sink, acked_seq, acked_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(sink) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq),
+               acked_at = excluded.acked_at, last_error = NULL, failing_since = NULL",
+            params![sink, seq, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Records that `sink` is failing (or, with `None`, that it recovered).
+    pub fn set_sink_error(&self, sink: &str, error: Option<&str>) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE sink_cursors SET last_error = ?2,
+               failing_since = CASE WHEN ?2 IS NULL THEN NULL ELSE coalesce(failing_since, ?3) END
+             WHERE sink = ?1",
+            params![sink, error, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a record the peer refused for good to dead letters (the sink's cursor moves on separately).
+    pub fn dead_letter(
+        &self,
+        sink: &str,
+        seq: i64,
+        record_id: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO dead_letters(sink, seq, record_id, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![sink, seq, record_id, reason, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Prunes, in chunks of `chunk` rows, records that every sink in `sinks` acknowledged, that no open
+    /// dead letter refers to and that were appended before `older_than_ms`; leaves a checkpoint.
+    pub fn prune(
+        &mut self,
+        sinks: &[String],
+        older_than_ms: i64,
+        chunk: usize,
+    ) -> Result<PruneOutcome, JournalError> {
+        let mut outcome = PruneOutcome::default();
+        if sinks.is_empty() {
+            return Ok(outcome);
+        }
+        let mut bound = i64::MAX;
+        for s in sinks {
+            let acked: i64 = self
+                .conn
+                .query_row(
+                    "SELECT acked_seq FROM sink_cursors WHERE sink = ?1",
+                    [s],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            bound = bound.min(acked);
+        }
+        let open_dead: Option<i64> = self.conn.query_row(
+            "SELECT min(seq) FROM dead_letters WHERE retried_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        if let Some(d) = open_dead {
+            bound = bound.min(d - 1);
+        }
+        loop {
+            let tx = self.conn.transaction()?;
+            let last: Option<(i64, String, i64)> = tx
+                .query_row(
+                    "SELECT seq, hash, n FROM (
+                       SELECT seq, hash, row_number() OVER (ORDER BY seq) AS n FROM records
+                       WHERE seq <= ?1 AND appended_at < ?2 ORDER BY seq LIMIT ?3)
+                     ORDER BY seq DESC LIMIT 1",
+                    params![bound, older_than_ms, chunk as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((seq, hash, n)) = last else {
+                break;
+            };
+            // Only a prefix may go: stop at the first row that is too young.
+            tx.execute("DELETE FROM records WHERE seq <= ?1", [seq])?;
+            tx.execute(
+                "INSERT INTO checkpoints(seq, hash, pruned_records, pruned_at) VALUES (?1, ?2, ?3, ?4)",
+                params![seq, hash, n, crate::time::now_rfc3339()],
+            )?;
+            tx.commit()?;
+            outcome.pruned += n as u64;
+            outcome.checkpoint_seq = Some(seq);
+            if (n as usize) < chunk {
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// All sink cursors.
+    pub fn sink_cursors(&self) -> Result<Vec<SinkCursor>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sink, acked_seq, acked_at, last_error, failing_since FROM sink_cursors ORDER BY sink",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SinkCursor {
+                sink: r.get(0)?,
+                acked_seq: r.get(1)?,
+                acked_at: r.get(2)?,
+                last_error: r.get(3)?,
+                failing_since: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open (not retried) dead letters, oldest first.
+    pub fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sink, seq, record_id, reason, at FROM dead_letters
+             WHERE retried_at IS NULL AND (?1 IS NULL OR sink = ?1) ORDER BY id",
+        )?;
+        let rows = stmt.query_map([sink], |r| {
+            Ok(DeadLetter {
+                sink: r.get(0)?,
+                seq: r.get(1)?,
+                record_id: r.get(2)?,
+                reason: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Source state of `source`, as (key, value, updated_at).
+    pub fn source_state(
+        &self,
+        source: Option<&str>,
+    ) -> Result<Vec<(String, String, String, String)>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source, key, value, updated_at FROM source_state
+             WHERE (?1 IS NULL OR source = ?1) ORDER BY source, key",
+        )?;
+        let rows = stmt.query_map([source], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Number of records per kind.
+    pub fn counts_by_kind(&self) -> Result<Vec<(String, i64)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, count(*) FROM records GROUP BY kind ORDER BY kind")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Capture time of the first record after `seq`, if any.
+    pub fn captured_at_after(&self, seq: i64) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT captured_at FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Appended-at (Unix ms) of the last record, if any.
+    pub fn last_appended_ms(&self) -> Result<Option<i64>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT appended_at FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`: folds the WAL into the database at a clean shutdown.
+    pub fn checkpoint_wal(&self) -> Result<(), JournalError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// Whether a SQLite error means "no space": the disk or `max_page_count` is full.
+pub fn is_disk_full(e: &JournalError) -> bool {
+    matches!(e, JournalError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull))
+}

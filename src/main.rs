@@ -1,0 +1,240 @@
+//! The `shopfloor-agent` binary: parses the command line, dispatches, maps outcomes to exit codes.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+
+use shopfloor_agent::config::{Config, LoadOptions, LogFormat};
+use shopfloor_agent::journal::{Journal, JournalOptions, NewRecord, Store};
+use shopfloor_agent::records::{QualityRecord, RecordContext};
+use shopfloor_agent::runtime::{logging, topology};
+use shopfloor_agent::{audit, cli};
+
+/// sysexits: configuration error.
+const EX_CONFIG: u8 = 78;
+/// sysexits: I/O error (journal cannot be opened).
+const EX_IOERR: u8 = 74;
+
+fn load(cli: &cli::Cli, opts: LoadOptions) -> Result<Config, ExitCode> {
+    Config::load(&cli.config, opts).map_err(|e| {
+        eprintln!("{}: {e}", cli.config.display());
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
+    use cli::Command;
+    match &cli.command {
+        Command::GenerateConfig => {
+            print!("{}", shopfloor_agent::config::REFERENCE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { no_environment } => {
+            let opts = LoadOptions {
+                environment: !no_environment,
+            };
+            match load(cli, opts) {
+                Ok(c) => {
+                    println!(
+                        "{}: configuration is valid ({} file(s), {} sink(s), config sha256 {})",
+                        cli.config.display(),
+                        c.files.len(),
+                        c.sinks.len(),
+                        c.sha256
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Run => {
+            let config = match load(cli, LoadOptions::default()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let format = match cli.log_format {
+                Some(cli::LogFormatArg::Json) => LogFormat::Json,
+                Some(cli::LogFormatArg::Text) => LogFormat::Text,
+                None => config.log.format,
+            };
+            logging::init(format, &config.log.level);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            match rt.block_on(topology::run(config)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(topology::StartError::Journal(e)) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EX_IOERR))
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EX_CONFIG))
+                }
+            }
+        }
+        Command::Status { json } => {
+            let config = match load(cli, LoadOptions { environment: false }) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            match audit::status::collect(&config) {
+                Ok(s) if *json => println!("{}", serde_json::to_string_pretty(&s)?),
+                Ok(s) => print!("{}", s.render()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EX_IOERR));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { json } => {
+            let config = match load(cli, LoadOptions { environment: false }) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let store = match Store::open_ro(&config.agent.data_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EX_IOERR));
+                }
+            };
+            let report = audit::verify::verify(&store)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                match &report.problem {
+                    None => println!(
+                        "journal {}: chain verified, {} records (seq {}..{}){}, head {}",
+                        store.path().display(),
+                        report.checked,
+                        report.first_seq.unwrap_or(0),
+                        report.last_seq.unwrap_or(0),
+                        report
+                            .checkpoint
+                            .as_ref()
+                            .map(|(s, _)| format!(", from retention checkpoint at seq {s}"))
+                            .unwrap_or_default(),
+                        report.head_hash
+                    ),
+                    Some(p) => println!(
+                        "journal {}: CHAIN BROKEN at seq {}: {} ({} records before it verified)",
+                        store.path().display(),
+                        p.seq,
+                        p.what,
+                        report.checked
+                    ),
+                }
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::BenchJournal {
+            dir,
+            records,
+            producers,
+            record_bytes,
+            print_acks,
+        } => bench_journal(dir, *records, *producers, *record_bytes, *print_acks),
+    }
+}
+
+/// Appends synthetic `agent_event` records from concurrent producers; reports rate and latency.
+fn bench_journal(
+    dir: &std::path::Path,
+    records: u64,
+    producers: u64,
+    record_bytes: usize,
+    print_acks: bool,
+) -> anyhow::Result<ExitCode> {
+    let ctx = RecordContext {
+        gateway_id: "bench".into(),
+        config_sha256: "0".repeat(64),
+    };
+    let journal = Journal::open(JournalOptions::new(dir), ctx.clone())
+        .with_context(|| format!("cannot open a journal in {}", dir.display()))?;
+    let padding = "x".repeat(record_bytes.saturating_sub(420));
+    let producers = producers.max(1);
+    let per = records / producers;
+    let start = Instant::now();
+    let stdout = std::sync::Mutex::new(std::io::stdout());
+    let latencies = std::sync::Mutex::new(Vec::with_capacity(records as usize));
+    std::thread::scope(|s| {
+        for p in 0..producers {
+            let (journal, ctx, padding, stdout, latencies) =
+                (journal.clone(), &ctx, &padding, &stdout, &latencies);
+            s.spawn(move || {
+                let mut mine = Vec::with_capacity(per as usize);
+                for i in 0..per {
+                    let r = QualityRecord::agent_event(
+                        ctx,
+                        "bench",
+                        format!("producer {p} record {i}"),
+                        serde_json::json!({ "padding": padding }),
+                    );
+                    let id = r.id;
+                    let t = Instant::now();
+                    match journal.append_blocking(vec![NewRecord::new(r)]) {
+                        Ok(out) => {
+                            mine.push(t.elapsed());
+                            if print_acks {
+                                if let Ok(mut o) = stdout.lock() {
+                                    let _ = writeln!(o, "ack {} {id}", out[0].seq());
+                                    let _ = o.flush();
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("append failed: {e}");
+                            return;
+                        }
+                    }
+                }
+                if let Ok(mut l) = latencies.lock() {
+                    l.extend(mine);
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    journal.close_blocking();
+    let mut l = latencies.into_inner().unwrap_or_default();
+    l.sort();
+    let pct = |q: f64| {
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+    };
+    if !print_acks {
+        println!(
+            "{} records by {producers} producers in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
+            l.len(),
+            elapsed.as_secs_f64(),
+            l.len() as f64 / elapsed.as_secs_f64(),
+            pct(0.5).unwrap_or_default(),
+            pct(0.99).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

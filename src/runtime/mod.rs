@@ -1,0 +1,8 @@
+//! Running the agent: wiring components together, shutdown, retry policy and logging.
+
+pub mod logging;
+pub mod retry;
+pub mod shutdown;
+pub mod topology;
+
+pub use shutdown::{Shutdown, ShutdownTrigger};

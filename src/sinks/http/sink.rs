@@ -1,0 +1,368 @@
+//! The HTTP sink at run time: builds the client (TLS, auth), the batch body, and classifies answers.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::config::{HttpAuth, HttpSinkConfig, WireFormat};
+use crate::journal::JournalRow;
+use crate::records::Subject;
+use crate::sinks::{SendError, SinkContext};
+
+/// Posts batches to one URL.
+pub struct HttpSink {
+    client: reqwest::Client,
+    url: String,
+    format: WireFormat,
+    event_source: String,
+    type_prefix: String,
+}
+
+/// Installs ring as the process's rustls crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl HttpSink {
+    /// Builds the client for sink `id`.
+    pub fn new(id: &str, config: &HttpSinkConfig, ctx: &SinkContext) -> Result<HttpSink, String> {
+        install_crypto_provider();
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.headers {
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+            headers.insert(name, value);
+        }
+        match &config.auth {
+            Some(HttpAuth::Basic { username, password }) => {
+                let token = base64(format!("{username}:{password}").as_bytes());
+                let mut v = HeaderValue::from_str(&format!("Basic {token}"))
+                    .map_err(|e| format!("basic auth: {e}"))?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            Some(HttpAuth::Bearer { token }) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|e| format!("bearer token: {e}"))?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            None => {}
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("shopfloor-agent/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(ca) = &config.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
+                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!("no certificate found in CA file {}", ca.display()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&config.client_cert_file, &config.client_key_file) {
+            let mut pem = read_pem(cert)?;
+            pem.extend_from_slice(b"\n");
+            pem.extend(read_pem(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("sink {id}: cannot build HTTP client: {e}"))?;
+        Ok(HttpSink {
+            client,
+            url: config.url.clone(),
+            format: config.format,
+            event_source: format!("urn:shopfloor-agent:{}", ctx.gateway_id),
+            type_prefix: config.event_type_prefix.clone(),
+        })
+    }
+
+    /// The URL.
+    pub fn target(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The request body for `rows`.
+    pub fn body(&self, rows: &[JournalRow]) -> Result<Vec<u8>, String> {
+        match self.format {
+            WireFormat::JsonArray => {
+                let mut out =
+                    Vec::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + 2);
+                out.push(b'[');
+                for (i, r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(r.body.as_bytes());
+                }
+                out.push(b']');
+                Ok(out)
+            }
+            WireFormat::Cloudevents => {
+                let mut events = Vec::with_capacity(rows.len());
+                for r in rows {
+                    events.push(cloud_event(r, &self.event_source, &self.type_prefix)?);
+                }
+                serde_json::to_vec(&events).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// POSTs one batch and classifies the answer (see the policy table in the module doc).
+    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<(), SendError> {
+        let body = self.body(rows).map_err(|reason| SendError::Reject {
+            reason: format!("record cannot be encoded: {reason}"),
+        })?;
+        let content_type = match self.format {
+            WireFormat::Cloudevents => "application/cloudevents-batch+json",
+            WireFormat::JsonArray => "application/json",
+        };
+        let key = match rows {
+            [one] => one.id.clone(),
+            [first, .., last] => format!("{}..{}", first.id, last.id),
+            [] => return Ok(()),
+        };
+        let response = self
+            .client
+            .post(&self.url)
+            .header(CONTENT_TYPE, content_type)
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(SendError::Retry {
+                    reason: describe_reqwest_error(&e),
+                    retry_after: None,
+                })
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = response.text().await.unwrap_or_default();
+        let snippet: String = text.chars().take(200).collect();
+        Err(classify(status, retry_after, snippet.trim()))
+    }
+}
+
+/// Maps an HTTP answer that is not 2xx to what the driver does (module doc of `sinks::http`).
+pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &str) -> SendError {
+    let code = status.as_u16();
+    let answer = if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {body}")
+    };
+    match code {
+        408 | 425 | 429 | 500..=599 => SendError::Retry {
+            reason: answer,
+            retry_after: if code == 429 || code == 503 {
+                retry_after
+            } else {
+                None
+            },
+        },
+        401 | 403 | 407 => SendError::Retry {
+            reason: format!("{answer} (check the sink's credentials)"),
+            retry_after: None,
+        },
+        404 | 405 => SendError::Retry {
+            reason: format!("{answer} (check the sink's url)"),
+            retry_after: None,
+        },
+        409 => SendError::Retry {
+            reason: answer,
+            retry_after: None,
+        },
+        _ => SendError::Reject { reason: answer },
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    time: &'a str,
+    datacontenttype: &'static str,
+    sequence: String,
+    prevhash: &'a str,
+    hash: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
+    data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct SubjectOnly {
+    #[serde(default)]
+    subject: Subject,
+}
+
+fn cloud_event<'a>(
+    r: &'a JournalRow,
+    source: &'a str,
+    prefix: &str,
+) -> Result<CloudEvent<'a>, String> {
+    let data: &RawValue = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    let subject = serde_json::from_str::<SubjectOnly>(&r.body)
+        .ok()
+        .and_then(|s| s.subject.serial.or(s.subject.lot).or(s.subject.work_order));
+    Ok(CloudEvent {
+        specversion: "1.0",
+        id: &r.id,
+        source,
+        ty: format!("{prefix}.{}.v1", r.kind),
+        subject,
+        time: &r.captured_at,
+        datacontenttype: "application/json",
+        sequence: r.seq.to_string(),
+        prevhash: &r.prev_hash,
+        hash: &r.hash,
+        signature: r.signature.as_deref(),
+        data,
+    })
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_answers_per_policy() {
+        let retry = |c: u16| {
+            matches!(
+                classify(StatusCode::from_u16(c).expect("code"), None, ""),
+                SendError::Retry { .. }
+            )
+        };
+        for c in [408, 425, 429, 500, 502, 503, 504, 401, 403, 404, 409] {
+            assert!(retry(c), "{c} should be retried");
+        }
+        for c in [400, 413, 415, 422] {
+            assert!(!retry(c), "{c} should be dead-lettered");
+        }
+        let d = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, d, "slow down"),
+            SendError::Retry {
+                reason: "HTTP 429 Too Many Requests: slow down".into(),
+                retry_after: d
+            }
+        );
+        // Retry-After is only honoured where HTTP defines it for this purpose.
+        assert!(matches!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, d, ""),
+            SendError::Retry {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Sinks: where journaled records go. The delivery driver ([`driver`]) is shared; each sink only
+//! knows how to send one batch.
+//!
+//! Delivery contract: a sink reads from its own cursor in journal order, sends a batch, and the
+//! cursor moves only after the peer acknowledged it. At-least-once on the wire; exactly-once at a
+//! receiver that dedupes on the record id. A record the peer refuses for good goes to dead letters
+//! with the reason and the sink moves on.
+
+pub mod driver;
+pub mod file;
+#[cfg(feature = "sink-http")]
+pub mod http;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, LoadOptions};
+use crate::journal::JournalRow;
+
+/// `[sinks.<id>]`: one sink, chosen by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// HTTP(S) POST of batches to a QMS.
+    #[cfg(feature = "sink-http")]
+    Http(http::HttpSinkConfig),
+    /// JSON Lines files with size-based rotation.
+    File(file::FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// Checks the values; `at` is the key path (`sinks.qms`).
+    pub fn validate(&self, at: &str, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+        match self {
+            #[cfg(feature = "sink-http")]
+            SinkConfig::Http(c) => c.validate(at, opts, errors),
+            SinkConfig::File(c) => c.validate(at, opts, errors),
+        }
+    }
+
+    /// Makes relative paths absolute against the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        match self {
+            #[cfg(feature = "sink-http")]
+            SinkConfig::Http(c) => c.resolve_paths(base),
+            SinkConfig::File(c) => c.resolve_paths(base),
+        }
+    }
+
+    /// Batch limits and retry policy for the driver.
+    pub fn delivery(&self) -> driver::DeliveryOptions {
+        match self {
+            #[cfg(feature = "sink-http")]
+            SinkConfig::Http(c) => driver::DeliveryOptions {
+                batch_max_records: c.batch_max_records,
+                batch_max_bytes: c.batch_max_bytes,
+                retry_initial: Duration::from_millis(c.retry_initial_ms),
+                retry_max: Duration::from_millis(c.retry_max_ms),
+            },
+            SinkConfig::File(c) => driver::DeliveryOptions {
+                batch_max_records: c.batch_max_records,
+                batch_max_bytes: usize::MAX,
+                retry_initial: Duration::from_secs(1),
+                retry_max: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// Why a batch was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Not delivered now; try again (after `retry_after` if the peer said so).
+    #[error("{reason}")]
+    Retry {
+        /// What happened, for the log and `status`.
+        reason: String,
+        /// The peer's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The peer refused the records for good (they will never be accepted as they are).
+    #[error("{reason}")]
+    Reject {
+        /// The peer's answer.
+        reason: String,
+    },
+}
+
+/// A built sink, ready to send.
+pub enum Sink {
+    /// HTTP sink.
+    #[cfg(feature = "sink-http")]
+    Http(http::HttpSink),
+    /// File sink.
+    File(file::FileSink),
+}
+
+impl Sink {
+    /// Builds the sink of `config` (opens files, loads certificates).
+    pub fn build(id: &str, config: &SinkConfig, ctx: &SinkContext) -> Result<Sink, String> {
+        match config {
+            #[cfg(feature = "sink-http")]
+            SinkConfig::Http(c) => http::HttpSink::new(id, c, ctx).map(Sink::Http),
+            SinkConfig::File(c) => file::FileSink::new(c).map(Sink::File),
+        }
+    }
+
+    /// Sends one batch (journal order, at least one row).
+    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<(), SendError> {
+        match self {
+            #[cfg(feature = "sink-http")]
+            Sink::Http(s) => s.send(rows).await,
+            Sink::File(s) => s.send(rows).await,
+        }
+    }
+
+    /// The last seq this sink already holds, when the sink can tell (a file sink reads its files).
+    pub fn delivered_seq(&self) -> Option<i64> {
+        match self {
+            #[cfg(feature = "sink-http")]
+            Sink::Http(_) => None,
+            Sink::File(s) => s.delivered_seq(),
+        }
+    }
+
+    /// Where it sends, for logs.
+    pub fn target(&self) -> String {
+        match self {
+            #[cfg(feature = "sink-http")]
+            Sink::Http(s) => s.target(),
+            Sink::File(s) => s.target(),
+        }
+    }
+}
+
+/// What sinks need to know about the agent.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// `agent.gateway_id`.
+    pub gateway_id: String,
+}

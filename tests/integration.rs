@@ -1,0 +1,16 @@
+//! The one integration test binary. Index:
+//!
+//! | module | what it proves |
+//! |---|---|
+//! | `suite::config_cases` | every case in `tests/cases/config/` fails `validate` (exit 78) with its expected messages, all at once |
+//! | `suite::journal` | ordering, hash chain, tampering detected at the right seq, crash snapshot, retention checkpoint, size limit and disk full refuse without deleting, dedupe, source state |
+//! | `suite::kill9` | the real binary SIGKILLed 20 times while appending: every acknowledged record survives, the chain verifies |
+//! | `suite::http_sink` | delivery to an in-process QMS: 2xx, 500, timeouts, 429 Retry-After, 400 dead letters, 30 s outage, TLS with a private CA and mTLS |
+//! | `suite::file_sink` | JSON Lines with rotation; resume after a torn line without loss or duplicate |
+//! | `suite::bad_input` | unwritable data dir, corrupted journal file: clear error, no panic |
+//! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
+//!
+//! Every record a test sees is validated against `config/quality-record.v1.schema.json`.
+
+mod suite;
+mod support;

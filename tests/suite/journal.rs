@@ -1,0 +1,405 @@
+//! The journal on disk: order, chain, tampering, crash snapshot, retention, size limit, dedupe, state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+use shopfloor_agent::audit::verify::verify;
+use shopfloor_agent::journal::{
+    Appended, Journal, JournalError, JournalOptions, NewRecord, StateUpdate, Store,
+};
+use shopfloor_agent::records::model::GaugeCalibration;
+use shopfloor_agent::records::{
+    FieldProvenance, Inspection, QualityRecord, RecordContext, RecordKind, TriggerProvenance,
+};
+
+use crate::support::{assert_schema_valid_text, tempdir};
+
+fn ctx() -> RecordContext {
+    RecordContext {
+        gateway_id: "plant1-cell4-gw01".into(),
+        config_sha256: "c0ffee".repeat(10) + "c0ff",
+    }
+}
+
+/// An inspection record with full provenance, as the record rules will make them.
+pub(crate) fn inspection(serial: &str, value: f64) -> QualityRecord {
+    let mut r = QualityRecord::new(&ctx(), RecordKind::Inspection);
+    r.subject.serial = Some(serial.into());
+    r.subject.work_order = Some("WO-1001".into());
+    r.subject.operation = Some("0040".into());
+    r.inspection = Some(Inspection {
+        characteristic: Some("OD-1".into()),
+        value: Some(value),
+        unit: Some("mm".into()),
+        nominal: Some(25.0),
+        lower_limit: Some(24.98),
+        upper_limit: Some(25.02),
+        result: Some("pass".into()),
+        gauge_id: Some("MIC-0042".into()),
+        inspector: None,
+        gauge_calibration: Some(GaugeCalibration {
+            status: "valid".into(),
+            due_at: Some("2027-02-01".into()),
+            record_id: None,
+        }),
+    });
+    r.provenance.rule = Some("od_check".into());
+    r.provenance.trigger = Some(TriggerProvenance {
+        source: "cell4_plc".into(),
+        tag: Some("part_complete".into()),
+        value: json!(true),
+        source_timestamp: Some(shopfloor_agent::time::now_rfc3339()),
+    });
+    let mut fields = BTreeMap::new();
+    fields.insert(
+        "inspection.value".to_string(),
+        FieldProvenance {
+            source: "gauge1".into(),
+            protocol: "modbus".into(),
+            endpoint: Some("10.1.4.30:502".into()),
+            address: Some("unit=1 holding=100 f32 cdab".into()),
+            raw: json!([16840, 1234]),
+            source_timestamp: None,
+            received_at: shopfloor_agent::time::now_rfc3339(),
+            quality: "good".into(),
+            status: None,
+        },
+    );
+    r.provenance.fields = fields;
+    r
+}
+
+fn open(dir: &Path, tweak: impl FnOnce(&mut JournalOptions)) -> Journal {
+    let mut opts = JournalOptions::new(dir);
+    tweak(&mut opts);
+    Journal::open(opts, ctx()).expect("open journal")
+}
+
+fn all_rows(dir: &Path) -> Vec<shopfloor_agent::journal::JournalRow> {
+    Store::open_ro(dir)
+        .expect("open ro")
+        .read_after(i64::MIN, usize::MAX >> 1)
+        .expect("read")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_get_gap_free_seqs_and_a_valid_chain() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let j = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..50 {
+                let r = inspection(&format!("SN-{t}-{i}"), 25.0 + f64::from(i) / 1000.0);
+                let out = j.append(vec![NewRecord::new(r)]).await.expect("append");
+                seqs.push(out[0].seq());
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = t.await.expect("task");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one producer's records keep their order");
+        all.extend(seqs);
+    }
+    all.sort();
+    assert_eq!(all, (1..=400).collect::<Vec<i64>>());
+    journal.close().await;
+
+    let rows = all_rows(dir.path());
+    assert_eq!(rows.len(), 400);
+    for r in &rows {
+        assert_schema_valid_text(&r.body);
+    }
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 400);
+    assert_eq!(report.head_hash, rows[399].hash);
+}
+
+fn tamper(dir: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(dir.join("journal.sqlite")).expect("open");
+    conn.execute_batch("DROP TRIGGER IF EXISTS records_append_only")
+        .expect("drop trigger");
+    conn.execute_batch(sql).expect("tamper");
+}
+
+async fn journal_with(dir: &Path, n: usize) {
+    let journal = open(dir, |_| {});
+    let records = (0..n)
+        .map(|i| NewRecord::new(inspection(&format!("SN-{i}"), 25.001)))
+        .collect();
+    journal.append(records).await.expect("append");
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn updating_a_body_is_refused_and_tampering_is_found_at_that_seq() {
+    let dir = tempdir();
+    journal_with(dir.path(), 60).await;
+
+    // The schema refuses updates outright...
+    let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).expect("open");
+    let err = conn
+        .execute("UPDATE records SET body = '{}' WHERE seq = 5", [])
+        .expect_err("update must be refused");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    drop(conn);
+
+    // ...and whoever drops the trigger to change a value is caught at that seq.
+    tamper(
+        dir.path(),
+        "UPDATE records SET body = replace(body, '25.001', '25.019') WHERE seq = 37",
+    );
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
+    let problem = report.problem.expect("tampering must be detected");
+    assert_eq!(problem.seq, 37);
+    assert!(problem.what.contains("altered"), "{}", problem.what);
+    assert_eq!(report.checked, 36);
+}
+
+#[tokio::test]
+async fn a_deleted_row_or_a_rewritten_hash_is_found() {
+    let dir = tempdir();
+    journal_with(dir.path(), 30).await;
+    tamper(dir.path(), "DELETE FROM records WHERE seq = 12");
+    let p = verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .problem
+        .expect("deletion detected");
+    assert_eq!(p.seq, 13);
+    assert!(p.what.contains("missing"), "{}", p.what);
+
+    let dir = tempdir();
+    journal_with(dir.path(), 30).await;
+    // A forger who also recomputes the row's own hash still breaks the link to the next row.
+    tamper(
+        dir.path(),
+        "UPDATE records SET body = replace(body, 'SN-20', 'SN-99'), hash = 'ab' || substr(hash, 3) WHERE seq = 21",
+    );
+    let p = verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .problem
+        .expect("detected");
+    assert_eq!(p.seq, 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_taken_while_running_holds_every_acknowledged_record() {
+    // Copying the database and WAL at an arbitrary moment is what the disk holds after a crash.
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        let r = inspection(&format!("SN-{i}"), 25.0);
+        let id = r.id.to_string();
+        journal.append(vec![NewRecord::new(r)]).await.expect("append");
+        acked.push(id);
+    }
+    let snap = tempdir();
+    for name in ["journal.sqlite", "journal.sqlite-wal"] {
+        std::fs::copy(dir.path().join(name), snap.path().join(name)).expect("copy");
+    }
+    // The running journal keeps going; the snapshot is opened as after a power cut.
+    let reopened = open(snap.path(), |_| {});
+    assert!(!reopened.startup().previous_clean, "an uncleanly closed journal is noticed");
+    assert_eq!(reopened.startup().last_seq, 200);
+    reopened.close().await;
+    let ids: Vec<String> = all_rows(snap.path()).into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, acked);
+    assert!(verify(&Store::open_ro(snap.path()).expect("ro")).expect("verify").ok());
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |o| {
+        o.retention_days = 0; // everything is "old"
+        o.sinks = vec!["qms".into(), "audit".into()];
+    });
+    journal.register_sink("qms").await.expect("register");
+    journal.register_sink("audit").await.expect("register");
+    let records = (0..100)
+        .map(|i| NewRecord::new(inspection(&format!("SN-{i}"), 25.0)))
+        .collect();
+    journal.append(records).await.expect("append");
+    journal.ack("qms", 80).await.expect("ack");
+    journal.ack("audit", 60).await.expect("ack");
+    // A dead letter at seq 50 holds retention back so it can still be re-sent.
+    journal
+        .dead_letter("qms", 50, "x", "HTTP 400")
+        .await
+        .expect("dead letter");
+    let out = journal.prune().await.expect("prune");
+    assert_eq!(out.pruned, 49, "only what every sink acknowledged, up to the open dead letter");
+    assert_eq!(out.checkpoint_seq, Some(49));
+
+    let more = (0..10)
+        .map(|i| NewRecord::new(inspection(&format!("SN-late-{i}"), 25.0)))
+        .collect();
+    journal.append(more).await.expect("append after prune");
+    journal.close().await;
+
+    let rows = all_rows(dir.path());
+    assert_eq!(rows.first().map(|r| r.seq), Some(50));
+    assert_eq!(rows.last().map(|r| r.seq), Some(110));
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checkpoint.map(|c| c.0), Some(49));
+    assert_eq!(report.checked, 61);
+
+    // Tampering after a prune is still found.
+    tamper(dir.path(), "UPDATE records SET body = replace(body, 'SN-60', 'SN-6O') WHERE seq = 61");
+    let p = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").problem;
+    assert_eq!(p.map(|p| p.seq), Some(61));
+}
+
+#[tokio::test]
+async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |o| {
+        o.max_disk_bytes = 1 << 20;
+        o.retention_days = 0;
+        o.sinks = vec!["qms".into()];
+    });
+    journal.register_sink("qms").await.expect("register");
+    let mut appended = 0i64;
+    let mut refused = 0;
+    for i in 0..5000 {
+        let batch: Vec<NewRecord> = (0..10)
+            .map(|j| NewRecord::new(inspection(&format!("SN-{i}-{j}"), 25.0)))
+            .collect();
+        match journal.append(batch).await {
+            Ok(out) => appended += out.len() as i64,
+            Err(JournalError::Full { reason }) => {
+                assert!(reason.contains("max_disk_bytes"), "{reason}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(refused, 3, "the limit must be reached");
+    assert!(journal.is_refusing());
+    assert_eq!(journal.refused_total(), 30);
+    // Nothing undelivered was deleted.
+    assert_eq!(
+        Store::open_ro(dir.path()).expect("ro").head().expect("head").seq,
+        appended
+    );
+    assert_eq!(journal.prune().await.expect("prune").pruned, 0);
+
+    // Delivery and retention free space; the next append succeeds behind a gap record.
+    journal.ack("qms", appended).await.expect("ack");
+    assert_eq!(journal.prune().await.expect("prune").pruned as i64, appended);
+    let out = journal
+        .append(vec![NewRecord::new(inspection("SN-after", 25.0))])
+        .await
+        .expect("append after space was freed");
+    assert!(!journal.is_refusing());
+    assert_eq!(out[0].seq(), appended + 2, "the gap record comes first");
+    journal.close().await;
+
+    let rows = all_rows(dir.path());
+    let gap: serde_json::Value = serde_json::from_str(&rows[0].body).expect("json");
+    assert_eq!(gap["kind"], "gap");
+    assert_eq!(gap["gap"]["source"], "journal");
+    let reason = gap["gap"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("refused 30 records"), "{reason}");
+    assert_schema_valid_text(&rows[0].body);
+    assert!(verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").ok());
+}
+
+#[tokio::test]
+async fn a_full_disk_is_an_error_not_a_crash_and_leaves_no_corruption() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |o| o.max_page_count = Some(60));
+    let mut full = false;
+    let mut appended = 0;
+    for i in 0..2000 {
+        match journal
+            .append(vec![NewRecord::new(inspection(&format!("SN-{i}"), 25.0))])
+            .await
+        {
+            Ok(_) => appended += 1,
+            Err(JournalError::Full { reason }) => {
+                assert_eq!(reason, "disk full");
+                full = true;
+                break;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(full, "the page cap must be reached");
+    assert!(journal.is_refusing());
+    journal.close().await;
+    let store = Store::open_ro(dir.path()).expect("ro");
+    let check: String = store
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
+    assert_eq!(check, "ok");
+    assert_eq!(store.head().expect("head").seq, appended);
+    assert!(verify(&store).expect("verify").ok());
+}
+
+#[tokio::test]
+async fn dedupe_keys_keep_one_record_per_physical_event() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    let a = NewRecord::new(inspection("SN-1", 25.0)).with_dedupe_key("SN-1/OD-1");
+    let b = NewRecord::new(inspection("SN-1", 25.0)).with_dedupe_key("SN-1/OD-1");
+    let c = NewRecord::new(inspection("SN-2", 25.0)).with_dedupe_key("SN-2/OD-1");
+    let out = journal.append(vec![a, b, c]).await.expect("append");
+    assert_eq!(
+        out,
+        vec![
+            Appended::New { seq: 1 },
+            Appended::Duplicate { seq: 1 },
+            Appended::New { seq: 2 }
+        ]
+    );
+    let again = NewRecord::new(inspection("SN-1", 25.0)).with_dedupe_key("SN-1/OD-1");
+    assert_eq!(
+        journal.append(vec![again]).await.expect("append"),
+        vec![Appended::Duplicate { seq: 1 }]
+    );
+    journal.close().await;
+    assert_eq!(all_rows(dir.path()).len(), 2);
+    assert!(verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").ok());
+}
+
+#[tokio::test]
+async fn source_state_is_committed_with_its_records() {
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    journal
+        .append_with_state(
+            vec![NewRecord::new(inspection("SN-1", 25.0))],
+            vec![StateUpdate {
+                source: "erp".into(),
+                key: "watermark:WorkOrders".into(),
+                value: "2026-11-21T10:00:00Z".into(),
+            }],
+        )
+        .await
+        .expect("append");
+    journal.close().await;
+    let reopened = open(dir.path(), |_| {});
+    assert!(reopened.startup().previous_clean);
+    reopened.close().await;
+    let state = Store::open_ro(dir.path())
+        .expect("ro")
+        .source_state(Some("erp"))
+        .expect("state");
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].1, "watermark:WorkOrders");
+    assert_eq!(state[0].2, "2026-11-21T10:00:00Z");
+}

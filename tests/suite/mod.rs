@@ -1,0 +1,9 @@
+//! Integration test modules (index in `tests/integration.rs`).
+
+mod bad_input;
+mod cli;
+mod config_cases;
+mod file_sink;
+mod http_sink;
+mod journal;
+mod kill9;

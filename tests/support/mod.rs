@@ -1,0 +1,94 @@
+//! Test harness: temp dirs, `eventually`, the in-process QMS receiver, a test CA, schema validation.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod qms;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use shopfloor_agent::config::{Config, LoadOptions};
+
+/// The real binary under test.
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shopfloor-agent"))
+}
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sfa-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Blocking form of [`eventually`].
+pub fn eventually_blocking<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Loads a config from TOML text with `dir` as the config file's directory.
+pub fn config(dir: &Path, toml: &str) -> Config {
+    Config::from_texts(
+        &[(dir.join("agent.toml"), toml.to_string())],
+        dir,
+        LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"))
+}
+
+fn schema() -> &'static (boon::Schemas, boon::SchemaIndex) {
+    static SCHEMA: OnceLock<(boon::Schemas, boon::SchemaIndex)> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = std::fs::read_to_string(root().join("config/quality-record.v1.schema.json"))
+            .expect("schema file");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        compiler
+            .add_resource("quality-record.v1.schema.json", json)
+            .expect("add schema");
+        let idx = compiler
+            .compile("quality-record.v1.schema.json", &mut schemas)
+            .expect("schema compiles");
+        (schemas, idx)
+    })
+}
+
+/// Asserts that `record` validates against `config/quality-record.v1.schema.json`.
+pub fn assert_schema_valid(record: &serde_json::Value) {
+    let (schemas, idx) = schema();
+    if let Err(e) = schemas.validate(record, *idx) {
+        panic!("record does not match quality-record/1 schema: {e:#}\n{record:#}");
+    }
+}
+
+/// Asserts the schema on a record's canonical JSON text.
+pub fn assert_schema_valid_text(body: &str) {
+    let v: serde_json::Value = serde_json::from_str(body).expect("record is JSON");
+    assert_schema_valid(&v);
+}
