@@ -1,1 +1,132 @@
-//! placeholder
+//! The command line as an operator uses it: generate-config, validate, run, status, verify.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{agent_bin, eventually_blocking, tempdir};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(agent_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn generate_config_prints_a_reference_that_validates() {
+    let dir = tempdir();
+    let out = Command::new(agent_bin())
+        .arg("generate-config")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, &out.stdout).expect("write");
+    let v = Command::new(agent_bin())
+        .arg("--config")
+        .arg(&path)
+        .arg("validate")
+        .env("QMS_TOKEN", "x")
+        .output()
+        .expect("validate");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // Without the environment the secret is not needed (checking a config away from the gateway).
+    let v = Command::new(agent_bin())
+        .arg("--config")
+        .arg(&path)
+        .args(["validate", "--no-environment"])
+        .env_remove("QMS_TOKEN")
+        .output()
+        .expect("validate");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+#[cfg(unix)]
+#[test]
+fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
+    let dir = tempdir();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\ngateway_id = \"gw-cli\"\ndata_dir = \"data\"\n[sinks.audit]\ntype = \"file\"\npath = \"out\"\n",
+    )
+    .expect("config");
+    let child = Command::new(agent_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut running = Running(child);
+    let out_dir = dir.path().join("out");
+    eventually_blocking(
+        Duration::from_secs(20),
+        "the start record in the file sink",
+        || {
+            std::fs::read_dir(&out_dir)
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+        },
+    );
+    let pid = running.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = running.0.wait().expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut e) = running.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("journal closed cleanly"), "{stderr}");
+
+    let status = agent(&config, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("gw-cli"), "{text}");
+    assert!(text.contains("stopped cleanly"), "{text}");
+    assert!(
+        text.contains("agent_event 2"),
+        "start and stop records: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("audit") && l.contains(" ok ") && l.contains(" 0 ")),
+        "sink delivered everything: {text}"
+    );
+
+    let json = agent(&config, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status --json");
+    assert_eq!(v["sinks"][0]["backlog"], 0);
+    assert_eq!(v["last_seq"], 2);
+
+    let verify = agent(&config, &["verify"]);
+    assert!(verify.status.success());
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("chain verified, 2 records"));
+
+    let conn = rusqlite::Connection::open(dir.path().join("data/journal.sqlite")).expect("open");
+    conn.execute_batch(
+        "DROP TRIGGER records_append_only; UPDATE records SET body = replace(body, 'started', 'STARTED') WHERE seq = 1;",
+    )
+    .expect("tamper");
+    drop(conn);
+    let verify = agent(&config, &["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(text.contains("CHAIN BROKEN at seq 1"), "{text}");
+}

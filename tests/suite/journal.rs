@@ -103,7 +103,10 @@ async fn concurrent_appends_get_gap_free_seqs_and_a_valid_chain() {
     let mut all = Vec::new();
     for t in tasks {
         let seqs = t.await.expect("task");
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one producer's records keep their order");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one producer's records keep their order"
+        );
         all.extend(seqs);
     }
     all.sort();
@@ -197,7 +200,10 @@ async fn a_snapshot_taken_while_running_holds_every_acknowledged_record() {
     for i in 0..200 {
         let r = inspection(&format!("SN-{i}"), 25.0);
         let id = r.id.to_string();
-        journal.append(vec![NewRecord::new(r)]).await.expect("append");
+        journal
+            .append(vec![NewRecord::new(r)])
+            .await
+            .expect("append");
         acked.push(id);
     }
     let snap = tempdir();
@@ -206,12 +212,17 @@ async fn a_snapshot_taken_while_running_holds_every_acknowledged_record() {
     }
     // The running journal keeps going; the snapshot is opened as after a power cut.
     let reopened = open(snap.path(), |_| {});
-    assert!(!reopened.startup().previous_clean, "an uncleanly closed journal is noticed");
+    assert!(
+        !reopened.startup().previous_clean,
+        "an uncleanly closed journal is noticed"
+    );
     assert_eq!(reopened.startup().last_seq, 200);
     reopened.close().await;
     let ids: Vec<String> = all_rows(snap.path()).into_iter().map(|r| r.id).collect();
     assert_eq!(ids, acked);
-    assert!(verify(&Store::open_ro(snap.path()).expect("ro")).expect("verify").ok());
+    assert!(verify(&Store::open_ro(snap.path()).expect("ro"))
+        .expect("verify")
+        .ok());
     journal.close().await;
 }
 
@@ -236,7 +247,10 @@ async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies()
         .await
         .expect("dead letter");
     let out = journal.prune().await.expect("prune");
-    assert_eq!(out.pruned, 49, "only what every sink acknowledged, up to the open dead letter");
+    assert_eq!(
+        out.pruned, 49,
+        "only what every sink acknowledged, up to the open dead letter"
+    );
     assert_eq!(out.checkpoint_seq, Some(49));
 
     let more = (0..10)
@@ -254,8 +268,13 @@ async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies()
     assert_eq!(report.checked, 61);
 
     // Tampering after a prune is still found.
-    tamper(dir.path(), "UPDATE records SET body = replace(body, 'SN-60', 'SN-6O') WHERE seq = 61");
-    let p = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").problem;
+    tamper(
+        dir.path(),
+        "UPDATE records SET body = replace(body, 'SN-60', 'SN-6O') WHERE seq = 61",
+    );
+    let p = verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .problem;
     assert_eq!(p.map(|p| p.seq), Some(61));
 }
 
@@ -291,14 +310,21 @@ async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
     assert_eq!(journal.refused_total(), 30);
     // Nothing undelivered was deleted.
     assert_eq!(
-        Store::open_ro(dir.path()).expect("ro").head().expect("head").seq,
+        Store::open_ro(dir.path())
+            .expect("ro")
+            .head()
+            .expect("head")
+            .seq,
         appended
     );
     assert_eq!(journal.prune().await.expect("prune").pruned, 0);
 
     // Delivery and retention free space; the next append succeeds behind a gap record.
     journal.ack("qms", appended).await.expect("ack");
-    assert_eq!(journal.prune().await.expect("prune").pruned as i64, appended);
+    assert_eq!(
+        journal.prune().await.expect("prune").pruned as i64,
+        appended
+    );
     let out = journal
         .append(vec![NewRecord::new(inspection("SN-after", 25.0))])
         .await
@@ -314,7 +340,9 @@ async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
     let reason = gap["gap"]["reason"].as_str().expect("reason");
     assert!(reason.contains("refused 30 records"), "{reason}");
     assert_schema_valid_text(&rows[0].body);
-    assert!(verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").ok());
+    assert!(verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .ok());
 }
 
 #[tokio::test]
@@ -373,7 +401,9 @@ async fn dedupe_keys_keep_one_record_per_physical_event() {
     );
     journal.close().await;
     assert_eq!(all_rows(dir.path()).len(), 2);
-    assert!(verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify").ok());
+    assert!(verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .ok());
 }
 
 #[tokio::test]

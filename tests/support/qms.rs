@@ -22,8 +22,9 @@ use tokio::sync::watch;
 pub enum Step {
     /// Answer with this status (and optional Retry-After) without storing.
     Status(u16, Option<&'static str>),
-    /// Wait this long, then store and answer 200 (the client may have given up already).
-    Delay(Duration),
+    /// Store the batch, then wait this long before answering 200: with a client timeout shorter
+    /// than this, the QMS has the records but the agent never hears so (a lost acknowledgement).
+    StoreThenDelay(Duration),
 }
 
 /// One request as seen by the receiver.
@@ -88,15 +89,18 @@ async fn receive(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Byte
             r
         }
         (step, Ok(events)) => {
-            if let Some(Step::Delay(d)) = step {
-                tokio::time::sleep(d).await;
-            }
             let poison = state.poison.lock().expect("lock").clone();
             if poison.is_some_and(|p| events.iter().any(|e| e.to_string().contains(&p))) {
                 seen.status = 400;
                 (StatusCode::BAD_REQUEST, "record refused: poison").into_response()
             } else {
                 state.events.lock().expect("lock").extend(events);
+                if let Some(Step::StoreThenDelay(d)) = step {
+                    // Logged before the wait: the connection may be dropped during it.
+                    state.requests.lock().expect("lock").push(seen.clone());
+                    tokio::time::sleep(d).await;
+                    return StatusCode::OK.into_response();
+                }
                 StatusCode::OK.into_response()
             }
         }
