@@ -83,7 +83,7 @@ async fn records_are_written_rotated_and_chained() {
     for f in &files[..files.len() - 1] {
         let len = std::fs::metadata(f).expect("meta").len();
         assert!(
-            len >= 8192 && len < 8192 + 4096,
+            (8192..8192 + 4096).contains(&len),
             "{}: {len} bytes",
             f.display()
         );
