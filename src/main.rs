@@ -2,14 +2,13 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
 
 use shopfloor_agent::config::{Config, LoadOptions, LogFormat};
-use shopfloor_agent::journal::{Journal, JournalOptions, NewRecord, Store};
-use shopfloor_agent::records::{QualityRecord, RecordContext};
+use shopfloor_agent::journal::{loadgen, Journal, JournalOptions, Store};
+use shopfloor_agent::records::RecordContext;
 use shopfloor_agent::runtime::{logging, topology};
 use shopfloor_agent::{audit, cli};
 
@@ -161,7 +160,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Appends synthetic `agent_event` records from concurrent producers; reports rate and latency.
+/// Appends synthetic records from concurrent producers; reports rate and commit latency.
 fn bench_journal(
     dir: &std::path::Path,
     records: u64,
@@ -175,65 +174,26 @@ fn bench_journal(
     };
     let journal = Journal::open(JournalOptions::new(dir), ctx.clone())
         .with_context(|| format!("cannot open a journal in {}", dir.display()))?;
-    let padding = "x".repeat(record_bytes.saturating_sub(420));
-    let producers = producers.max(1);
-    let per = records / producers;
-    let start = Instant::now();
     let stdout = std::sync::Mutex::new(std::io::stdout());
-    let latencies = std::sync::Mutex::new(Vec::with_capacity(records as usize));
-    std::thread::scope(|s| {
-        for p in 0..producers {
-            let (journal, ctx, padding, stdout, latencies) =
-                (journal.clone(), &ctx, &padding, &stdout, &latencies);
-            s.spawn(move || {
-                let mut mine = Vec::with_capacity(per as usize);
-                for i in 0..per {
-                    let r = QualityRecord::agent_event(
-                        ctx,
-                        "bench",
-                        format!("producer {p} record {i}"),
-                        serde_json::json!({ "padding": padding }),
-                    );
-                    let id = r.id;
-                    let t = Instant::now();
-                    match journal.append_blocking(vec![NewRecord::new(r)]) {
-                        Ok(out) => {
-                            mine.push(t.elapsed());
-                            if print_acks {
-                                if let Ok(mut o) = stdout.lock() {
-                                    let _ = writeln!(o, "ack {} {id}", out[0].seq());
-                                    let _ = o.flush();
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            eprintln!("append failed: {e}");
-                            return;
-                        }
-                    }
-                }
-                if let Ok(mut l) = latencies.lock() {
-                    l.extend(mine);
-                }
-            });
+    let on_ack = |seq: i64, id: &str| {
+        if print_acks {
+            if let Ok(mut o) = stdout.lock() {
+                let _ = writeln!(o, "ack {seq} {id}");
+                let _ = o.flush();
+            }
         }
-    });
-    let elapsed = start.elapsed();
-    journal.close_blocking();
-    let mut l = latencies.into_inner().unwrap_or_default();
-    l.sort();
-    let pct = |q: f64| {
-        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
-            .copied()
     };
+    let report = loadgen::run(&journal, &ctx, records, producers, record_bytes, &on_ack);
+    journal.close_blocking();
+    let report = report?;
     if !print_acks {
         println!(
-            "{} records by {producers} producers in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
-            l.len(),
-            elapsed.as_secs_f64(),
-            l.len() as f64 / elapsed.as_secs_f64(),
-            pct(0.5).unwrap_or_default(),
-            pct(0.99).unwrap_or_default()
+            "{} records of ~{record_bytes} bytes by {producers} producers in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
+            report.records,
+            report.elapsed.as_secs_f64(),
+            report.rate(),
+            report.latency(0.5),
+            report.latency(0.99)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -64,22 +64,80 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
 
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{09}' => out.push_str("\\t"),
-            '\u{0a}' => out.push_str("\\n"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\u{0d}' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+    let mut run = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\u{08}' => "\\b",
+            '\u{09}' => "\\t",
+            '\u{0a}' => "\\n",
+            '\u{0c}' => "\\f",
+            '\u{0d}' => "\\r",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(escape);
+        }
+        run = i + c.len_utf8();
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+/// Serializes any `Serialize` value as RFC 8785 canonical JSON in one pass, when its maps and structs
+/// already come out in canonical key order (structs declared in alphabetical field order, maps that
+/// are `BTreeMap`s). The output is checked cheaply: if a key could sort differently under UTF-16 than
+/// under UTF-8 (a character at or above U+E000 anywhere), it falls back to [`canonical_json`].
+pub fn to_canonical_json<T: serde::Serialize>(value: &T) -> String {
+    let mut out = Vec::with_capacity(768);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, JcsFormatter);
+    let fast = value.serialize(&mut ser).is_ok() && !out.iter().any(|&b| b >= 0xEE);
+    if fast {
+        if let Ok(text) = String::from_utf8(out) {
+            return text;
         }
     }
-    out.push('"');
+    canonical_json(&serde_json::to_value(value).unwrap_or(serde_json::Value::Null))
+}
+
+/// serde_json formatter with RFC 8785 numbers: every number printed as the IEEE double ECMAScript
+/// would print. Strings already match JCS (serde_json escapes only `"`, `\\` and controls, as JCS does).
+struct JcsFormatter;
+
+impl JcsFormatter {
+    fn number<W: ?Sized + std::io::Write>(w: &mut W, f: f64) -> std::io::Result<()> {
+        if f == 0.0 || !f.is_finite() {
+            return w.write_all(b"0");
+        }
+        let mut buf = ryu_js::Buffer::new();
+        w.write_all(buf.format(f).as_bytes())
+    }
+}
+
+macro_rules! jcs_int {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: $t) -> std::io::Result<()> {
+            Self::number(w, v as f64)
+        }
+    )*};
+}
+
+impl serde_json::ser::Formatter for JcsFormatter {
+    jcs_int!(write_i8: i8, write_i16: i16, write_i32: i32, write_i64: i64, write_i128: i128,
+             write_u8: u8, write_u16: u16, write_u32: u32, write_u64: u64, write_u128: u128);
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f32) -> std::io::Result<()> {
+        Self::number(w, f64::from(v))
+    }
+
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        Self::number(w, v)
+    }
 }
 
 /// `SHA-256(prev_hash ‖ canonical)` as lowercase hex. `prev_hash` is hex; a malformed one hashes as given
@@ -145,6 +203,101 @@ mod tests {
         // U+1F600 (surrogates D83D..) sorts before U+FB33 (FB33) in UTF-16 order, after it in UTF-8 order.
         let v = json!({"\u{fb33}": 1, "\u{1f600}": 2});
         assert_eq!(canonical_json(&v), "{\"\u{1f600}\":2,\"\u{fb33}\":1}");
+    }
+
+    #[test]
+    fn one_pass_canonical_json_equals_the_reference_for_a_full_record() {
+        use crate::records::model::*;
+        let ctx = RecordContext {
+            gateway_id: "gw".into(),
+            config_sha256: "ab".repeat(32),
+        };
+        let mut r = QualityRecord::agent_event(
+            &ctx,
+            "e",
+            "m\u{1}\"q\"",
+            json!({"z": 1, "a": [1.5, 2.0, 9007199254740993u64], "é": null}),
+        );
+        r.subject = Subject {
+            work_order: Some("W".into()),
+            part_number: Some("P".into()),
+            revision: Some("R".into()),
+            serial: Some("S".into()),
+            lot: Some("L".into()),
+            operation: Some("O".into()),
+            station: Some("T".into()),
+        };
+        r.traveler = Some(Traveler {
+            status: Some("started".into()),
+            work_center: Some("wc".into()),
+            quantity_good: Some(3.0),
+            quantity_scrap: Some(0.5),
+            operator: Some("op".into()),
+            started_at: Some("2026-01-01T00:00:00.000Z".into()),
+            completed_at: Some("2026-01-01T00:00:01.000Z".into()),
+        });
+        r.inspection = Some(Inspection {
+            characteristic: Some("OD".into()),
+            value: Some(25.004),
+            unit: Some("mm".into()),
+            nominal: Some(25.0),
+            lower_limit: Some(1e-7),
+            upper_limit: Some(1e21),
+            result: Some("pass".into()),
+            gauge_id: Some("G".into()),
+            inspector: Some("I".into()),
+            gauge_calibration: Some(GaugeCalibration {
+                status: "valid".into(),
+                due_at: Some("2027-01-01".into()),
+                record_id: Some("x".into()),
+            }),
+        });
+        r.calibration = Some(Calibration {
+            instrument_id: "G".into(),
+            description: Some("d".into()),
+            calibrated_at: Some("c".into()),
+            due_at: Some("u".into()),
+            result: Some("pass".into()),
+            certificate: Some("cert".into()),
+            standard: Some("std".into()),
+            performed_by: Some("pb".into()),
+        });
+        r.gap = Some(Gap {
+            source: "s".into(),
+            from: "f".into(),
+            to: "t".into(),
+            reason: "r".into(),
+        });
+        r.provenance.rule = Some("rule".into());
+        r.provenance.trigger = Some(TriggerProvenance {
+            source: "s".into(),
+            tag: Some("t".into()),
+            value: json!(true),
+            source_timestamp: Some("ts".into()),
+        });
+        r.provenance.fields.insert(
+            "inspection.value".into(),
+            FieldProvenance {
+                source: "s".into(),
+                protocol: "modbus".into(),
+                endpoint: Some("e".into()),
+                address: Some("a".into()),
+                raw: json!([16840, 1234]),
+                source_timestamp: Some("st".into()),
+                received_at: "ra".into(),
+                quality: "good".into(),
+                status: Some("ok".into()),
+            },
+        );
+        let reference = canonical_json(&serde_json::to_value(&r).expect("value"));
+        assert_eq!(
+            to_canonical_json(&r),
+            reference,
+            "a struct field is declared out of alphabetical order"
+        );
+        // Keys that sort differently under UTF-16 take the slow path and still come out canonical.
+        let odd = json!({"\u{fb33}": 1, "\u{1f600}": 2});
+        assert_eq!(to_canonical_json(&odd), canonical_json(&odd));
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //! The exact DDL is in [`schema`].
 
 pub mod chain;
+pub mod loadgen;
 pub mod schema;
 pub mod store;
 pub mod writer;
@@ -68,9 +69,8 @@ pub struct NewRecord {
 impl NewRecord {
     /// Prepares `record` for the journal.
     pub fn new(record: QualityRecord) -> Self {
-        let value = serde_json::to_value(&record).unwrap_or(serde_json::Value::Null);
         NewRecord {
-            canonical: chain::canonical_json(&value),
+            canonical: chain::to_canonical_json(&record),
             record,
             dedupe_key: None,
         }

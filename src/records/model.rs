@@ -1,4 +1,8 @@
 //! The quality record model of DESIGN.md §2, serialized exactly as `config/quality-record.v1.schema.json`.
+//!
+//! **Fields are declared in alphabetical order** (of their JSON names): serde then writes them in the
+//! order RFC 8785 requires, so a record is canonicalized in one pass
+//! ([`crate::journal::chain::to_canonical_json`]). A unit test there fails if a field is out of order.
 
 use std::collections::BTreeMap;
 
@@ -42,9 +46,12 @@ impl RecordKind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
-    /// ERP work (production) order.
+    /// Lot or batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub work_order: Option<String>,
+    pub lot: Option<String>,
+    /// Routing operation (e.g. `0040`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
     /// Part number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_number: Option<String>,
@@ -54,56 +61,53 @@ pub struct Subject {
     /// Serial number of the part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
-    /// Lot or batch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lot: Option<String>,
-    /// Routing operation (e.g. `0040`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
     /// Station or cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub station: Option<String>,
+    /// ERP work (production) order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_order: Option<String>,
 }
 
 /// Body of a `traveler` record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Traveler {
-    /// queued, started, completed, on_hold or scrapped.
+    /// When the operation completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Work center.
+    pub completed_at: Option<String>,
+    /// Operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub work_center: Option<String>,
+    pub operator: Option<String>,
     /// Good quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity_good: Option<f64>,
     /// Scrap quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity_scrap: Option<f64>,
-    /// Operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
     /// When the operation started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
-    /// When the operation completed.
+    /// queued, started, completed, on_hold or scrapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
+    pub status: Option<String>,
+    /// Work center.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_center: Option<String>,
 }
 
 /// Calibration status of the gauge an inspection used, looked up at the edge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GaugeCalibration {
-    /// valid, overdue or unknown.
-    pub status: String,
     /// When the calibration is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
     /// Id of the calibration record the status was taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_id: Option<String>,
+    /// valid, overdue or unknown.
+    pub status: String,
 }
 
 /// Body of an `inspection` record.
@@ -113,115 +117,115 @@ pub struct Inspection {
     /// The characteristic (feature) measured, e.g. `OD-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub characteristic: Option<String>,
-    /// Measured value.
+    /// The gauge's calibration status at capture time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    /// Unit of the value and limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// Nominal value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nominal: Option<f64>,
-    /// Lower specification limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lower_limit: Option<f64>,
-    /// Upper specification limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upper_limit: Option<f64>,
-    /// pass or fail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
+    pub gauge_calibration: Option<GaugeCalibration>,
     /// The gauge (instrument) used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gauge_id: Option<String>,
     /// Who inspected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspector: Option<String>,
-    /// The gauge's calibration status at capture time.
+    /// Lower specification limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gauge_calibration: Option<GaugeCalibration>,
+    pub lower_limit: Option<f64>,
+    /// Nominal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nominal: Option<f64>,
+    /// pass or fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Unit of the value and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Upper specification limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_limit: Option<f64>,
+    /// Measured value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
 }
 
 /// Body of a `calibration` record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
-    /// Instrument (gauge) id.
-    pub instrument_id: String,
-    /// What the instrument is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
     /// When it was calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrated_at: Option<String>,
-    /// When the next calibration is due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<String>,
-    /// pass, fail, adjusted or limited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
     /// Certificate reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
-    /// Reference standard used.
+    /// What the instrument is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub standard: Option<String>,
+    pub description: Option<String>,
+    /// When the next calibration is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// Instrument (gauge) id.
+    pub instrument_id: String,
     /// Who calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performed_by: Option<String>,
+    /// pass, fail, adjusted or limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Reference standard used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<String>,
 }
 
 /// Body of a `gap` record: evidence that could not be captured or kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gap {
-    /// The source (or `journal`, `agent`) the gap concerns.
-    pub source: String,
     /// Start of the gap (RFC 3339).
     pub from: String,
-    /// End of the gap (RFC 3339).
-    pub to: String,
     /// Why, in words an auditor understands.
     pub reason: String,
+    /// The source (or `journal`, `agent`) the gap concerns.
+    pub source: String,
+    /// End of the gap (RFC 3339).
+    pub to: String,
 }
 
 /// Body of an `agent_event` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentEvent {
+    /// Event-specific details (old and new config hash, ...).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub details: Value,
     /// start, stop, config_change, unclean_stop, clock_step, key_rotation, replay.
     pub event: String,
     /// A sentence describing the event.
     pub message: String,
-    /// Event-specific details (old and new config hash, ...).
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub details: Value,
 }
 
 /// Where one field's value came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldProvenance {
-    /// Source id from the config (`cell4_plc`), or `constant`, `enrichment`.
-    pub source: String,
-    /// opcua, modbus, mqtt, rest, constant, agent.
-    pub protocol: String,
-    /// Peer address (`10.1.4.30:502`, a broker URL, an endpoint URL).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
     /// Address inside the peer (register, node id, topic + JSON pointer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Peer address (`10.1.4.30:502`, a broker URL, an endpoint URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// opcua, modbus, mqtt, rest, constant, agent.
+    pub protocol: String,
+    /// good, bad or uncertain.
+    pub quality: String,
     /// The value as received, before scaling or decoding.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub raw: Value,
+    /// When the gateway received it.
+    pub received_at: String,
+    /// Source id from the config (`cell4_plc`), or `constant`, `enrichment`.
+    pub source: String,
     /// Timestamp given by the source, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_timestamp: Option<String>,
-    /// When the gateway received it.
-    pub received_at: String,
-    /// good, bad or uncertain.
-    pub quality: String,
     /// Status detail for a bad or uncertain value (exception, status code name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -233,70 +237,70 @@ pub struct FieldProvenance {
 pub struct TriggerProvenance {
     /// Source id.
     pub source: String,
+    /// Source timestamp of the trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_timestamp: Option<String>,
     /// Tag name, topic or endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Value at the trigger.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub value: Value,
-    /// Source timestamp of the trigger.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_timestamp: Option<String>,
 }
 
 /// Where a record came from as a whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
-    /// The gateway that captured the record.
-    pub gateway_id: String,
     /// Version of the agent.
     pub agent_version: String,
     /// SHA-256 of the effective configuration in force.
     pub config_sha256: String,
+    /// Per-field provenance, keyed by the field's path in the record (`inspection.value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, FieldProvenance>,
+    /// The gateway that captured the record.
+    pub gateway_id: String,
     /// The record rule that produced the record (none for agent-made records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// What fired the rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerProvenance>,
-    /// Per-field provenance, keyed by the field's path in the record (`inspection.value`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, FieldProvenance>,
 }
 
 /// A normalized quality record (`quality-record/1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualityRecord {
-    /// Always `quality-record/1`.
-    pub schema: String,
-    /// UUIDv7: time-ordered; the idempotency key downstream.
-    pub id: Uuid,
-    /// What the record is evidence of.
-    pub kind: RecordKind,
+    /// Body of an agent_event record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_event: Option<AgentEvent>,
+    /// Body of a calibration record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     /// Gateway clock (UTC) at capture.
     pub captured_at: String,
+    /// Body of a gap record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+    /// UUIDv7: time-ordered; the idempotency key downstream.
+    pub id: Uuid,
+    /// Body of an inspection record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<Inspection>,
+    /// What the record is evidence of.
+    pub kind: RecordKind,
+    /// Where the record and each of its fields came from.
+    pub provenance: Provenance,
+    /// Always `quality-record/1`.
+    pub schema: String,
     /// Which part and operation.
     #[serde(default)]
     pub subject: Subject,
     /// Body of a traveler record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traveler: Option<Traveler>,
-    /// Body of an inspection record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inspection: Option<Inspection>,
-    /// Body of a calibration record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<Calibration>,
-    /// Body of a gap record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gap: Option<Gap>,
-    /// Body of an agent_event record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_event: Option<AgentEvent>,
-    /// Where the record and each of its fields came from.
-    pub provenance: Provenance,
 }
 
 /// What every record made on this gateway shares: identity and the config in force.

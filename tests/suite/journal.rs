@@ -401,6 +401,17 @@ async fn dedupe_keys_keep_one_record_per_physical_event() {
     );
     journal.close().await;
     assert_eq!(all_rows(dir.path()).len(), 2);
+    // The lookup uses the partial unique index (records without a key stay out of it).
+    let store = Store::open_ro(dir.path()).expect("ro");
+    let plan: String = store
+        .connection()
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT seq FROM records WHERE dedupe_key = 'x'",
+            [],
+            |r| r.get(3),
+        )
+        .expect("plan");
+    assert!(plan.contains("records_dedupe"), "{plan}");
     assert!(verify(&Store::open_ro(dir.path()).expect("ro"))
         .expect("verify")
         .ok());
