@@ -103,18 +103,28 @@ fn mib(b: u64) -> String {
 }
 
 impl Status {
+    /// Whether the journal has reached `max_disk_bytes` (new records are refused): health is degraded.
+    pub fn is_full(&self) -> bool {
+        self.max_disk_bytes != 0 && self.used_bytes >= self.max_disk_bytes
+    }
+
     /// The human-readable form.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "gateway   {}", self.gateway_id);
         let limit = if self.max_disk_bytes == 0 {
-            "no limit".to_string()
+            format!("{} used, no limit", mib(self.used_bytes))
         } else {
             format!(
-                "{} of {} ({:.0}%)",
+                "{} of {} ({:.0}%){}",
                 mib(self.used_bytes),
                 mib(self.max_disk_bytes),
-                100.0 * self.used_bytes as f64 / self.max_disk_bytes as f64
+                100.0 * self.used_bytes as f64 / self.max_disk_bytes as f64,
+                if self.is_full() {
+                    "  FULL: new records are REFUSED; get the sinks delivering or raise journal.max_disk_bytes"
+                } else {
+                    ""
+                }
             )
         };
         let _ = writeln!(s, "journal   {}  {}", self.journal, limit);

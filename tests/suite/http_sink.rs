@@ -333,3 +333,33 @@ async fn mutual_tls_sends_the_client_certificate() {
     assert_eq!(delivered_inspections(&qms).len(), 10);
     agent.stop("test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_array_format_with_basic_auth() {
+    let dir = tempdir();
+    let qms = Qms::start().await;
+    let extra = "format = \"json_array\"\nauth = { type = \"basic\", username = \"gw1\", password = \"s3cret\" }";
+    let agent = start_agent(dir.path(), &qms.url(), extra).await;
+    let ids = append(&agent, serials("SN", 12)).await;
+    let delivered = || {
+        qms.events()
+            .iter()
+            .filter(|r| r["kind"] == "inspection")
+            .map(|r| r["id"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    eventually(WAIT, "12 plain records", || delivered().len() == 12).await;
+    assert_eq!(delivered(), ids);
+    for r in qms.events() {
+        assert!(
+            r.get("specversion").is_none(),
+            "plain records, not CloudEvents"
+        );
+        assert_schema_valid(&r);
+    }
+    let req = &qms.requests()[0];
+    assert_eq!(req.content_type.as_deref(), Some("application/json"));
+    // base64("gw1:s3cret")
+    assert_eq!(req.authorization.as_deref(), Some("Basic Z3cxOnMzY3JldA=="));
+    agent.stop("test").await;
+}
