@@ -49,6 +49,37 @@ fn limit(dir: &std::path::Path, bodies: &[String]) -> f64 {
     bodies.len() as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The journal's own table (same columns, indexes and row contents, from `schema.rs`), filled with
+/// plain inserts: what the row shape alone costs, without hashing, canonical JSON or group commit.
+fn limit_same_rows(dir: &std::path::Path, bodies: &[String]) -> f64 {
+    let mut conn = rusqlite::Connection::open(dir.join("rows.sqlite")).expect("open");
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("sync");
+    shopfloor_agent::journal::schema::migrate(&mut conn).expect("schema");
+    let hash = "ab".repeat(32);
+    let start = Instant::now();
+    for (c, chunk) in bodies.chunks(1000).enumerate() {
+        conn.execute_batch("BEGIN").expect("begin");
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash)
+                     VALUES (?1, ?2, 'agent_event', '2026-11-21T10:15:30.123Z', 1763720130123, NULL, ?3, ?4, ?4)",
+                )
+                .expect("prepare");
+            for (i, b) in chunk.iter().enumerate() {
+                let seq = (c * 1000 + i + 1) as i64;
+                stmt.execute(params![seq, format!("{seq:036}"), b, hash])
+                    .expect("insert");
+            }
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+    bodies.len() as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
     let n: u64 = std::env::var("JOURNAL_BENCH_RECORDS")
         .ok()
@@ -77,8 +108,13 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let limit_rate = limit(dir.path(), &bodies);
+    let rows_rate = limit_same_rows(dir.path(), &bodies);
     drop(bodies);
     println!("  limit   plain SQLite, 1,000-row transactions: {limit_rate:>9.0} rows/s");
+    println!(
+        "          the journal's table and rows, plain 1,000-row inserts: {rows_rate:>9.0} rows/s ({:.0}% of the limit: the cost of the row shape)",
+        100.0 * rows_rate / limit_rate
+    );
 
     {
         let dir = tempfile::tempdir().expect("tmp");
@@ -112,7 +148,7 @@ fn main() {
     for producers in [64u64, 256] {
         let dir = tempfile::tempdir().expect("tmp");
         let journal = Journal::open(JournalOptions::new(dir.path()), ctx.clone()).expect("open");
-        let r = loadgen::run(&journal, &ctx, n, producers, RECORD_BYTES, &|_, _| {}).expect("load");
+        let r = loadgen::run(&journal, &ctx, n, producers, RECORD_BYTES, None).expect("load");
         journal.close_blocking();
         println!(
             "  journal {producers:>3} producers, one record per append:  {:>9.0} records/s = {:.0}% of the limit (commit latency p50 {:.2} ms, p99 {:.2} ms)",
@@ -131,7 +167,7 @@ fn main() {
         (n / 20).max(1000),
         1,
         RECORD_BYTES,
-        &|_, _| {},
+        None,
     )
     .expect("load");
     journal.close_blocking();

@@ -174,16 +174,16 @@ fn bench_journal(
     };
     let journal = Journal::open(JournalOptions::new(dir), ctx.clone())
         .with_context(|| format!("cannot open a journal in {}", dir.display()))?;
-    let stdout = std::sync::Mutex::new(std::io::stdout());
-    let on_ack = |seq: i64, id: &str| {
-        if print_acks {
-            if let Ok(mut o) = stdout.lock() {
+    let on_ack: Option<loadgen::OnAck> = print_acks.then(|| {
+        let out = std::sync::Mutex::new(std::io::stdout());
+        std::sync::Arc::new(move |seq: i64, id: &str| {
+            if let Ok(mut o) = out.lock() {
                 let _ = writeln!(o, "ack {seq} {id}");
                 let _ = o.flush();
             }
-        }
-    };
-    let report = loadgen::run(&journal, &ctx, records, producers, record_bytes, &on_ack);
+        }) as loadgen::OnAck
+    });
+    let report = loadgen::run(&journal, &ctx, records, producers, record_bytes, on_ack);
     journal.close_blocking();
     let report = report?;
     if !print_acks {

@@ -45,15 +45,18 @@ pub fn padded_record(ctx: &RecordContext, bytes: usize, label: &str) -> QualityR
     )
 }
 
+/// A callback run after each commit with the record's seq and id.
+pub type OnAck = std::sync::Arc<dyn Fn(i64, &str) + Send + Sync>;
+
 /// Appends `records` records from `producers` tasks on a two-thread runtime (as sources run);
-/// `on_ack(seq, id)` runs after each commit.
+/// `on_ack(seq, id)` runs in the task after each commit.
 pub fn run(
     journal: &Journal,
     ctx: &RecordContext,
     records: u64,
     producers: u64,
     record_bytes: usize,
-    on_ack: &(dyn Fn(i64, &str) + Sync),
+    on_ack: Option<OnAck>,
 ) -> Result<LoadReport, JournalError> {
     let producers = producers.max(1);
     let per = records / producers;
@@ -61,35 +64,34 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // The tasks borrow `on_ack` and `ctx`; scoped threads are not an option inside a runtime, so
-    // each task reports through a channel instead and the calling thread runs `on_ack`.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, String, Duration)>();
     let start = Instant::now();
-    let mut handles = Vec::new();
-    for p in 0..producers {
-        let (journal, ctx, tx) = (journal.clone(), ctx.clone(), tx.clone());
-        handles.push(rt.spawn(async move {
-            for i in 0..per {
-                let t = Instant::now();
-                let r = padded_record(&ctx, record_bytes, &format!("producer {p} record {i}"));
-                let id = r.id.to_string();
-                let out = journal.append(vec![NewRecord::new(r)]).await?;
-                let _ = tx.send((out[0].seq(), id, t.elapsed()));
-            }
-            Ok::<(), JournalError>(())
-        }));
-    }
-    drop(tx);
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let (journal, ctx, on_ack) = (journal.clone(), ctx.clone(), on_ack.clone());
+            rt.spawn(async move {
+                let mut latencies = Vec::with_capacity(per as usize);
+                for i in 0..per {
+                    let t = Instant::now();
+                    let r = padded_record(&ctx, record_bytes, &format!("producer {p} record {i}"));
+                    let id = r.id;
+                    let out = journal.append(vec![NewRecord::new(r)]).await?;
+                    latencies.push(t.elapsed());
+                    if let Some(f) = &on_ack {
+                        f(out[0].seq(), &id.to_string());
+                    }
+                }
+                Ok::<_, JournalError>(latencies)
+            })
+        })
+        .collect();
     let mut latencies = Vec::with_capacity(records as usize);
-    while let Some((seq, id, lat)) = rx.blocking_recv() {
-        on_ack(seq, &id);
-        latencies.push(lat);
+    for h in handles {
+        latencies.extend(
+            rt.block_on(h)
+                .map_err(|e| JournalError::Failed(e.to_string()))??,
+        );
     }
     let elapsed = start.elapsed();
-    for h in handles {
-        rt.block_on(h)
-            .map_err(|e| JournalError::Failed(e.to_string()))??;
-    }
     latencies.sort();
     Ok(LoadReport {
         records: latencies.len() as u64,
