@@ -161,15 +161,7 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let journal = Journal::open(JournalOptions::new(dir.path()), ctx.clone()).expect("open");
-    let r = loadgen::run(
-        &journal,
-        &ctx,
-        (n / 20).max(1000),
-        1,
-        RECORD_BYTES,
-        None,
-    )
-    .expect("load");
+    let r = loadgen::run(&journal, &ctx, (n / 20).max(1000), 1, RECORD_BYTES, None).expect("load");
     journal.close_blocking();
     println!(
         "  single producer (each append its own commit): {:>9.0} records/s, commit latency p50 {:.3} ms, p99 {:.3} ms",

@@ -37,6 +37,8 @@ pub const REFERENCE: &str = include_str!("../../config/agent.toml");
 const SETTINGS_SECTIONS: &[&str] = &["agent", "journal", "log"];
 /// Sections whose entries are components owned by one file.
 const COMPONENT_SECTIONS: &[&str] = &["sinks"];
+/// Sections that are arrays, concatenated across files.
+const LIST_SECTIONS: &[&str] = &["records"];
 
 /// How to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[sinks.<id>]`, by id.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[[records]]`: the record rules.
+    pub records: Vec<crate::records::rules::RuleConfig>,
     /// SHA-256 (hex) of the effective configuration, secrets unresolved.
     pub sha256: String,
     /// The files read, main file first.
@@ -168,10 +172,26 @@ impl Config {
                 ),
             }
         }
+        let mut records = Vec::new();
+        if let Some(v) = table.remove("records") {
+            match v {
+                toml::Value::Array(items) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        if let Some(r) = section(item, &format!("records[{i}]"), &mut errors) {
+                            records.push(r);
+                        }
+                    }
+                }
+                _ => errors.push(
+                    ConfigError::new("records", "must be an array of tables")
+                        .hint("write each rule as [[records]]"),
+                ),
+            }
+        }
         for (key, _) in table {
             errors.push(
                 ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
-                    .hint("known sections: agent, journal, log, sinks"),
+                    .hint("known sections: agent, journal, log, sinks, records"),
             );
         }
 
@@ -189,6 +209,7 @@ impl Config {
             journal,
             log,
             sinks,
+            records,
             sha256,
             files: texts.iter().map(|(p, _)| p.clone()).collect(),
             effective,
@@ -264,6 +285,12 @@ impl Config {
         for (id, sink) in &self.sinks {
             check_id(&format!("sinks.{id}"), id, errors);
             sink.validate(&format!("sinks.{id}"), opts, errors);
+        }
+        if let Err(rule_errors) = crate::records::rules::compile(
+            &self.records,
+            &mut crate::records::tags::TagTable::new(),
+        ) {
+            errors.extend(rule_errors);
         }
     }
 
@@ -395,6 +422,15 @@ fn merge(texts: &[(PathBuf, String)], errors: &mut Vec<ConfigError>) -> toml::Ta
                     }
                     owner.insert(full, file.clone());
                     slot.insert(id, c);
+                }
+            } else if LIST_SECTIONS.contains(&key.as_str()) {
+                match (merged.get_mut(&key), value) {
+                    (Some(toml::Value::Array(existing)), toml::Value::Array(new)) => {
+                        existing.extend(new)
+                    }
+                    (_, value) => {
+                        merged.insert(key, value);
+                    }
                 }
             } else if SETTINGS_SECTIONS.contains(&key.as_str()) {
                 match (merged.get_mut(&key), value) {

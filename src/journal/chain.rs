@@ -289,6 +289,8 @@ mod tests {
                 status: Some("ok".into()),
             },
         );
+        r.flags = vec!["gauge_overdue".into()];
+        r.incomplete = vec!["inspection.value".into()];
         let reference = canonical_json(&serde_json::to_value(&r).expect("value"));
         assert_eq!(
             to_canonical_json(&r),

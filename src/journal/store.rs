@@ -530,6 +530,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Bodies of every record of `kind`, in journal order (a full scan: used once at start).
+    pub fn bodies_of_kind(&self, kind: &str) -> Result<Vec<String>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM records WHERE kind = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([kind], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Number of records per kind.
     pub fn counts_by_kind(&self) -> Result<Vec<(String, i64)>, JournalError> {
         let mut stmt = self

@@ -1,9 +1,21 @@
-//! Quality records: the normalized, provenance-carrying unit of evidence (schema `quality-record/1`).
+//! From observations to quality records: the record model (schema `quality-record/1`), the tag
+//! table, record rules, enrichment, and the pipeline that journals what the rules make.
 //!
-//! Later stages (observations, the tag table, record rules and enrichment) live beside the model here;
-//! the journal stores records and the sinks forward them, neither looks inside.
+//! - [`observation`]: what sources emit (tag samples, messages, source up/down).
+//! - [`tags`]: the latest value and origin of every tag of every source.
+//! - [`rules`]: `[[records]]` configuration, triggers and field mappings.
+//! - [`enrich`]: tolerance result, gauge calibration status, traveler context.
+//! - [`engine`]: observations in, records out (pure).
+//! - [`pipeline`]: the task that runs the engine and journals its records, acknowledging sources after
+//!   commit.
 
+pub mod engine;
+pub mod enrich;
 pub mod model;
+pub mod observation;
+pub mod pipeline;
+pub mod rules;
+pub mod tags;
 
 pub use model::{
     AgentEvent, Calibration, FieldProvenance, Gap, Inspection, Provenance, QualityRecord,

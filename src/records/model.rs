@@ -106,7 +106,7 @@ pub struct GaugeCalibration {
     /// Id of the calibration record the status was taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_id: Option<String>,
-    /// valid, overdue or unknown.
+    /// valid, overdue, failed (last calibration failed) or unknown.
     pub status: String,
 }
 
@@ -281,11 +281,18 @@ pub struct QualityRecord {
     pub calibration: Option<Calibration>,
     /// Gateway clock (UTC) at capture.
     pub captured_at: String,
+    /// What an auditor should look at: `gauge_overdue`, `gauge_calibration_failed`,
+    /// `gauge_calibration_unknown`, `result_disagrees_with_limits`, `incomplete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     /// Body of a gap record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
     /// UUIDv7: time-ordered; the idempotency key downstream.
     pub id: Uuid,
+    /// Required fields that had no usable value (the record is kept, marked incomplete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     /// Body of an inspection record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspection: Option<Inspection>,
@@ -364,6 +371,8 @@ impl QualityRecord {
             id: new_record_id(),
             kind,
             captured_at: crate::time::now_rfc3339(),
+            flags: Vec::new(),
+            incomplete: Vec::new(),
             subject: Subject::default(),
             traveler: None,
             inspection: None,

@@ -8,7 +8,8 @@ use tokio::task::JoinSet;
 use super::shutdown::{self, ShutdownTrigger};
 use crate::config::Config;
 use crate::journal::{Journal, JournalError, JournalOptions};
-use crate::records::QualityRecord;
+use crate::records::engine::Engine;
+use crate::records::{pipeline, QualityRecord};
 use crate::sinks::driver::Driver;
 use crate::sinks::{Sink, SinkContext};
 
@@ -21,6 +22,9 @@ pub enum StartError {
     /// The journal could not be opened.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The record rules do not compile (validation catches this before).
+    #[error("record rules: {0}")]
+    Rules(String),
     /// A sink could not be built.
     #[error("sink {id}: {message}")]
     Sink {
@@ -31,11 +35,17 @@ pub enum StartError {
     },
 }
 
+/// Depth of the observation channel from sources to the records pipeline.
+const OBSERVATION_QUEUE: usize = 4096;
+
 /// A running agent.
 pub struct Agent {
     journal: Journal,
     trigger: ShutdownTrigger,
     tasks: JoinSet<()>,
+    pipeline_trigger: ShutdownTrigger,
+    pipeline: tokio::task::JoinHandle<()>,
+    observations: pipeline::Sender,
     config: Config,
 }
 
@@ -92,6 +102,20 @@ impl Agent {
             }
         }
 
+        let mut engine = Engine::new(ctx.clone(), &config.records).map_err(|errors| {
+            StartError::Rules(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        learn_from_journal(&mut engine, &journal).await;
+        let (pipeline_trigger, pipeline_stop) = shutdown::channel();
+        let (observations, rx) = pipeline::channel(OBSERVATION_QUEUE);
+        let pipeline = tokio::spawn(pipeline::run(engine, journal.clone(), rx, pipeline_stop));
+
         let (trigger, _) = shutdown::channel();
         let mut tasks = JoinSet::new();
         let sink_ctx = SinkContext {
@@ -108,6 +132,11 @@ impl Agent {
                 Driver::new(id, sink, journal.clone(), sink_config.delivery(), repeat).await?;
             tasks.spawn(driver.run(trigger.subscribe()));
         }
+        tasks.spawn(watch_clock(
+            journal.clone(),
+            ctx.clone(),
+            trigger.subscribe(),
+        ));
         {
             let journal = journal.clone();
             let mut stop = trigger.subscribe();
@@ -136,6 +165,9 @@ impl Agent {
             journal,
             trigger,
             tasks,
+            pipeline_trigger,
+            pipeline,
+            observations,
             config,
         })
     }
@@ -143,6 +175,11 @@ impl Agent {
     /// The journal (sources append through it).
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// Where sources send observations.
+    pub fn observations(&self) -> pipeline::Sender {
+        self.observations.clone()
     }
 
     /// The configuration in force.
@@ -153,6 +190,19 @@ impl Agent {
     /// Stops sources, writes the stop record, lets sinks deliver what they can within a grace time,
     /// closes the journal.
     pub async fn stop(mut self, reason: &str) {
+        // Sources stop first (they hold senders); the pipeline journals what is queued and closes
+        // open outages with gap records.
+        self.pipeline_trigger.trigger();
+        if tokio::time::timeout(STOP_GRACE, &mut self.pipeline)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the records pipeline did not finish within {} s",
+                STOP_GRACE.as_secs()
+            );
+            self.pipeline.abort();
+        }
         let ctx = self.config.record_context();
         let stop = QualityRecord::agent_event(
             &ctx,
@@ -177,6 +227,71 @@ impl Agent {
         }
         self.journal.close().await;
         tracing::info!("stopped ({reason}); journal closed cleanly");
+    }
+}
+
+/// Teaches the engine the calibrations and travelers already journaled, for enrichment.
+async fn learn_from_journal(engine: &mut Engine, journal: &Journal) {
+    let dir = journal.data_dir().to_path_buf();
+    let bodies = tokio::task::spawn_blocking(move || -> Result<Vec<String>, JournalError> {
+        let store = crate::journal::Store::open_ro(&dir)?;
+        let mut out = store.bodies_of_kind("calibration")?;
+        out.extend(store.bodies_of_kind("traveler")?);
+        Ok(out)
+    })
+    .await;
+    match bodies {
+        Ok(Ok(bodies)) => {
+            for b in &bodies {
+                if let Ok(r) = serde_json::from_str::<QualityRecord>(b) {
+                    engine.learn(&r);
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(
+            "cannot read earlier calibrations and travelers ({e}); enrichment starts empty"
+        ),
+        Err(e) => tracing::warn!("cannot read earlier calibrations and travelers ({e})"),
+    }
+}
+
+/// Every 10 s, compares the wall clock with the monotonic clock; a step of more than 2 s (NTP
+/// correction, manual change, RTC reset) is written as an `agent_event`, since timestamps around it
+/// cannot be compared naively.
+async fn watch_clock(
+    journal: Journal,
+    ctx: crate::records::RecordContext,
+    mut stop: shutdown::Shutdown,
+) {
+    const EVERY: Duration = Duration::from_secs(10);
+    let mut wall = std::time::SystemTime::now();
+    let mut mono = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait() => return,
+        }
+        let (wall_now, mono_now) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let wall_ms = match wall_now.duration_since(wall) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        };
+        let mono_ms = mono_now.duration_since(mono).as_millis() as i64;
+        let step = wall_ms - mono_ms;
+        if step.abs() > 2000 {
+            tracing::warn!("the system clock stepped by {step} ms; recorded as an agent_event");
+            let r = QualityRecord::agent_event(
+                &ctx,
+                "clock_step",
+                format!("the system clock stepped by {step} ms"),
+                serde_json::json!({ "step_ms": step }),
+            );
+            if let Err(e) = journal.append_record(r).await {
+                tracing::warn!("cannot write the clock step record: {e}");
+            }
+        }
+        wall = wall_now;
+        mono = mono_now;
     }
 }
 

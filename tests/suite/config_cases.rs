@@ -2,22 +2,11 @@
 
 use std::process::Command;
 
-use crate::support::{agent_bin, root};
+use crate::support::{agent_bin, case_dirs};
 
 #[test]
 fn every_config_case_fails_with_its_expected_messages() {
-    let cases_dir = root().join("tests/cases/config");
-    let mut cases: Vec<_> = std::fs::read_dir(&cases_dir)
-        .expect("cases dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(
-        cases.len() >= 10,
-        "expected the config cases, found {}",
-        cases.len()
-    );
+    let cases = case_dirs("config", 10);
     let mut failures = Vec::new();
     for case in &cases {
         let mut cmd = Command::new(agent_bin());

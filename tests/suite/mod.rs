@@ -7,3 +7,4 @@ mod file_sink;
 mod http_sink;
 mod journal;
 mod kill9;
+mod rule_cases;

@@ -21,6 +21,25 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The case folders of `tests/cases/<area>/`, sorted; at least `min` of them (so a moved folder
+/// cannot make a data-driven test pass by walking nothing).
+pub fn case_dirs(area: &str, min: usize) -> Vec<PathBuf> {
+    let dir = root().join("tests/cases").join(area);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= min,
+        "expected at least {min} cases in {}, found {}",
+        dir.display(),
+        cases.len()
+    );
+    cases
+}
+
 /// A fresh temporary directory, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -1,0 +1,115 @@
+//! What sources emit: tag samples (continuous values) and messages (discrete documents), plus the
+//! connection events that become gap records.
+//!
+//! Times are Unix milliseconds inside the pipeline and formatted only when a record is made.
+
+use serde_json::Value;
+
+/// Index of a tag in the [`super::tags::TagTable`].
+pub type TagId = usize;
+
+/// Quality of a sample, as the source judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    /// Usable.
+    Good,
+    /// Usable with doubt (OPC UA Uncertain).
+    Uncertain,
+    /// Not usable: the device answered an error or the server a bad status.
+    Bad,
+}
+
+impl Quality {
+    /// `good`, `uncertain` or `bad`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
+            Quality::Bad => "bad",
+        }
+    }
+}
+
+/// One value of one tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The decoded (and scaled) value: bool, number or string.
+    pub value: Value,
+    /// The value as received (registers, the OPC UA variant), for provenance.
+    pub raw: Value,
+    /// Timestamp from the source, if it gives one.
+    pub source_ms: Option<i64>,
+    /// When the gateway received it.
+    pub received_ms: i64,
+    /// Source's quality.
+    pub quality: Quality,
+    /// Detail for a bad or uncertain value (Modbus exception, OPC UA status name).
+    pub status: Option<String>,
+}
+
+impl Sample {
+    /// A good sample whose raw value is the value itself.
+    pub fn good(value: Value, received_ms: i64) -> Self {
+        Sample {
+            raw: value.clone(),
+            value,
+            source_ms: None,
+            received_ms,
+            quality: Quality::Good,
+            status: None,
+        }
+    }
+}
+
+/// Where a tag's values come from (fixed per tag).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// Protocol: opcua, modbus, mqtt, rest.
+    pub protocol: String,
+    /// Peer address.
+    pub endpoint: Option<String>,
+    /// Address inside the peer.
+    pub address: Option<String>,
+}
+
+/// A discrete document: an MQTT payload or a REST row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Source id.
+    pub source: String,
+    /// Where it came from (protocol, broker or endpoint URL).
+    pub origin: Origin,
+    /// MQTT topic, or the REST endpoint's name.
+    pub topic: String,
+    /// The document.
+    pub doc: Value,
+    /// Timestamp from the source, if any.
+    pub source_ms: Option<i64>,
+    /// When the gateway received it.
+    pub received_ms: i64,
+}
+
+/// Everything a source reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// Tag values captured together.
+    Tags(Vec<(TagId, Sample)>),
+    /// A message or row.
+    Message(Message),
+    /// The source lost its peer (or the device answers only errors) from `at_ms`.
+    SourceDown {
+        /// Source id.
+        source: String,
+        /// Since when.
+        at_ms: i64,
+        /// Why, for the gap record.
+        reason: String,
+    },
+    /// The source is delivering again.
+    SourceUp {
+        /// Source id.
+        source: String,
+        /// Since when.
+        at_ms: i64,
+    },
+}

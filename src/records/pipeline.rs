@@ -1,0 +1,129 @@
+//! The records pipeline: a task that takes observations from sources (bounded channel), runs the
+//! engine and appends the records to the journal, then acknowledges each source.
+//!
+//! Inputs already waiting are processed together and their records appended in one journal call, so
+//! under load many observations share one commit. A source that must not acknowledge upstream before
+//! its data is durable (MQTT, REST watermarks) passes an `ack` and waits for it.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::engine::Engine;
+use super::observation::Observation;
+use crate::journal::{Appended, Journal, JournalError, NewRecord, StateUpdate};
+use crate::runtime::Shutdown;
+
+/// Most inputs processed per journal append.
+const MAX_INPUTS_PER_APPEND: usize = 256;
+
+/// The answer to a source: the outcome of each record its observation made.
+pub type Ack = oneshot::Sender<Result<Vec<Appended>, JournalError>>;
+
+/// One observation from a source, with state to commit alongside and an optional acknowledgement.
+#[derive(Debug)]
+pub struct Input {
+    /// The observation.
+    pub observation: Observation,
+    /// Source state (watermarks) committed in the same transaction as the records.
+    pub state: Vec<StateUpdate>,
+    /// Told after the records are committed.
+    pub ack: Option<Ack>,
+}
+
+impl Input {
+    /// An observation without state or acknowledgement.
+    pub fn new(observation: Observation) -> Self {
+        Input {
+            observation,
+            state: Vec::new(),
+            ack: None,
+        }
+    }
+}
+
+/// The sending side, one clone per source.
+pub type Sender = mpsc::Sender<Input>;
+
+/// A bounded channel for inputs (backpressure: sources wait when the pipeline is behind).
+pub fn channel(depth: usize) -> (Sender, mpsc::Receiver<Input>) {
+    mpsc::channel(depth)
+}
+
+/// Runs until shutdown; then drains what is queued and writes gap records for open outages.
+pub async fn run(
+    mut engine: Engine,
+    journal: Journal,
+    mut rx: mpsc::Receiver<Input>,
+    mut shutdown: Shutdown,
+) {
+    let mut batch: Vec<Input> = Vec::with_capacity(MAX_INPUTS_PER_APPEND);
+    loop {
+        let first = tokio::select! {
+            i = rx.recv() => i,
+            _ = shutdown.wait() => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < MAX_INPUTS_PER_APPEND {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        process(&mut engine, &journal, &mut batch).await;
+    }
+    // Whatever sources queued before they stopped is still journaled.
+    while let Ok(i) = rx.try_recv() {
+        batch.push(i);
+    }
+    if !batch.is_empty() {
+        process(&mut engine, &journal, &mut batch).await;
+    }
+    let gaps = engine.shutdown(crate::time::unix_ms(crate::time::now()));
+    if !gaps.is_empty() {
+        if let Err(e) = journal.append(gaps).await {
+            tracing::error!("cannot write the gap records of open outages at shutdown: {e}");
+        }
+    }
+}
+
+async fn process(engine: &mut Engine, journal: &Journal, batch: &mut Vec<Input>) {
+    let mut records: Vec<NewRecord> = Vec::new();
+    let mut state = Vec::new();
+    let mut acks: Vec<(Option<Ack>, usize)> = Vec::with_capacity(batch.len());
+    for input in batch.drain(..) {
+        let made = engine.observe(input.observation);
+        acks.push((input.ack, made.len()));
+        records.extend(made);
+        state.extend(input.state);
+    }
+    if records.is_empty() && state.is_empty() {
+        for (ack, _) in acks {
+            if let Some(a) = ack {
+                let _ = a.send(Ok(Vec::new()));
+            }
+        }
+        return;
+    }
+    match journal.append_with_state(records, state).await {
+        Ok(outcomes) => {
+            let mut rest = outcomes.into_iter();
+            for (ack, n) in acks {
+                let mine: Vec<Appended> = rest.by_ref().take(n).collect();
+                if let Some(a) = ack {
+                    let _ = a.send(Ok(mine));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                "records could not be journaled ({e}); sources will not acknowledge them"
+            );
+            let message = e.to_string();
+            for (ack, _) in acks {
+                if let Some(a) = ack {
+                    let _ = a.send(Err(JournalError::Failed(message.clone())));
+                }
+            }
+        }
+    }
+}
