@@ -8,6 +8,7 @@
 //! | `suite::http_sink` | delivery to an in-process QMS: 2xx, 500, timeouts, 429 Retry-After, 400 dead letters, 30 s outage, TLS with a private CA and mTLS |
 //! | `suite::file_sink` | JSON Lines with rotation; resume after a torn line without loss or duplicate |
 //! | `suite::bad_input` | unwritable data dir, corrupted journal file: clear error, no panic |
+//! | `suite::pipeline` | sources are acknowledged only after commit, with their state; duplicates are named; open outages end in a gap record at stop |
 //! | `suite::rule_cases` | every case in `tests/cases/rules/`: observations through the engine and a real journal give exactly the expected records |
 //! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
 //!

@@ -7,4 +7,5 @@ mod file_sink;
 mod http_sink;
 mod journal;
 mod kill9;
+mod pipeline;
 mod rule_cases;
