@@ -272,13 +272,7 @@ async fn watch_clock(
             _ = stop.wait() => return,
         }
         let (wall_now, mono_now) = (std::time::SystemTime::now(), std::time::Instant::now());
-        let wall_ms = match wall_now.duration_since(wall) {
-            Ok(d) => d.as_millis() as i64,
-            Err(e) => -(e.duration().as_millis() as i64),
-        };
-        let mono_ms = mono_now.duration_since(mono).as_millis() as i64;
-        let step = wall_ms - mono_ms;
-        if step.abs() > 2000 {
+        if let Some(step) = clock_step(wall, mono, wall_now, mono_now) {
             tracing::warn!("the system clock stepped by {step} ms; recorded as an agent_event");
             let r = QualityRecord::agent_event(
                 &ctx,
@@ -295,6 +289,23 @@ async fn watch_clock(
     }
 }
 
+/// The wall-clock step between two readings, in ms, if the wall clock moved more than 2 s away from
+/// the monotonic clock (which no one can set).
+pub fn clock_step(
+    wall: std::time::SystemTime,
+    mono: std::time::Instant,
+    wall_now: std::time::SystemTime,
+    mono_now: std::time::Instant,
+) -> Option<i64> {
+    let wall_ms = match wall_now.duration_since(wall) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    };
+    let mono_ms = mono_now.duration_since(mono).as_millis() as i64;
+    let step = wall_ms - mono_ms;
+    (step.abs() > 2000).then_some(step)
+}
+
 /// `run`: starts the agent and stops it on SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let agent = Agent::start(config).await?;
@@ -302,4 +313,32 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!("{signal} received: stopping");
     agent.stop(signal).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Instant, SystemTime};
+
+    #[test]
+    fn clock_steps_beyond_two_seconds_are_detected_both_ways() {
+        let (w, m) = (SystemTime::now(), Instant::now());
+        let ten = Duration::from_secs(10);
+        assert_eq!(clock_step(w, m, w + ten, m + ten), None, "a normal tick");
+        assert_eq!(
+            clock_step(w, m, w + ten + Duration::from_millis(1500), m + ten),
+            None,
+            "drift within tolerance"
+        );
+        assert_eq!(
+            clock_step(w, m, w + Duration::from_secs(70), m + ten),
+            Some(60_000),
+            "stepped forward"
+        );
+        assert_eq!(
+            clock_step(w, m, w - Duration::from_secs(50), m + ten),
+            Some(-60_000),
+            "stepped back"
+        );
+    }
 }
