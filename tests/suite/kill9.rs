@@ -94,7 +94,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
 fn a_restart_after_sigkill_records_the_gap() {
     let dir = tempdir();
     let config = dir.path().join("agent.toml");
-    std::fs::write(&config, "[agent]\ngateway_id = \"gw-kill\"\ndata_dir = \"data\"\n").expect("config");
+    std::fs::write(
+        &config,
+        "[agent]\ngateway_id = \"gw-kill\"\ndata_dir = \"data\"\n",
+    )
+    .expect("config");
     let data = dir.path().join("data");
     let start = |cfg: &std::path::Path| {
         Command::new(agent_bin())
@@ -115,19 +119,28 @@ fn a_restart_after_sigkill_records_the_gap() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let mut child = start(&config);
-    eventually_blocking(Duration::from_secs(20), "the gap and second start record", || {
-        Store::open_ro(&data)
-            .and_then(|s| s.head())
-            .map(|h| h.seq >= 3)
-            .unwrap_or(false)
-    });
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    eventually_blocking(
+        Duration::from_secs(20),
+        "the gap and second start record",
+        || {
+            Store::open_ro(&data)
+                .and_then(|s| s.head())
+                .map(|h| h.seq >= 3)
+                .unwrap_or(false)
+        },
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     child.wait().expect("reap");
     let store = Store::open_ro(&data).expect("journal");
     let gaps = store.bodies_of_kind("gap").expect("gaps");
     assert_eq!(gaps.len(), 1);
     let gap: serde_json::Value = serde_json::from_str(&gaps[0]).expect("json");
     assert_eq!(gap["gap"]["source"], "agent");
-    assert!(gap["gap"]["reason"].as_str().unwrap_or("").contains("without a clean shutdown"));
+    assert!(gap["gap"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("without a clean shutdown"));
     assert!(verify(&store).expect("verify").ok());
 }

@@ -136,7 +136,11 @@ async fn a_config_change_is_recorded_with_both_hashes() {
     let changed = config(dir.path(), &CONFIG.replace("gw-pipe", "gw-pipe-2"));
     let new_hash = changed.sha256.clone();
     assert_ne!(old_hash, new_hash);
-    Agent::start(changed).await.expect("start").stop("test").await;
+    Agent::start(changed)
+        .await
+        .expect("start")
+        .stop("test")
+        .await;
 
     let store = Store::open_ro(&dir.path().join("data")).expect("journal");
     let events: Vec<serde_json::Value> = store
@@ -145,9 +149,21 @@ async fn a_config_change_is_recorded_with_both_hashes() {
         .iter()
         .map(|b| serde_json::from_str(b).expect("json"))
         .collect();
-    let names: Vec<&str> = events.iter().map(|e| e["agent_event"]["event"].as_str().unwrap_or("")).collect();
-    assert_eq!(names, vec!["start", "stop", "config_change", "start", "stop"]);
-    assert_eq!(events[2]["agent_event"]["details"]["old_config_sha256"], old_hash.as_str());
-    assert_eq!(events[2]["agent_event"]["details"]["new_config_sha256"], new_hash.as_str());
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["agent_event"]["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        vec!["start", "stop", "config_change", "start", "stop"]
+    );
+    assert_eq!(
+        events[2]["agent_event"]["details"]["old_config_sha256"],
+        old_hash.as_str()
+    );
+    assert_eq!(
+        events[2]["agent_event"]["details"]["new_config_sha256"],
+        new_hash.as_str()
+    );
     assert_eq!(events[2]["provenance"]["config_sha256"], new_hash.as_str());
 }
