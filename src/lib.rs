@@ -22,6 +22,7 @@ pub mod journal;
 pub mod records;
 pub mod runtime;
 pub mod sinks;
+pub mod sources;
 pub mod time;
 
 /// The agent's version, as recorded in every record's provenance.

@@ -26,6 +26,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat};
 
 use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
 
 /// Default location of the main config file.
 pub const DEFAULT_PATH: &str = "/etc/shopfloor-agent/agent.toml";
@@ -36,7 +37,7 @@ pub const REFERENCE: &str = include_str!("../../config/agent.toml");
 /// Sections a drop-in may override setting by setting.
 const SETTINGS_SECTIONS: &[&str] = &["agent", "journal", "log"];
 /// Sections whose entries are components owned by one file.
-const COMPONENT_SECTIONS: &[&str] = &["sinks"];
+const COMPONENT_SECTIONS: &[&str] = &["sources", "sinks"];
 /// Sections that are arrays, concatenated across files.
 const LIST_SECTIONS: &[&str] = &["records"];
 
@@ -63,6 +64,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[sources.<id>]`, by id.
+    pub sources: BTreeMap<String, SourceConfig>,
     /// `[sinks.<id>]`, by id.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// `[[records]]`: the record rules.
@@ -154,24 +157,18 @@ impl Config {
             .remove("log")
             .and_then(|v| section(v, "log", &mut errors))
             .unwrap_or_default();
-        let mut sinks = BTreeMap::new();
-        if let Some(v) = table.remove("sinks") {
-            match v {
-                toml::Value::Table(t) => {
-                    for (id, v) in t {
-                        if let Some(s) =
-                            section::<SinkConfig>(v, &format!("sinks.{id}"), &mut errors)
-                        {
-                            sinks.insert(id, s);
-                        }
-                    }
-                }
-                _ => errors.push(
-                    ConfigError::new("sinks", "must be a table of sinks")
-                        .hint("write [sinks.<id>] with type = \"http\" or \"file\""),
-                ),
-            }
-        }
+        let sources: BTreeMap<String, SourceConfig> = components(
+            table.remove("sources"),
+            "sources",
+            "write [sources.<id>] with type = \"modbus\"",
+            &mut errors,
+        );
+        let sinks: BTreeMap<String, SinkConfig> = components(
+            table.remove("sinks"),
+            "sinks",
+            "write [sinks.<id>] with type = \"http\" or \"file\"",
+            &mut errors,
+        );
         let mut records = Vec::new();
         if let Some(v) = table.remove("records") {
             match v {
@@ -191,7 +188,7 @@ impl Config {
         for (key, _) in table {
             errors.push(
                 ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
-                    .hint("known sections: agent, journal, log, sinks, records"),
+                    .hint("known sections: agent, journal, log, sources, sinks, records"),
             );
         }
 
@@ -208,6 +205,7 @@ impl Config {
             agent,
             journal,
             log,
+            sources,
             sinks,
             records,
             sha256,
@@ -286,11 +284,46 @@ impl Config {
             check_id(&format!("sinks.{id}"), id, errors);
             sink.validate(&format!("sinks.{id}"), opts, errors);
         }
-        if let Err(rule_errors) = crate::records::rules::compile(
-            &self.records,
-            &mut crate::records::tags::TagTable::new(),
-        ) {
-            errors.extend(rule_errors);
+        for (id, source) in &self.sources {
+            check_id(&format!("sources.{id}"), id, errors);
+            if self.sinks.contains_key(id) {
+                errors.push(
+                    ConfigError::new(
+                        format!("sources.{id}"),
+                        format!("duplicate id: {id} is also a sink"),
+                    )
+                    .hint(
+                        "sources and sinks share one namespace (status and logs name them by id)",
+                    ),
+                );
+            }
+            source.validate(&format!("sources.{id}"), errors);
+        }
+        let mut tags = crate::records::tags::TagTable::new();
+        match crate::records::rules::compile(&self.records, &mut tags) {
+            Err(rule_errors) => errors.extend(rule_errors),
+            Ok(_) => {
+                // A tag of a configured source must exist there. (Rules may also name sources that
+                // are not configured: they never fire, and the agent logs it at start.)
+                for t in tags.iter() {
+                    let tag = t.name.split_once('.').map_or("", |(_, n)| n);
+                    if let Some(src) = self.sources.get(&t.source) {
+                        if !src.tag_names().iter().any(|n| n == tag) {
+                            errors.push(
+                                ConfigError::new(
+                                    "records",
+                                    format!("tag {} is not a tag of source {}", t.name, t.source),
+                                )
+                                .hint(format!(
+                                    "tags of {}: {}",
+                                    t.source,
+                                    src.tag_names().join(", ")
+                                )),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -320,6 +353,31 @@ pub fn check_id(path: &str, id: &str, errors: &mut Vec<ConfigError>) {
                 .hint("ids use lowercase letters, digits and '_', e.g. \"qms\" or \"cell4_plc\""),
         );
     }
+}
+
+/// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
+/// not hide the problems of the next.
+fn components<T: DeserializeOwned>(
+    value: Option<toml::Value>,
+    name: &str,
+    hint: &str,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    match value {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (id, v) in t {
+                if let Some(c) = section::<T>(v, &format!("{name}.{id}"), errors) {
+                    out.insert(id, c);
+                }
+            }
+        }
+        Some(_) => {
+            errors.push(ConfigError::new(name, format!("must be a table of {name}")).hint(hint))
+        }
+    }
+    out
 }
 
 fn section<T: DeserializeOwned>(

@@ -12,6 +12,7 @@ use crate::records::engine::Engine;
 use crate::records::{pipeline, QualityRecord};
 use crate::sinks::driver::Driver;
 use crate::sinks::{Sink, SinkContext};
+use crate::sources::Source;
 
 /// How long a stop waits for sinks to finish the batch in flight.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -25,6 +26,14 @@ pub enum StartError {
     /// The record rules do not compile (validation catches this before).
     #[error("record rules: {0}")]
     Rules(String),
+    /// A source could not be built.
+    #[error("source {id}: {message}")]
+    Source {
+        /// Source id.
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A sink could not be built.
     #[error("sink {id}: {message}")]
     Sink {
@@ -43,6 +52,8 @@ pub struct Agent {
     journal: Journal,
     trigger: ShutdownTrigger,
     tasks: JoinSet<()>,
+    sources_trigger: ShutdownTrigger,
+    source_tasks: JoinSet<()>,
     pipeline_trigger: ShutdownTrigger,
     pipeline: tokio::task::JoinHandle<()>,
     observations: pipeline::Sender,
@@ -112,9 +123,32 @@ impl Agent {
             )
         })?;
         learn_from_journal(&mut engine, &journal).await;
+        let mut sources = Vec::new();
+        for (id, c) in &config.sources {
+            let source =
+                Source::build(id, c, &mut engine).map_err(|message| StartError::Source {
+                    id: id.clone(),
+                    message,
+                })?;
+            sources.push(source);
+        }
+        for t in engine.tags().iter() {
+            if !config.sources.contains_key(&t.source) {
+                tracing::warn!(
+                    "a record rule uses tag {}, but no source {} is configured: that rule will not see it",
+                    t.name,
+                    t.source
+                );
+            }
+        }
         let (pipeline_trigger, pipeline_stop) = shutdown::channel();
         let (observations, rx) = pipeline::channel(OBSERVATION_QUEUE);
         let pipeline = tokio::spawn(pipeline::run(engine, journal.clone(), rx, pipeline_stop));
+        let (sources_trigger, _) = shutdown::channel();
+        let mut source_tasks = JoinSet::new();
+        for source in sources {
+            source_tasks.spawn(source.run(observations.clone(), sources_trigger.subscribe()));
+        }
 
         let (trigger, _) = shutdown::channel();
         let mut tasks = JoinSet::new();
@@ -154,10 +188,11 @@ impl Agent {
             });
         }
         tracing::info!(
-            "shopfloor-agent {} running as {} (journal {}, {} sink(s), config {})",
+            "shopfloor-agent {} running as {} (journal {}, {} source(s), {} sink(s), config {})",
             crate::AGENT_VERSION,
             config.agent.gateway_id,
             journal.data_dir().display(),
+            config.sources.len(),
             config.sinks.len(),
             &config.sha256[..12]
         );
@@ -165,6 +200,8 @@ impl Agent {
             journal,
             trigger,
             tasks,
+            sources_trigger,
+            source_tasks,
             pipeline_trigger,
             pipeline,
             observations,
@@ -190,8 +227,10 @@ impl Agent {
     /// Stops sources, writes the stop record, lets sinks deliver what they can within a grace time,
     /// closes the journal.
     pub async fn stop(mut self, reason: &str) {
-        // Sources stop first (they hold senders); the pipeline journals what is queued and closes
-        // open outages with gap records.
+        // Sources stop first; the pipeline journals what they queued and closes open outages with
+        // gap records.
+        self.sources_trigger.trigger();
+        join_within(&mut self.source_tasks, "some sources did not stop").await;
         self.pipeline_trigger.trigger();
         if tokio::time::timeout(STOP_GRACE, &mut self.pipeline)
             .await
@@ -214,19 +253,25 @@ impl Agent {
             tracing::warn!("cannot write the stop record: {e}");
         }
         self.trigger.trigger();
-        let drained = tokio::time::timeout(STOP_GRACE, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
+        join_within(
+            &mut self.tasks,
+            "sinks did not finish; the rest is delivered after the next start",
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                "sinks did not finish within {} s; the rest is delivered after the next start",
-                STOP_GRACE.as_secs()
-            );
-            self.tasks.abort_all();
-        }
         self.journal.close().await;
         tracing::info!("stopped ({reason}); journal closed cleanly");
+    }
+}
+
+/// Waits up to [`STOP_GRACE`] for every task of `set`, then aborts the rest and logs `late`.
+async fn join_within(set: &mut JoinSet<()>, late: &str) {
+    let all = tokio::time::timeout(STOP_GRACE, async {
+        while set.join_next().await.is_some() {}
+    })
+    .await;
+    if all.is_err() {
+        tracing::warn!("{late} within {} s", STOP_GRACE.as_secs());
+        set.abort_all();
     }
 }
 

@@ -7,5 +7,6 @@ mod file_sink;
 mod http_sink;
 mod journal;
 mod kill9;
+mod modbus;
 mod pipeline;
 mod rule_cases;

@@ -1,0 +1,65 @@
+//! Sources: where observations come from. Each `[sources.<id>]` picks its type; a source registers its
+//! tags in the rule engine, then runs as its own task and sends observations into the records
+//! pipeline.
+
+#[cfg(feature = "source-modbus")]
+pub mod modbus;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::records::engine::Engine;
+use crate::records::pipeline::Sender;
+use crate::runtime::Shutdown;
+
+/// `[sources.<id>]`: one source, chosen by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A Modbus TCP device or RTU bus.
+    #[cfg(feature = "source-modbus")]
+    Modbus(modbus::ModbusSourceConfig),
+}
+
+impl SourceConfig {
+    /// Checks the values; `at` is the key path (`sources.gauge1`).
+    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        match self {
+            #[cfg(feature = "source-modbus")]
+            SourceConfig::Modbus(c) => c.validate(at, errors),
+        }
+    }
+
+    /// Names of the tags this source provides (rules may refer to `<id>.<name>`).
+    pub fn tag_names(&self) -> Vec<String> {
+        match self {
+            #[cfg(feature = "source-modbus")]
+            SourceConfig::Modbus(c) => c.tags.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+}
+
+/// A built source, ready to run.
+pub enum Source {
+    /// Modbus.
+    #[cfg(feature = "source-modbus")]
+    Modbus(modbus::ModbusSource),
+}
+
+impl Source {
+    /// Builds the source and registers its tags in the engine.
+    pub fn build(id: &str, config: &SourceConfig, engine: &mut Engine) -> Result<Source, String> {
+        match config {
+            #[cfg(feature = "source-modbus")]
+            SourceConfig::Modbus(c) => modbus::ModbusSource::new(id, c, engine).map(Source::Modbus),
+        }
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(self, tx: Sender, shutdown: Shutdown) {
+        match self {
+            #[cfg(feature = "source-modbus")]
+            Source::Modbus(s) => s.run(tx, shutdown).await,
+        }
+    }
+}
