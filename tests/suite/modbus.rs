@@ -318,3 +318,100 @@ async fn a_dead_device_does_not_delay_a_live_one() {
         .unwrap_or("")
         .contains("still open when the agent stopped"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_bus_with_several_units_and_one_silent() {
+    use crate::support::modbus::{new_state, serve_rtu, PtyPair, RtuSvc};
+    let dir = tempdir();
+    let pty = PtyPair::start(dir.path());
+    let state = new_state();
+    {
+        let mut m = state.memory.lock().expect("lock");
+        m.holding.insert((1, 0), 1);
+        m.holding.insert((2, 0), 2500);
+        m.holding.insert((3, 0), 3);
+    }
+    let svc = RtuSvc {
+        state: state.clone(),
+        silent_units: [3].into_iter().collect(),
+    };
+    serve_rtu(&pty.a, 19200, svc);
+    let toml = format!(
+        r#"
+[agent]
+gateway_id = "gw-rtu"
+data_dir = "data"
+
+[sources.bus]
+type = "modbus"
+transport = "rtu"
+device = "{}"
+baud_rate = 19200
+parity = "none"
+addressing = "modicon"
+units = [1, 2, 3]
+poll_interval_ms = 100
+timeout_ms = 200
+[[sources.bus.tags]]
+name = "counter"
+unit = 1
+address = 40001
+type = "u16"
+[[sources.bus.tags]]
+name = "diameter"
+unit = 2
+address = 40001
+type = "u16"
+scale = 0.01
+[[sources.bus.tags]]
+name = "silent"
+unit = 3
+address = 40001
+type = "u16"
+
+[[records]]
+name = "rtu_check"
+kind = "inspection"
+trigger = {{ type = "change", tag = "bus.counter" }}
+[records.fields]
+"subject.serial" = {{ tag = "bus.counter", format = "SN-{{value}}" }}
+"inspection.value" = {{ tag = "bus.diameter" }}
+"inspection.inspector" = {{ tag = "bus.silent" }}
+"#,
+        pty.b.display()
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "the first record", || {
+        inspections(dir.path()).len() == 1
+    })
+    .await;
+    state.memory.lock().expect("lock").holding.insert((1, 0), 2);
+    eventually(WAIT, "the second record", || {
+        inspections(dir.path()).len() == 2
+    })
+    .await;
+    agent.stop("test").await;
+    let recs = inspections(dir.path());
+    for r in &recs {
+        assert_schema_valid(r);
+    }
+    assert_eq!(recs[1]["subject"]["serial"], "SN-2");
+    assert_eq!(recs[1]["inspection"]["value"], 25.0);
+    let p = &recs[1]["provenance"]["fields"];
+    assert_eq!(p["inspection.value"]["address"], "unit=2 holding=0 u16");
+    assert_eq!(
+        p["inspection.value"]["endpoint"],
+        pty.b.display().to_string()
+    );
+    assert_eq!(p["inspection.inspector"]["quality"], "bad");
+    assert!(p["inspection.inspector"]["status"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no response"));
+    assert!(
+        gaps(dir.path()).is_empty(),
+        "a silent unit on a working bus is not a bus outage"
+    );
+}

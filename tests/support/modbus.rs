@@ -155,3 +155,78 @@ impl Drop for Device {
         self.stop();
     }
 }
+
+/// An RTU device on a serial port: several units sharing `memory`, some silent (no answer at all).
+#[derive(Clone)]
+pub struct RtuSvc {
+    pub state: Arc<DeviceState>,
+    pub silent_units: HashSet<u8>,
+}
+
+impl tokio_modbus::server::Service for RtuSvc {
+    type Request = SlaveRequest<'static>;
+    type Response = Option<Response>;
+    type Exception = ExceptionCode;
+    type Future = std::future::Ready<Result<Option<Response>, ExceptionCode>>;
+
+    fn call(&self, req: SlaveRequest<'static>) -> Self::Future {
+        if self.silent_units.contains(&req.slave) {
+            return std::future::ready(Ok(None));
+        }
+        let answer = Svc(self.state.clone()).call(req).into_inner();
+        std::future::ready(answer.map(Some))
+    }
+}
+
+/// A `socat` pseudo-terminal pair, stopped (by PID) on drop.
+pub struct PtyPair {
+    pub a: std::path::PathBuf,
+    pub b: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl PtyPair {
+    /// Starts `socat` with two linked pseudo-terminals in `dir`. Fails (never skips) without socat.
+    pub fn start(dir: &std::path::Path) -> PtyPair {
+        let (a, b) = (dir.join("tty-a"), dir.join("tty-b"));
+        let child = std::process::Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start socat ({e}): the RTU test needs it; install it with `apt-get install socat`")
+            });
+        crate::support::eventually_blocking(
+            std::time::Duration::from_secs(10),
+            "socat's ptys",
+            || a.exists() && b.exists(),
+        );
+        PtyPair { a, b, child }
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `svc` as Modbus RTU on the serial device `path` until the runtime ends.
+pub fn serve_rtu(path: &std::path::Path, baud: u32, svc: RtuSvc) {
+    let server = tokio_modbus::server::rtu::Server::new_from_path(path, baud)
+        .expect("open pty for the RTU server");
+    tokio::spawn(async move {
+        let _ = server.serve_forever(svc).await;
+    });
+}
+
+/// A fresh device memory.
+pub fn new_state() -> Arc<DeviceState> {
+    Arc::new(DeviceState {
+        memory: Mutex::new(Memory::default()),
+        requests: AtomicUsize::new(0),
+        connections: AtomicUsize::new(0),
+    })
+}
