@@ -49,9 +49,11 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             match load(cli, opts) {
                 Ok(c) => {
                     println!(
-                        "{}: configuration is valid ({} file(s), {} sink(s), config sha256 {})",
+                        "{}: configuration is valid ({} file(s), {} source(s), {} rule(s), {} sink(s), config sha256 {})",
                         cli.config.display(),
                         c.files.len(),
+                        c.sources.len(),
+                        c.records.len(),
                         c.sinks.len(),
                         c.sha256
                     );

@@ -108,11 +108,14 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // Relative paths are taken from the directory the agent is started in, as with most
+        // tools; under systemd use absolute paths (the unit's StateDirectory=).
+        let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         Self::from_texts(&texts, &base, opts)
     }
 
-    /// Loads from in-memory file contents (main file first); relative paths are taken from `base`.
+    /// Loads from in-memory file contents (main file first); relative paths are taken from `base`
+    /// ([`Config::load`] passes the working directory).
     pub fn from_texts(
         texts: &[(PathBuf, String)],
         base: &Path,
@@ -532,6 +535,21 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.sha256, b.sha256);
         assert_eq!(a.sha256.len(), 64);
+    }
+
+    #[test]
+    fn shipped_examples_are_valid() {
+        // One entry per file in config/examples/.
+        let examples: &[(&str, &str)] = &[(
+            "modbus.toml",
+            include_str!("../../config/examples/modbus.toml"),
+        )];
+        for (name, text) in examples {
+            let texts = vec![(PathBuf::from(name), text.to_string())];
+            if let Err(e) = Config::from_texts(&texts, Path::new("/tmp"), LoadOptions::default()) {
+                panic!("config/examples/{name} is invalid:\n{e}");
+            }
+        }
     }
 
     #[test]

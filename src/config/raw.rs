@@ -17,8 +17,8 @@ pub struct AgentConfig {
     /// Site (plant) name, available to sink templates.
     #[serde(default)]
     pub site: Option<String>,
-    /// Directory of the journal and other state. Relative paths are taken from the config file's
-    /// directory.
+    /// Directory of the journal and other state. Relative paths are taken from the directory the
+    /// agent is started in.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
 }

@@ -303,6 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn canonical_numbers_survive_a_parse_round_trip() {
+        // verify re-parses stored bodies: every double must come back bit-exact (float_roundtrip).
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..20_000 {
+            let f = match i % 3 {
+                0 => f64::from(f32::from_bits(rng.u32(..))),
+                1 => f64::from_bits(rng.u64(..)),
+                _ => 25.0 + (rng.f64() - 0.5) * 0.04,
+            };
+            if !f.is_finite() {
+                continue;
+            }
+            let text = to_canonical_json(&json!({ "v": f }));
+            let back: Value = serde_json::from_str(&text).expect("parse");
+            assert_eq!(canonical_json(&back), text, "{f:e} does not round-trip");
+        }
+    }
+
+    #[test]
     fn chain_hash_depends_on_prev_and_body() {
         let a = chain_hash(GENESIS, b"{}");
         assert_eq!(a, sha256_hex(&[[0u8; 32].as_slice(), b"{}"].concat()));

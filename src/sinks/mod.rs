@@ -40,7 +40,7 @@ impl SinkConfig {
         }
     }
 
-    /// Makes relative paths absolute against the config file's directory.
+    /// Makes relative paths absolute against `base` (the working directory).
     pub fn resolve_paths(&mut self, base: &Path) {
         match self {
             #[cfg(feature = "sink-http")]

@@ -15,12 +15,27 @@ fn write_config(dir: &std::path::Path, data_dir: &str) -> std::path::PathBuf {
 }
 
 fn run(config: &std::path::Path, cmd: &str) -> (Option<i32>, String) {
-    let out = Command::new(agent_bin())
+    // Relative paths in the config are taken from the working directory: the test's temp dir.
+    let mut child = Command::new(agent_bin())
+        .current_dir(config.parent().expect("config dir"))
         .arg("--config")
         .arg(config)
         .arg(cmd)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run");
+    // The agent must give up on its own; if it keeps running, that is the failure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{cmd}` kept running instead of refusing the bad input");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("panicked"), "{cmd} panicked:\n{text}");

@@ -16,6 +16,7 @@ impl Drop for Running {
 
 fn agent(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(agent_bin())
+        .current_dir(config.parent().expect("config dir"))
         .arg("--config")
         .arg(config)
         .args(args)
@@ -63,6 +64,7 @@ fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
     )
     .expect("config");
     let child = Command::new(agent_bin())
+        .current_dir(dir.path())
         .arg("--config")
         .arg(&config)
         .arg("run")

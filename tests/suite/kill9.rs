@@ -102,6 +102,7 @@ fn a_restart_after_sigkill_records_the_gap() {
     let data = dir.path().join("data");
     let start = |cfg: &std::path::Path| {
         Command::new(agent_bin())
+            .current_dir(cfg.parent().expect("config dir"))
             .arg("--config")
             .arg(cfg)
             .arg("run")

@@ -10,8 +10,8 @@ use crate::config::{ConfigError, LoadOptions};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// Directory for the `.jsonl` files (created if missing). Relative paths are taken from the config
-    /// file's directory.
+    /// Directory for the `.jsonl` files (created if missing). Relative paths are taken from the
+    /// directory the agent is started in.
     pub path: PathBuf,
     /// Start a new file when the current one reaches this size.
     #[serde(default = "default_max_file_bytes")]
