@@ -51,7 +51,9 @@ pub struct Status {
     pub kinds: Vec<(String, i64)>,
     /// Per sink.
     pub sinks: Vec<SinkStatus>,
-    /// Source state (watermarks, cursors) as (source, key, value, updated_at).
+    /// Ids of the configured sources.
+    pub configured_sources: Vec<String>,
+    /// Source state (connection, watermarks, cursors) as (source, key, value, updated_at).
     pub sources: Vec<(String, String, String, String)>,
 }
 
@@ -94,6 +96,7 @@ pub fn collect(config: &Config) -> Result<Status, JournalError> {
         last_seq: head.seq,
         kinds: store.counts_by_kind()?,
         sinks,
+        configured_sources: config.sources.keys().cloned().collect(),
         sources: store.source_state(None)?,
     })
 }
@@ -181,9 +184,27 @@ impl Status {
         if self.sinks.is_empty() {
             let _ = writeln!(s, "(no sinks: records stay in the journal)");
         }
-        if !self.sources.is_empty() {
-            let _ = writeln!(s, "\nSOURCE STATE");
-            for (src, key, value, at) in &self.sources {
+        let _ = writeln!(s, "\nSOURCE          STATE");
+        for id in &self.configured_sources {
+            let connection = self
+                .sources
+                .iter()
+                .find(|(src, key, _, _)| src == id && key == "connection")
+                .map(|(_, _, v, _)| v.as_str())
+                .unwrap_or("no outage recorded");
+            let _ = writeln!(s, "{id:<15} {connection}");
+        }
+        if self.configured_sources.is_empty() {
+            let _ = writeln!(s, "(no sources configured)");
+        }
+        let other: Vec<_> = self
+            .sources
+            .iter()
+            .filter(|(_, key, _, _)| key != "connection")
+            .collect();
+        if !other.is_empty() {
+            let _ = writeln!(s, "\nSOURCE STATE (watermarks, cursors)");
+            for (src, key, value, at) in other {
                 let _ = writeln!(s, "{src:<15} {key} = {value}  (at {at})");
             }
         }

@@ -86,11 +86,45 @@ pub async fn run(
     }
 }
 
+/// A source's connection state, kept in `source_state` (key `connection`) so that `status`, run
+/// from another process, shows which sources are down and why. Written on changes only.
+fn health_of(obs: &Observation) -> Option<StateUpdate> {
+    let (source, value) = match obs {
+        Observation::SourceDown {
+            source,
+            at_ms,
+            reason,
+        } => (
+            source,
+            format!(
+                "DOWN since {}: {reason}",
+                crate::time::format(crate::time::from_unix_ms(*at_ms))
+            ),
+        ),
+        Observation::SourceUp { source, at_ms } => (
+            source,
+            format!(
+                "up since {}",
+                crate::time::format(crate::time::from_unix_ms(*at_ms))
+            ),
+        ),
+        _ => return None,
+    };
+    Some(StateUpdate {
+        source: source.clone(),
+        key: "connection".into(),
+        value,
+    })
+}
+
 async fn process(engine: &mut Engine, journal: &Journal, batch: &mut Vec<Input>) {
     let mut records: Vec<NewRecord> = Vec::new();
     let mut state = Vec::new();
     let mut acks: Vec<(Option<Ack>, usize)> = Vec::with_capacity(batch.len());
     for input in batch.drain(..) {
+        if let Some(health) = health_of(&input.observation) {
+            state.push(health);
+        }
         let made = engine.observe(input.observation);
         acks.push((input.ack, made.len()));
         records.extend(made);

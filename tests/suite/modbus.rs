@@ -53,6 +53,12 @@ kind = "holding"
 address = 200
 type = "u16"
 [[sources.{id}.tags]]
+name = "lot"
+unit = 2
+kind = "holding"
+address = 0
+type = "u16"
+[[sources.{id}.tags]]
 name = "temperature"
 kind = "input"
 address = 0
@@ -80,6 +86,7 @@ dedupe_key = "{{subject.serial}}"
 "inspection.lower_tolerance" = {{ const = 0.02 }}
 "inspection.upper_tolerance" = {{ const = 0.02 }}
 "inspection.inspector" = {{ tag = "{id}.spare" }}
+"subject.lot" = {{ tag = "{id}.lot" }}
 "#
     )
 }
@@ -172,12 +179,12 @@ async fn values_are_decoded_into_records_with_provenance_in_the_planned_requests
     assert_eq!(p["address"], "unit=1 holding=100 f32 cdab");
     assert_eq!(p["raw"].as_array().map(Vec::len), Some(2));
     assert_eq!(r["provenance"]["trigger"]["tag"], "part_complete");
-    // Plan: coils 0 | holding 10..21 (serial + work order, gap 4) | holding 100 | holding 200 | input 0
-    // = 5 requests per 50 ms cycle: about 100 per second.
-    let cycles = per_second as f64 / 5.0;
+    // Plan: unit 1 coils 0 | holding 10..21 (serial + work order, gap 4) | holding 100 |
+    // holding 200 | input 0, unit 2 holding 0 = 6 requests per 50 ms cycle: about 120 per second.
+    let cycles = per_second as f64 / 6.0;
     assert!(
         (14.0..=21.0).contains(&cycles),
-        "{per_second} requests in 1 s is not 5 per cycle at 20 cycles/s"
+        "{per_second} requests in 1 s is not 6 per cycle at 20 cycles/s"
     );
 }
 
@@ -187,6 +194,7 @@ async fn exceptions_are_bad_quality_not_disconnects() {
     let dev = Device::start().await;
     load_part(&dev, 5, 25.0);
     dev.set(|m| m.illegal.insert(200));
+    dev.set(|m| m.failing_units.insert(2));
     let agent = Agent::start(config(
         dir.path(),
         &agent_config(&[source("gauge1", &dev.addr.to_string()), rule("gauge1")]),
@@ -196,11 +204,6 @@ async fn exceptions_are_bad_quality_not_disconnects() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     pulse(&dev).await;
     eventually(WAIT, "an inspection", || inspections(dir.path()).len() == 1).await;
-    // Now the whole unit fails (exception 04) for a while.
-    dev.set(|m| m.failing_units.insert(1));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    dev.set(|m| m.failing_units.clear());
-    tokio::time::sleep(Duration::from_millis(200)).await;
     agent.stop("test").await;
 
     let r = &inspections(dir.path())[0];
@@ -213,6 +216,10 @@ async fn exceptions_are_bad_quality_not_disconnects() {
         r["inspection"].get("inspector").is_none(),
         "a bad value is not used"
     );
+    let lot = &r["provenance"]["fields"]["subject.lot"];
+    assert_eq!(lot["quality"], "bad");
+    assert_eq!(lot["status"], "exception 04 (Server device failure)");
+    assert_eq!(lot["address"], "unit=2 holding=0 u16");
     assert_eq!(
         r["inspection"]["value"], 25.0,
         "the other requests are unaffected"
@@ -255,6 +262,16 @@ async fn a_device_that_disappears_and_comes_back_leaves_a_gap() {
     )
     .await;
     agent.stop("test").await;
+    let status = shopfloor_agent::audit::status::collect(&config(
+        dir.path(),
+        &agent_config(&[source("gauge1", &dev.addr.to_string()), rule("gauge1")]),
+    ))
+    .expect("status");
+    assert!(
+        status.render().contains("gauge1          up since"),
+        "{}",
+        status.render()
+    );
     let g = &gaps(dir.path())[0];
     assert_schema_valid(g);
     assert_eq!(g["gap"]["source"], "gauge1");
@@ -313,6 +330,15 @@ async fn a_dead_device_does_not_delay_a_live_one() {
     let g = gaps(dir.path());
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0]["gap"]["source"], "dead");
+    let status =
+        shopfloor_agent::audit::status::collect(&config(dir.path(), &agent_config(&parts)))
+            .expect("status")
+            .render();
+    assert!(status.contains("dead            DOWN since"), "{status}");
+    assert!(
+        status.contains("live            no outage recorded"),
+        "{status}"
+    );
     assert!(g[0]["gap"]["reason"]
         .as_str()
         .unwrap_or("")
