@@ -91,7 +91,12 @@ words = [int(w, 16) for w in sys.argv[1].split()]
 text = b"".join(w.to_bytes(2, "big") for w in words).split(b"\0")[0].decode().strip()
 orders = {r["subject"].get("work_order") for r in rows if r["inspection"]["characteristic"] == "OD-1"}
 assert text in orders, (text, orders)
-print(f"OK: {len(both)} parts, ABCD == CDAB for each, work order {text!r} matches mbpoll")
+# The file sink wrote every journaled record to out/records.jsonl, in order, with its chain.
+lines = [json.loads(l) for l in open("out/records.jsonl")]
+seqs = [s for (s,) in sqlite3.connect("data/journal.sqlite").execute("select seq from records order by seq")]
+assert [l["seq"] for l in lines] == seqs, "out/records.jsonl holds every record once, in order"
+print(f"OK: {len(both)} parts, ABCD == CDAB for each, work order {text!r} matches mbpoll, "
+      f"{len(lines)} records in out/records.jsonl")
 PY
   log "PASS"
 }

@@ -60,7 +60,7 @@ fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
-        "[agent]\ngateway_id = \"gw-cli\"\ndata_dir = \"data\"\n[sinks.audit]\ntype = \"file\"\npath = \"out\"\n",
+        "[agent]\ngateway_id = \"gw-cli\"\ndata_dir = \"data\"\n[sinks.audit]\ntype = \"file\"\npath = \"out/records.jsonl\"\n",
     )
     .expect("config");
     let child = Command::new(agent_bin())

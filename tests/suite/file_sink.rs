@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shopfloor_agent::journal::NewRecord;
 use shopfloor_agent::runtime::topology::Agent;
-use shopfloor_agent::sinks::file::sink::list_files;
+use shopfloor_agent::sinks::file::sink::Layout;
 
 use super::journal::inspection;
 use crate::support::{assert_schema_valid, config, eventually, tempdir};
@@ -18,14 +18,20 @@ data_dir = "data"
 
 [sinks.audit]
 type = "file"
-path = "out"
+path = "out/records.jsonl"
 max_file_bytes = 8192
 batch_max_records = 7
 "#;
 
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    Layout::new(&dir.join("out/records.jsonl"))
+        .files()
+        .expect("list")
+}
+
 fn lines(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    for f in list_files(&dir.join("out")).expect("list") {
+    for f in files(dir) {
         let text = std::fs::read_to_string(&f).expect("read");
         for l in text.lines() {
             out.push(
@@ -74,7 +80,25 @@ async fn records_are_written_rotated_and_chained() {
     })
     .await;
     agent.stop("test").await;
-    let files = list_files(&dir.path().join("out")).expect("list");
+    let files = files(dir.path());
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("records.jsonl"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names[0], "records-00000000000000000001.jsonl",
+        "rotated files are named by their first seq"
+    );
     assert!(
         files.len() > 5,
         "8 KiB files must rotate: {} files",
@@ -109,10 +133,7 @@ async fn a_crash_between_write_and_ack_neither_loses_nor_duplicates() {
     conn.execute("UPDATE sink_cursors SET acked_seq = 10", [])
         .expect("rewind");
     drop(conn);
-    let newest = list_files(&dir.path().join("out"))
-        .expect("list")
-        .pop()
-        .expect("a file");
+    let newest = files(dir.path()).pop().expect("a file");
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&newest)

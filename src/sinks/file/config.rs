@@ -10,13 +10,14 @@ use crate::config::{ConfigError, LoadOptions};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// Directory for the `.jsonl` files (created if missing). Relative paths are taken from the
-    /// directory the agent is started in.
+    /// The active JSON Lines file, e.g. `out/records.jsonl` (its directory is created if missing);
+    /// full files are renamed `records-<first seq>.jsonl` beside it. Relative paths are taken from
+    /// the directory the agent is started in.
     pub path: PathBuf,
-    /// Start a new file when the current one reaches this size.
+    /// Rotate when the active file reaches this size.
     #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: u64,
-    /// Keep at most this many files, deleting the oldest (0: keep all).
+    /// Keep at most this many files (the active one included), deleting the oldest (0: keep all).
     #[serde(default)]
     pub max_files: u32,
     /// Most records written per fsync.

@@ -8,8 +8,65 @@ use super::config::FileSinkConfig;
 use crate::journal::JournalRow;
 use crate::sinks::SendError;
 
-struct Inner {
+/// Where the sink writes: the active file and its rotated siblings.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The active file (`out/records.jsonl`).
+    pub active: PathBuf,
     dir: PathBuf,
+    stem: String,
+}
+
+impl Layout {
+    /// The layout of `active`.
+    pub fn new(active: &Path) -> Layout {
+        let dir = active
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let stem = active
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "records".into());
+        Layout {
+            active: active.to_path_buf(),
+            dir,
+            stem,
+        }
+    }
+
+    fn rotated_name(&self, first_seq: i64) -> PathBuf {
+        self.dir
+            .join(format!("{}-{first_seq:020}.jsonl", self.stem))
+    }
+
+    /// Every file, oldest first: rotated files by their first seq, then the active file.
+    pub fn files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let prefix = format!("{}-", self.stem);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.strip_prefix(&prefix)
+                            .and_then(|r| r.strip_suffix(".jsonl"))
+                            .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        if self.active.exists() {
+            files.push(self.active.clone());
+        }
+        Ok(files)
+    }
+}
+
+struct Inner {
+    layout: Layout,
     max_file_bytes: u64,
     max_files: u32,
     file: Option<(File, u64)>,
@@ -23,22 +80,10 @@ pub struct FileSink {
     delivered: Option<i64>,
 }
 
-fn file_name(first_seq: i64) -> String {
-    format!("records-{first_seq:020}.jsonl")
-}
-
-/// The sink's files, oldest first.
-pub fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("records-") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+fn seq_of(line: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(|s| s.as_i64()))
 }
 
 /// Drops a torn last line and returns the seq of the last complete one.
@@ -59,17 +104,12 @@ fn recover_tail(path: &Path) -> std::io::Result<Option<i64>> {
         f.set_len(complete as u64)?;
         f.sync_data()?;
     }
-    let last_line = text[..complete].lines().last();
-    Ok(last_line.and_then(|l| {
-        serde_json::from_str::<serde_json::Value>(l)
-            .ok()
-            .and_then(|v| v.get("seq").and_then(|s| s.as_i64()))
-    }))
+    Ok(text[..complete].lines().last().and_then(seq_of))
 }
 
 /// The seq of the last complete line in the newest file that has one, after dropping torn lines.
-fn recover(dir: &Path) -> std::io::Result<Option<i64>> {
-    for f in list_files(dir)?.iter().rev() {
+fn recover(layout: &Layout) -> std::io::Result<Option<i64>> {
+    for f in layout.files()?.iter().rev() {
         if let Some(seq) = recover_tail(f)? {
             return Ok(Some(seq));
         }
@@ -80,14 +120,15 @@ fn recover(dir: &Path) -> std::io::Result<Option<i64>> {
 impl FileSink {
     /// Opens the directory and finds where the previous run stopped.
     pub fn new(config: &FileSinkConfig) -> Result<FileSink, String> {
-        let dir = config.path.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let last_seq = recover(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let layout = Layout::new(&config.path);
+        std::fs::create_dir_all(&layout.dir)
+            .map_err(|e| format!("cannot create {}: {e}", layout.dir.display()))?;
+        let last_seq =
+            recover(&layout).map_err(|e| format!("cannot read {}: {e}", layout.dir.display()))?;
         Ok(FileSink {
-            target: dir.display().to_string(),
+            target: layout.active.display().to_string(),
             inner: Some(Inner {
-                dir,
+                layout,
                 max_file_bytes: config.max_file_bytes,
                 max_files: config.max_files,
                 file: None,
@@ -102,7 +143,7 @@ impl FileSink {
         self.delivered
     }
 
-    /// The directory.
+    /// The active file.
     pub fn target(&self) -> String {
         self.target.clone()
     }
@@ -135,36 +176,46 @@ impl FileSink {
 }
 
 impl Inner {
-    fn open_for(&mut self, first_seq: i64) -> std::io::Result<()> {
+    fn open(&mut self) -> std::io::Result<()> {
         if self.file.is_none() {
-            let existing = list_files(&self.dir)?.pop();
-            let path = match existing {
-                Some(p) => p,
-                None => self.dir.join(file_name(first_seq)),
-            };
-            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.layout.active)?;
             let len = f.seek(SeekFrom::End(0))?;
             self.file = Some((f, len));
         }
-        if let Some((_, len)) = &self.file {
-            if *len >= self.max_file_bytes {
-                self.rotate(first_seq)?;
-            }
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|(_, len)| *len >= self.max_file_bytes)
+        {
+            self.rotate()?;
         }
         Ok(())
     }
 
-    fn rotate(&mut self, first_seq: i64) -> std::io::Result<()> {
+    /// Renames the full active file to `<stem>-<its first seq>.jsonl` and starts a new one.
+    fn rotate(&mut self) -> std::io::Result<()> {
         if let Some((f, _)) = self.file.take() {
             f.sync_all()?;
         }
-        let path = self.dir.join(file_name(first_seq));
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        // Make the new file's directory entry durable too.
-        File::open(&self.dir)?.sync_all()?;
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(File::open(&self.layout.active)?),
+            &mut first,
+        )?;
+        let first_seq = seq_of(&first).unwrap_or(0);
+        std::fs::rename(&self.layout.active, self.layout.rotated_name(first_seq))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.layout.active)?;
+        // Make the rename and the new file's directory entry durable.
+        File::open(&self.layout.dir)?.sync_all()?;
         self.file = Some((f, 0));
         if self.max_files > 0 {
-            let files = list_files(&self.dir)?;
+            let files = self.layout.files()?;
             let excess = files.len().saturating_sub(self.max_files as usize);
             for old in &files[..excess] {
                 std::fs::remove_file(old)?;
@@ -178,7 +229,7 @@ impl Inner {
         if result.is_err() {
             // Start over from what is on disk: drop a torn line, forget unsynced progress.
             self.file = None;
-            if let Ok(seq) = recover(&self.dir) {
+            if let Ok(seq) = recover(&self.layout) {
                 self.last_seq = seq;
             }
         }
@@ -191,7 +242,7 @@ impl Inner {
             if self.last_seq.is_some_and(|s| row.seq <= s) {
                 continue; // already in the files
             }
-            self.open_for(row.seq)?;
+            self.open()?;
             buf.clear();
             buf.extend_from_slice(
                 format!(
