@@ -124,9 +124,15 @@ impl Agent {
         })?;
         learn_from_journal(&mut engine, &journal).await;
         let mut sources = Vec::new();
+        let state = source_state(&journal).await;
         for (id, c) in &config.sources {
+            let mine: Vec<(String, String)> = state
+                .iter()
+                .filter(|(s, _, _)| s == id)
+                .map(|(_, k, v)| (k.clone(), v.clone()))
+                .collect();
             let source =
-                Source::build(id, c, &mut engine).map_err(|message| StartError::Source {
+                Source::build(id, c, &mut engine, &mine).map_err(|message| StartError::Source {
                     id: id.clone(),
                     message,
                 })?;
@@ -272,6 +278,28 @@ async fn join_within(set: &mut JoinSet<()>, late: &str) {
     if all.is_err() {
         tracing::warn!("{late} within {} s", STOP_GRACE.as_secs());
         set.abort_all();
+    }
+}
+
+/// Every source's committed state (watermarks, cursors) as (source, key, value).
+async fn source_state(journal: &Journal) -> Vec<(String, String, String)> {
+    let dir = journal.data_dir().to_path_buf();
+    let rows = tokio::task::spawn_blocking(move || {
+        crate::journal::Store::open_ro(&dir).and_then(|s| s.source_state(None))
+    })
+    .await;
+    match rows {
+        Ok(Ok(rows)) => rows.into_iter().map(|(s, k, v, _)| (s, k, v)).collect(),
+        Ok(Err(e)) => {
+            tracing::error!(
+                "cannot read the sources' state from the journal ({e}); sources start from scratch"
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!("cannot read the sources' state ({e})");
+            Vec::new()
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "source-modbus")]
 pub mod modbus;
+#[cfg(feature = "source-rest")]
+pub mod rest;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,9 @@ pub enum SourceConfig {
     /// A Modbus TCP device or RTU bus.
     #[cfg(feature = "source-modbus")]
     Modbus(modbus::ModbusSourceConfig),
+    /// An ERP/MES REST (OData) service.
+    #[cfg(feature = "source-rest")]
+    Rest(rest::RestSourceConfig),
 }
 
 impl SourceConfig {
@@ -27,6 +32,8 @@ impl SourceConfig {
         match self {
             #[cfg(feature = "source-modbus")]
             SourceConfig::Modbus(c) => c.validate(at, errors),
+            #[cfg(feature = "source-rest")]
+            SourceConfig::Rest(c) => c.validate(at, errors),
         }
     }
 
@@ -35,6 +42,8 @@ impl SourceConfig {
         match self {
             #[cfg(feature = "source-modbus")]
             SourceConfig::Modbus(c) => c.tags.iter().map(|t| t.name.clone()).collect(),
+            #[cfg(feature = "source-rest")]
+            SourceConfig::Rest(_) => Vec::new(),
         }
     }
 }
@@ -44,14 +53,26 @@ pub enum Source {
     /// Modbus.
     #[cfg(feature = "source-modbus")]
     Modbus(modbus::ModbusSource),
+    /// REST.
+    #[cfg(feature = "source-rest")]
+    Rest(rest::RestSource),
 }
 
 impl Source {
-    /// Builds the source and registers its tags in the engine.
-    pub fn build(id: &str, config: &SourceConfig, engine: &mut Engine) -> Result<Source, String> {
+    /// Builds the source and registers its tags in the engine; `state` is what the journal holds
+    /// for it (watermarks, cursors) as (key, value).
+    pub fn build(
+        id: &str,
+        config: &SourceConfig,
+        engine: &mut Engine,
+        state: &[(String, String)],
+    ) -> Result<Source, String> {
+        let _ = state;
         match config {
             #[cfg(feature = "source-modbus")]
             SourceConfig::Modbus(c) => modbus::ModbusSource::new(id, c, engine).map(Source::Modbus),
+            #[cfg(feature = "source-rest")]
+            SourceConfig::Rest(c) => rest::RestSource::new(id, c, state).map(Source::Rest),
         }
     }
 
@@ -60,6 +81,8 @@ impl Source {
         match self {
             #[cfg(feature = "source-modbus")]
             Source::Modbus(s) => s.run(tx, shutdown).await,
+            #[cfg(feature = "source-rest")]
+            Source::Rest(s) => s.run(tx, shutdown).await,
         }
     }
 }

@@ -9,4 +9,5 @@ mod journal;
 mod kill9;
 mod modbus;
 mod pipeline;
+mod rest;
 mod rule_cases;

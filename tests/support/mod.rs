@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod erp;
 pub mod modbus;
 pub mod qms;
 pub mod tls;

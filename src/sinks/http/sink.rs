@@ -30,58 +30,63 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// An HTTP client with the TLS, authentication and header options of `config` (shared by the HTTP
+/// sink and the REST source).
+pub fn build_client(config: &HttpSinkConfig) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    let mut headers = HeaderMap::new();
+    for (k, v) in &config.headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+        let value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+        headers.insert(name, value);
+    }
+    match &config.auth {
+        Some(HttpAuth::Basic { username, password }) => {
+            let token = base64(format!("{username}:{password}").as_bytes());
+            let mut v = HeaderValue::from_str(&format!("Basic {token}"))
+                .map_err(|e| format!("basic auth: {e}"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        Some(HttpAuth::Bearer { token }) => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| format!("bearer token: {e}"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        None => {}
+    }
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
+        .user_agent(concat!("shopfloor-agent/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_millis(config.timeout_ms))
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(ca) = &config.ca_file {
+        let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
+            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("no certificate found in CA file {}", ca.display()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    if let (Some(cert), Some(key)) = (&config.client_cert_file, &config.client_key_file) {
+        let mut pem = read_pem(cert)?;
+        pem.extend_from_slice(b"\n");
+        pem.extend(read_pem(key)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
 impl HttpSink {
     /// Builds the client for sink `id`.
     pub fn new(id: &str, config: &HttpSinkConfig, ctx: &SinkContext) -> Result<HttpSink, String> {
-        install_crypto_provider();
-        let mut headers = HeaderMap::new();
-        for (k, v) in &config.headers {
-            let name =
-                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
-            let value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
-            headers.insert(name, value);
-        }
-        match &config.auth {
-            Some(HttpAuth::Basic { username, password }) => {
-                let token = base64(format!("{username}:{password}").as_bytes());
-                let mut v = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|e| format!("basic auth: {e}"))?;
-                v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
-            }
-            Some(HttpAuth::Bearer { token }) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|e| format!("bearer token: {e}"))?;
-                v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
-            }
-            None => {}
-        }
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("shopfloor-agent/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(30));
-        if let Some(ca) = &config.ca_file {
-            let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-            if certs.is_empty() {
-                return Err(format!("no certificate found in CA file {}", ca.display()));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let (Some(cert), Some(key)) = (&config.client_cert_file, &config.client_key_file) {
-            let mut pem = read_pem(cert)?;
-            pem.extend_from_slice(b"\n");
-            pem.extend(read_pem(key)?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
-            builder = builder.identity(identity);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("sink {id}: cannot build HTTP client: {e}"))?;
+        let client = build_client(config).map_err(|e| format!("sink {id}: {e}"))?;
         Ok(HttpSink {
             client,
             url: config.url.clone(),

@@ -1,0 +1,441 @@
+//! The REST source at run time: one task per endpoint polls, walks pages, hands every row to the
+//! record rules, and commits the watermark with the records of each page.
+//!
+//! - A page is journaled before the next is fetched; the watermark goes into the same transaction as
+//!   the page's records, so a restart resumes exactly (rows read twice are dropped by dedupe keys).
+//! - A bad response (not 2xx, not JSON, no row array, a row without its key, too large) is an error
+//!   naming the endpoint and a snippet; nothing of that page is journaled, the watermark stays, the
+//!   endpoint retries with backoff, and the other endpoints go on.
+//! - 429 and 503 wait for `Retry-After`. A peer that cannot be reached is an outage: a gap record
+//!   when it is back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::config::{Endpoint, Paging, RestSourceConfig};
+use super::paging::{field_text, later, link_next, odata_next, with_overlap};
+use crate::journal::StateUpdate;
+use crate::records::observation::{Message, Observation, Origin};
+use crate::records::pipeline::{Input, Sender};
+use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
+use crate::runtime::retry::Backoff;
+use crate::runtime::Shutdown;
+
+/// A built REST source.
+pub struct RestSource {
+    id: String,
+    cfg: RestSourceConfig,
+    client: reqwest::Client,
+    base: url::Url,
+    marks: HashMap<String, String>,
+}
+
+/// Why a poll of an endpoint failed.
+#[derive(Debug)]
+enum PollError {
+    /// The peer could not be reached: an outage.
+    Unreachable(String),
+    /// The peer asked to wait.
+    Wait(Duration, String),
+    /// The answer is unusable: logged, retried with backoff.
+    Bad(String),
+    /// The pipeline is gone (shutdown).
+    Closed,
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn now_ms() -> i64 {
+    crate::time::unix_ms(crate::time::now())
+}
+
+/// The source-state key of an endpoint's watermark.
+pub fn watermark_key(endpoint: &str) -> String {
+    format!("watermark:{endpoint}")
+}
+
+impl RestSource {
+    /// Builds the client; `state` is the source's committed state from the journal (watermarks).
+    pub fn new(
+        id: &str,
+        cfg: &RestSourceConfig,
+        state: &[(String, String)],
+    ) -> Result<RestSource, String> {
+        let client = crate::sinks::http::sink::build_client(&cfg.http_options())?;
+        let base = url::Url::parse(&cfg.url).map_err(|e| format!("url {}: {e}", cfg.url))?;
+        let marks = state
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("watermark:")
+                    .map(|e| (e.to_string(), v.clone()))
+            })
+            .collect();
+        Ok(RestSource {
+            id: id.to_string(),
+            cfg: cfg.clone(),
+            client,
+            base,
+            marks,
+        })
+    }
+
+    /// Polls every endpoint, each in its own task, until shutdown.
+    pub async fn run(self, tx: Sender, shutdown: Shutdown) {
+        let mut tasks = tokio::task::JoinSet::new();
+        let me = std::sync::Arc::new(self);
+        for (i, ep) in me.cfg.endpoints.iter().enumerate() {
+            let mark = ep.watermark.as_ref().map(|w| {
+                me.marks
+                    .get(&ep.name)
+                    .cloned()
+                    .unwrap_or_else(|| w.initial.clone())
+            });
+            tasks.spawn(
+                me.clone()
+                    .endpoint_loop(i, mark, tx.clone(), shutdown.clone()),
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn endpoint_loop(
+        self: std::sync::Arc<Self>,
+        index: usize,
+        mut mark: Option<String>,
+        tx: Sender,
+        mut shutdown: Shutdown,
+    ) {
+        let ep = &self.cfg.endpoints[index];
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.cfg.retry_initial_ms),
+            Duration::from_millis(self.cfg.retry_max_ms),
+        );
+        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        let mut down = false;
+        let poll = Duration::from_millis(self.cfg.poll_interval_ms);
+        while !shutdown.is_triggered() {
+            let wait = match self.poll(ep, &mut mark, &tx).await {
+                Ok(rows) => {
+                    tracing::debug!("rest source {} endpoint {}: {rows} rows", self.id, ep.name);
+                    backoff.reset();
+                    if let Some((n, took)) = repeat.success() {
+                        tracing::info!(
+                            "REST source {} endpoint {} works again (after {n} failed polls over {})",
+                            self.id, ep.name, human_duration(took)
+                        );
+                    }
+                    if down {
+                        down = false;
+                        let up = Observation::SourceUp {
+                            source: self.id.clone(),
+                            at_ms: now_ms(),
+                        };
+                        if tx.send(Input::new(up)).await.is_err() {
+                            return;
+                        }
+                    }
+                    poll
+                }
+                Err(PollError::Closed) => return,
+                Err(e) => {
+                    let (delay, reason) = match e {
+                        PollError::Wait(d, why) => (d, why),
+                        PollError::Unreachable(why) => {
+                            if !down {
+                                down = true;
+                                let obs = Observation::SourceDown {
+                                    source: self.id.clone(),
+                                    at_ms: now_ms(),
+                                    reason: format!(
+                                        "REST service {} unreachable: {why}",
+                                        self.cfg.url
+                                    ),
+                                };
+                                if tx.send(Input::new(obs)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            (backoff.next_delay(), why)
+                        }
+                        PollError::Bad(why) => (backoff.next_delay(), why),
+                        PollError::Closed => return,
+                    };
+                    match repeat.failure() {
+                        Repeat::First => tracing::warn!(
+                            "REST source {} endpoint {}: {reason}; the watermark stays, retrying in {}.",
+                            self.id, ep.name, human_duration(delay)
+                        ),
+                        Repeat::Summary { attempts, since } => tracing::warn!(
+                            "REST source {} endpoint {}: still failing, {attempts} attempts in {} (last: {reason}).",
+                            self.id, ep.name, human_duration(since)
+                        ),
+                        Repeat::Quiet => {}
+                    }
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    fn url_for(&self, ep: &Endpoint, mark: Option<&str>) -> Result<url::Url, PollError> {
+        let mut url = self
+            .base
+            .join(&ep.path)
+            .map_err(|e| PollError::Bad(format!("path {:?}: {e}", ep.path)))?;
+        let mut query: Vec<String> = Vec::new();
+        if let Some(q) = &ep.query {
+            query.push(q.clone());
+        }
+        if let (Some(w), Some(m)) = (&ep.watermark, mark) {
+            let encoded: String = url::form_urlencoded::byte_serialize(m.as_bytes()).collect();
+            query.push(w.filter.replace("{watermark}", &encoded));
+        }
+        if !query.is_empty() {
+            url.set_query(Some(&query.join("&")));
+        }
+        Ok(url)
+    }
+
+    /// One GET: the parsed body and the `Link` header.
+    async fn fetch(
+        &self,
+        ep: &Endpoint,
+        url: &url::Url,
+    ) -> Result<(Value, Option<String>), PollError> {
+        let what = format!("{} ({url})", ep.name);
+        let mut resp = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                let mut msg = if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    "cannot connect".to_string()
+                };
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(": ");
+                    msg.push_str(&s.to_string());
+                    src = s.source();
+                }
+                PollError::Unreachable(msg)
+            })?;
+        let status = resp.status();
+        let link = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::sinks::http::sink::parse_retry_after);
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > self.cfg.max_response_bytes)
+        {
+            return Err(PollError::Bad(format!(
+                "{what}: response of {} bytes exceeds max_response_bytes ({})",
+                resp.content_length().unwrap_or(0),
+                self.cfg.max_response_bytes
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| PollError::Unreachable(format!("{what}: reading the response: {e}")))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > self.cfg.max_response_bytes {
+                return Err(PollError::Bad(format!(
+                    "{what}: response exceeds max_response_bytes ({})",
+                    self.cfg.max_response_bytes
+                )));
+            }
+        }
+        if status.as_u16() == 429 || status.as_u16() == 503 {
+            let d = retry_after
+                .unwrap_or(Duration::from_secs(30))
+                .min(Duration::from_secs(3600));
+            return Err(PollError::Wait(
+                d,
+                format!("{what}: HTTP {status}, waiting {}", human_duration(d)),
+            ));
+        }
+        if !status.is_success() {
+            let hint = match status.as_u16() {
+                401 | 403 => " (check the source's credentials)",
+                404 => " (check the endpoint path)",
+                _ => "",
+            };
+            return Err(PollError::Bad(format!(
+                "{what}: HTTP {status}{hint}: {}",
+                snippet(&body)
+            )));
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|e| {
+            PollError::Bad(format!(
+                "{what}: response is not JSON ({e}): {}",
+                snippet(&body)
+            ))
+        })?;
+        Ok((value, link))
+    }
+
+    /// One poll of an endpoint: every page, each journaled (with its watermark) before the next.
+    async fn poll(
+        &self,
+        ep: &Endpoint,
+        mark: &mut Option<String>,
+        tx: &Sender,
+    ) -> Result<usize, PollError> {
+        let mut total = 0;
+        // Keyset walk for watermark endpoints, starting `overlap_s` before the committed watermark.
+        let mut query_mark = match (&ep.watermark, mark.as_deref()) {
+            (Some(w), Some(m)) => Some(with_overlap(m, w.overlap_s)),
+            _ => None,
+        };
+        let mut url = self.url_for(ep, query_mark.as_deref())?;
+        loop {
+            let (body, link) = self.fetch(ep, &url).await?;
+            let what = format!("{} ({url})", ep.name);
+            let rows = match body.pointer(&ep.rows) {
+                Some(Value::Array(rows)) => rows.clone(),
+                _ => {
+                    return Err(PollError::Bad(format!(
+                        "{what}: no array of rows at {:?}: {}",
+                        ep.rows,
+                        snippet(body.to_string().as_bytes())
+                    )))
+                }
+            };
+            for (i, row) in rows.iter().enumerate() {
+                if row.pointer(&ep.key).is_none_or(Value::is_null) {
+                    return Err(PollError::Bad(format!(
+                        "{what}: row {i} has no key {}: {}",
+                        ep.key,
+                        snippet(row.to_string().as_bytes())
+                    )));
+                }
+            }
+            let mut page_mark = mark.clone();
+            if let Some(w) = &ep.watermark {
+                for row in &rows {
+                    if let Some(v) = field_text(row, &w.field) {
+                        if page_mark.as_deref().is_none_or(|m| later(&v, m)) {
+                            page_mark = Some(v);
+                        }
+                    }
+                }
+            }
+            total += rows.len();
+            self.journal_page(
+                ep,
+                &url,
+                rows,
+                page_mark.as_deref().filter(|m| Some(*m) != mark.as_deref()),
+                tx,
+            )
+            .await?;
+            // The next page.
+            let next = match &ep.watermark {
+                Some(_) => {
+                    // Keyset: go on from the page's highest value while it advances.
+                    let advanced = match (&page_mark, &query_mark) {
+                        (Some(p), Some(q)) => later(p, q),
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if advanced {
+                        query_mark = page_mark.clone();
+                        Some(self.url_for(ep, query_mark.as_deref())?)
+                    } else {
+                        None
+                    }
+                }
+                None => match ep.paging {
+                    Paging::Odata => odata_next(&body, &url),
+                    Paging::Link => link.as_deref().and_then(|h| link_next(h, &url)),
+                    Paging::None => None,
+                },
+            };
+            if page_mark.is_some() {
+                *mark = page_mark;
+            }
+            match next {
+                Some(n) if n != url => url = n,
+                _ => break,
+            }
+        }
+        Ok(total)
+    }
+
+    /// Hands a page's rows to the pipeline; the last carries the new watermark; waits for the commit.
+    async fn journal_page(
+        &self,
+        ep: &Endpoint,
+        url: &url::Url,
+        rows: Vec<Value>,
+        new_mark: Option<&str>,
+        tx: &Sender,
+    ) -> Result<(), PollError> {
+        let received_ms = now_ms();
+        let origin = Origin {
+            protocol: "rest".into(),
+            endpoint: Some(url.as_str().split('?').next().unwrap_or("").to_string()),
+            address: None,
+        };
+        let n = rows.len();
+        let mut last_ack = None;
+        for (i, row) in rows.into_iter().enumerate() {
+            let mut input = Input::new(Observation::Message(Message {
+                source: self.id.clone(),
+                origin: origin.clone(),
+                topic: ep.name.clone(),
+                doc: row,
+                source_ms: None,
+                received_ms,
+            }));
+            if i + 1 == n {
+                if let Some(m) = new_mark {
+                    input.state.push(StateUpdate {
+                        source: self.id.clone(),
+                        key: watermark_key(&ep.name),
+                        value: m.to_string(),
+                    });
+                }
+                let (ack, rx) = tokio::sync::oneshot::channel();
+                input.ack = Some(ack);
+                last_ack = Some(rx);
+            }
+            tx.send(input).await.map_err(|_| PollError::Closed)?;
+        }
+        if let Some(rx) = last_ack {
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(PollError::Bad(format!(
+                        "{}: the journal refused the page ({e})",
+                        ep.name
+                    )))
+                }
+                Err(_) => return Err(PollError::Closed),
+            }
+        }
+        Ok(())
+    }
+}

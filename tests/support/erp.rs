@@ -1,0 +1,200 @@
+//! An in-process OData-style ERP (axum on 127.0.0.1, port 0): work orders with `modifiedAt`, server
+//! pages of 100 with a relative `@odata.nextLink`, `$filter=modifiedAt ge …`, `$top`, basic auth,
+//! rows that change while pages are walked, and scripted failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// A scripted answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// This status with an optional Retry-After.
+    Status(u16, Option<&'static str>),
+    /// 200 with an HTML body.
+    Html,
+    /// 200 with rows of which one lacks its key.
+    RowWithoutKey,
+}
+
+#[derive(Default)]
+pub struct Erp {
+    /// Rows per entity set, each with `ID` and `modifiedAt` (RFC 3339, ms).
+    pub sets: HashMap<String, Vec<Value>>,
+    /// Every version ever served or created: (set, ID, modifiedAt).
+    pub versions: Vec<(String, i64, String)>,
+    /// Change one work order (round robin, never the same twice) each time a page is served, this
+    /// many times.
+    pub churn_left: usize,
+    churn_next: usize,
+    clock_ms: i64,
+    /// Scripted faults per entity set.
+    pub faults: HashMap<String, VecDeque<Fault>>,
+    /// (when, set, query) of every request.
+    pub requests: Vec<(Instant, String, String)>,
+}
+
+impl Erp {
+    fn tick(&mut self) -> String {
+        self.clock_ms += 1000;
+        shopfloor_agent::time::format(shopfloor_agent::time::from_unix_ms(
+            1_767_225_600_000 + self.clock_ms,
+        ))
+    }
+
+    /// Adds `n` rows to `set`.
+    pub fn add_rows(&mut self, set: &str, n: usize) {
+        for _ in 0..n {
+            let at = self.tick();
+            let rows = self.sets.entry(set.to_string()).or_default();
+            let id = rows.len() as i64 + 1;
+            rows.push(json!({ "ID": id, "workOrder": format!("WO-{id:05}"), "status": "RELEASED", "modifiedAt": at }));
+            self.versions.push((set.to_string(), id, at));
+        }
+    }
+
+    fn churn(&mut self, set: &str) {
+        if self.churn_left == 0 || set != "WorkOrders" {
+            return;
+        }
+        let n = self.sets.get(set).map_or(0, Vec::len);
+        if n == 0 {
+            return;
+        }
+        self.churn_left -= 1;
+        let at = self.tick();
+        let i = self.churn_next % n;
+        self.churn_next += 7; // a different row each time
+        if let Some(row) = self.sets.get_mut(set).and_then(|r| r.get_mut(i)) {
+            row["modifiedAt"] = json!(at);
+            row["status"] = json!("IN_PROGRESS");
+            let id = row["ID"].as_i64().unwrap_or(0);
+            self.versions.push((set.to_string(), id, at));
+        }
+    }
+}
+
+fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        let k: String = url::form_urlencoded::parse(format!("{k}=").as_bytes())
+            .next()?
+            .0
+            .into_owned();
+        if k == name {
+            Some(
+                url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                    .next()?
+                    .1
+                    .into_owned(),
+            )
+        } else {
+            None
+        }
+    })
+}
+
+async fn entity_set(
+    State(erp): State<Arc<Mutex<Erp>>>,
+    Path(set): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let mut erp = erp.lock().expect("lock");
+    erp.requests
+        .push((Instant::now(), set.clone(), query.clone()));
+    // basic erp-reader:erp123
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some("Basic ZXJwLXJlYWRlcjplcnAxMjM=")
+    {
+        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    }
+    if let Some(f) = erp.faults.get_mut(&set).and_then(VecDeque::pop_front) {
+        return match f {
+            Fault::Status(code, ra) => {
+                let mut r = (StatusCode::from_u16(code).expect("code"), "busy").into_response();
+                if let Some(ra) = ra {
+                    r.headers_mut()
+                        .insert("retry-after", ra.parse().expect("header"));
+                }
+                r
+            }
+            Fault::Html => (
+                StatusCode::OK,
+                "<html><body><h1>Gateway error</h1></body></html>",
+            )
+                .into_response(),
+            Fault::RowWithoutKey => {
+                axum::Json(json!({ "value": [{ "ID": 1 }, { "workOrder": "WO-X" }] }))
+                    .into_response()
+            }
+        };
+    }
+    let mut rows: Vec<Value> = erp.sets.get(&set).cloned().unwrap_or_default();
+    if let Some(filter) = param(&query, "$filter") {
+        if let Some(v) = filter.strip_prefix("modifiedAt ge ") {
+            let from = shopfloor_agent::time::parse(v.trim()).expect("filter value is a time");
+            rows.retain(|r| {
+                shopfloor_agent::time::parse(r["modifiedAt"].as_str().unwrap_or(""))
+                    .is_some_and(|t| t >= from)
+            });
+        }
+    }
+    if param(&query, "$orderby").is_some_and(|o| o.starts_with("modifiedAt")) {
+        rows.sort_by(|a, b| {
+            a["modifiedAt"]
+                .as_str()
+                .cmp(&b["modifiedAt"].as_str())
+                .then(a["ID"].as_i64().cmp(&b["ID"].as_i64()))
+        });
+    }
+    let skip: usize = param(&query, "$skiptoken")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (limit, with_next) = match param(&query, "$top").and_then(|t| t.parse::<usize>().ok()) {
+        Some(top) => (top.min(1000), false),
+        None => (100, true),
+    };
+    let page: Vec<Value> = rows.iter().skip(skip).take(limit).cloned().collect();
+    let mut body = json!({ "@odata.context": "$metadata#WorkOrders", "value": page });
+    if with_next && rows.len() > skip + limit {
+        body["@odata.nextLink"] = json!(format!("{set}?%24skiptoken={}", skip + limit));
+    }
+    erp.churn(&set);
+    axum::Json(body).into_response()
+}
+
+pub struct ErpServer {
+    pub addr: SocketAddr,
+    pub erp: Arc<Mutex<Erp>>,
+}
+
+impl ErpServer {
+    pub async fn start(erp: Erp) -> ErpServer {
+        let erp = Arc::new(Mutex::new(erp));
+        let app = Router::new()
+            .route("/odata/v4/erp/{set}", get(entity_set))
+            .with_state(erp.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ErpServer { addr, erp }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/odata/v4/erp/", self.addr)
+    }
+}
