@@ -32,7 +32,7 @@ ensure_tools() {
 
 start_device() {
   if port_open "$PORT"; then log "port $PORT is busy: stop what runs there first"; exit 1; fi
-  setsid "$VENV/bin/python" -u "$HERE/modbus_server.py" --port "$PORT" --period 0.5 --seed 7 \
+  "$VENV/bin/python" -u "$HERE/modbus_server.py" --port "$PORT" --period 0.5 --seed 7 \
     >"$WORK/modbus.log" 2>&1 </dev/null &
   echo $! >"$WORK/modbus.pid"
   for _ in $(seq 100); do port_open "$PORT" && { log "pymodbus up, pid $(cat "$WORK/modbus.pid")"; return; }; sleep 0.1; done
