@@ -22,6 +22,7 @@ use crate::journal::JournalRow;
 /// `[sinks.<id>]`: one sink, chosen by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // built once at start; boxing would only add noise
 pub enum SinkConfig {
     /// HTTP(S) POST of batches to a QMS.
     #[cfg(feature = "sink-http")]

@@ -49,6 +49,7 @@ impl SourceConfig {
 }
 
 /// A built source, ready to run.
+#[allow(clippy::large_enum_variant)] // built once at start; boxing would only add noise
 pub enum Source {
     /// Modbus.
     #[cfg(feature = "source-modbus")]

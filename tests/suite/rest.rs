@@ -264,3 +264,44 @@ async fn wrong_credentials_journal_nothing() {
     assert!(versions_in_journal(dir.path(), "traveler").is_empty());
     assert_eq!(watermark(dir.path()), None, "the watermark does not move");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
+    let mut erp = Erp::default();
+    erp.oauth = true;
+    erp.add_rows("WorkOrders", 5);
+    let server = ErpServer::start(erp).await;
+    let dir = tempdir();
+    let toml = agent_toml(&server.url(), "unused").replace(
+        r#"auth = { type = "basic", username = "erp-reader", password = "unused" }"#,
+        &format!(
+            r#"auth = {{ type = "oauth2", token_url = "http://{}/oauth/token", client_id = "gw", client_secret = "s3cret" }}"#,
+            server.addr
+        ),
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "work orders with a token", || {
+        versions_in_journal(dir.path(), "traveler").len() == 5
+    })
+    .await;
+    // Tokens live 2 s and are renewed at 80 %: over 3 s of polling every 200 ms, 2 or 3 tokens, not 15.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let issued = server.erp.lock().expect("lock").tokens_issued;
+    assert!((2..=4).contains(&issued), "{issued} tokens for ~15 polls");
+    // The server forgets every token: the next poll gets a 401, fetches a new token and goes on.
+    {
+        let mut erp = server.erp.lock().expect("lock");
+        erp.valid_tokens.clear();
+        erp.add_rows("WorkOrders", 3);
+    }
+    eventually(WAIT, "the new rows after a revoked token", || {
+        versions_in_journal(dir.path(), "traveler").len() == 8
+    })
+    .await;
+    agent.stop("test").await;
+    let erp = server.erp.lock().expect("lock");
+    assert!(erp.unauthorized >= 1, "the revoked token was refused");
+    assert!(erp.tokens_issued > issued, "a fresh token after the 401");
+}

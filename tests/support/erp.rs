@@ -40,6 +40,14 @@ pub struct Erp {
     pub faults: HashMap<String, VecDeque<Fault>>,
     /// (when, set, query) of every request.
     pub requests: Vec<(Instant, String, String)>,
+    /// Require OAuth bearer tokens from `/oauth/token` (client `gw` / `s3cret`) instead of basic auth.
+    pub oauth: bool,
+    /// Tokens issued so far.
+    pub tokens_issued: usize,
+    /// Valid tokens and when they expire (tokens live 2 s).
+    pub valid_tokens: HashMap<String, Instant>,
+    /// Requests refused with 401.
+    pub unauthorized: usize,
 }
 
 impl Erp {
@@ -112,10 +120,19 @@ async fn entity_set(
     let mut erp = erp.lock().expect("lock");
     erp.requests
         .push((Instant::now(), set.clone(), query.clone()));
-    // basic erp-reader:erp123
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some("Basic ZXJwLXJlYWRlcjplcnAxMjM=")
-    {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let allowed = if erp.oauth {
+        auth.strip_prefix("Bearer ")
+            .and_then(|t| erp.valid_tokens.get(t))
+            .is_some_and(|exp| Instant::now() < *exp)
+    } else {
+        auth == "Basic ZXJwLXJlYWRlcjplcnAxMjM=" // erp-reader:erp123
+    };
+    if !allowed {
+        erp.unauthorized += 1;
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     }
     if let Some(f) = erp.faults.get_mut(&set).and_then(VecDeque::pop_front) {
@@ -173,6 +190,24 @@ async fn entity_set(
     axum::Json(body).into_response()
 }
 
+async fn token(State(erp): State<Arc<Mutex<Erp>>>, headers: HeaderMap, body: String) -> Response {
+    let mut erp = erp.lock().expect("lock");
+    // client gw:s3cret
+    let client_ok =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Basic Z3c6czNjcmV0");
+    if !client_ok || !body.contains("grant_type=client_credentials") {
+        return (StatusCode::UNAUTHORIZED, "invalid_client").into_response();
+    }
+    erp.tokens_issued += 1;
+    let t = format!("tok-{}", erp.tokens_issued);
+    erp.valid_tokens.insert(
+        t.clone(),
+        Instant::now() + std::time::Duration::from_secs(2),
+    );
+    axum::Json(json!({ "access_token": t, "token_type": "Bearer", "expires_in": 2 }))
+        .into_response()
+}
+
 pub struct ErpServer {
     pub addr: SocketAddr,
     pub erp: Arc<Mutex<Erp>>,
@@ -183,6 +218,7 @@ impl ErpServer {
         let erp = Arc::new(Mutex::new(erp));
         let app = Router::new()
             .route("/odata/v4/erp/{set}", get(entity_set))
+            .route("/oauth/token", axum::routing::post(token))
             .with_state(erp.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -35,6 +35,19 @@ pub enum HttpAuth {
         /// The token; use `${env:NAME}` or `${file:PATH}`.
         token: String,
     },
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): a token from `token_url`, cached, refreshed
+    /// before it expires and whenever the peer answers 401.
+    Oauth2 {
+        /// Token endpoint.
+        token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Client secret; use `${env:NAME}` or `${file:PATH}`.
+        client_secret: String,
+        /// Requested scope, if the server wants one.
+        #[serde(default)]
+        scope: Option<String>,
+    },
 }
 
 /// Options of the HTTP sink.

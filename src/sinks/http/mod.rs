@@ -15,6 +15,7 @@
 //! | connect error, timeout, TLS error | try later | back off, send again |
 
 pub mod config;
+pub mod oauth;
 pub mod sink;
 
 pub use config::{HttpAuth, HttpSinkConfig, WireFormat};

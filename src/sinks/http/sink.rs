@@ -15,6 +15,7 @@ use crate::sinks::{SendError, SinkContext};
 /// Posts batches to one URL.
 pub struct HttpSink {
     client: reqwest::Client,
+    tokens: Option<super::oauth::TokenSource>,
     url: String,
     format: WireFormat,
     event_source: String,
@@ -54,7 +55,8 @@ pub fn build_client(config: &HttpSinkConfig) -> Result<reqwest::Client, String> 
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        None => {}
+        // The token is added per request (see `oauth.rs`).
+        Some(HttpAuth::Oauth2 { .. }) | None => {}
     }
     let mut builder = reqwest::Client::builder()
         .default_headers(headers)
@@ -87,8 +89,10 @@ impl HttpSink {
     /// Builds the client for sink `id`.
     pub fn new(id: &str, config: &HttpSinkConfig, ctx: &SinkContext) -> Result<HttpSink, String> {
         let client = build_client(config).map_err(|e| format!("sink {id}: {e}"))?;
+        let tokens = super::oauth::TokenSource::for_auth(config.auth.as_ref(), &client);
         Ok(HttpSink {
             client,
+            tokens,
             url: config.url.clone(),
             format: config.format,
             event_source: format!("urn:shopfloor-agent:{}", ctx.gateway_id),
@@ -141,14 +145,20 @@ impl HttpSink {
             [first, .., last] => format!("{}..{}", first.id, last.id),
             [] => return Ok(()),
         };
-        let response = self
+        let mut request = self
             .client
             .post(&self.url)
             .header(CONTENT_TYPE, content_type)
             .header("Idempotency-Key", key)
-            .body(body)
-            .send()
-            .await;
+            .body(body);
+        if let Some(t) = &self.tokens {
+            let header = t.header().await.map_err(|reason| SendError::Retry {
+                reason,
+                retry_after: None,
+            })?;
+            request = request.header(reqwest::header::AUTHORIZATION, header);
+        }
+        let response = request.send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {
@@ -161,6 +171,11 @@ impl HttpSink {
         let status = response.status();
         if status.is_success() {
             return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(t) = &self.tokens {
+                t.invalidate().await; // the retry fetches a fresh token
+            }
         }
         let retry_after = response
             .headers()

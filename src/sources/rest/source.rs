@@ -28,6 +28,7 @@ pub struct RestSource {
     id: String,
     cfg: RestSourceConfig,
     client: reqwest::Client,
+    tokens: Option<crate::sinks::http::oauth::TokenSource>,
     base: url::Url,
     marks: HashMap<String, String>,
 }
@@ -75,9 +76,11 @@ impl RestSource {
                     .map(|e| (e.to_string(), v.clone()))
             })
             .collect();
+        let tokens = crate::sinks::http::oauth::TokenSource::for_auth(cfg.auth.as_ref(), &client);
         Ok(RestSource {
             id: id.to_string(),
             cfg: cfg.clone(),
+            tokens,
             client,
             base,
             marks,
@@ -212,26 +215,14 @@ impl RestSource {
         url: &url::Url,
     ) -> Result<(Value, Option<String>), PollError> {
         let what = format!("{} ({url})", ep.name);
-        let mut resp = self
-            .client
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                let mut msg = if e.is_timeout() {
-                    "timed out".to_string()
-                } else {
-                    "cannot connect".to_string()
-                };
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(": ");
-                    msg.push_str(&s.to_string());
-                    src = s.source();
-                }
-                PollError::Unreachable(msg)
-            })?;
+        let mut resp = self.get(url).await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            if let Some(t) = &self.tokens {
+                // The token may have been revoked or expired early: one more try with a fresh one.
+                t.invalidate().await;
+                resp = self.get(url).await?;
+            }
+        }
         let status = resp.status();
         let link = resp
             .headers()
@@ -294,6 +285,34 @@ impl RestSource {
             ))
         })?;
         Ok((value, link))
+    }
+
+    /// One GET with the current OAuth token, if any.
+    async fn get(&self, url: &url::Url) -> Result<reqwest::Response, PollError> {
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(t) = &self.tokens {
+            req = req.header(
+                reqwest::header::AUTHORIZATION,
+                t.header().await.map_err(PollError::Bad)?,
+            );
+        }
+        req.send().await.map_err(|e| {
+            let mut msg = if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                "cannot connect".to_string()
+            };
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            PollError::Unreachable(msg)
+        })
     }
 
     /// One poll of an endpoint: every page, each journaled (with its watermark) before the next.
