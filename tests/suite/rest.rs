@@ -305,3 +305,133 @@ async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
     assert!(erp.unauthorized >= 1, "the revoked token was refused");
     assert!(erp.tokens_issued > issued, "a fresh token after the 401");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_and_cursor_paging_read_every_row() {
+    let mut erp = Erp::default();
+    erp.add_rows("Items", 100);
+    let server = ErpServer::start(erp).await;
+    let dir = tempdir();
+    let toml = format!(
+        r#"
+[agent]
+gateway_id = "gw-rest"
+data_dir = "data"
+
+[sources.api]
+type = "rest"
+url = "{}"
+poll_interval_ms = 60000
+
+[[sources.api.endpoints]]
+name = "items"
+path = "api/items"
+rows = "/items"
+key = "/ID"
+paging = "offset"
+page_size = 40
+
+[[sources.api.endpoints]]
+name = "feed"
+path = "api/feed"
+rows = "/data"
+key = "/ID"
+paging = "cursor"
+
+[[records]]
+name = "items"
+kind = "traveler"
+trigger = {{ type = "row", source = "api", endpoint = "items" }}
+dedupe_key = "items/{{/ID}}"
+[records.fields]
+"subject.work_order" = {{ pointer = "/workOrder" }}
+
+[[records]]
+name = "feed"
+kind = "calibration"
+trigger = {{ type = "row", source = "api", endpoint = "feed" }}
+dedupe_key = "feed/{{/ID}}"
+[records.fields]
+"calibration.instrument_id" = {{ pointer = "/workOrder" }}
+"#,
+        server.url()
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "every row of both endpoints", || {
+        versions_in_journal(dir.path(), "traveler").len() == 100
+            && versions_in_journal(dir.path(), "calibration").len() == 100
+    })
+    .await;
+    agent.stop("test").await;
+    let requests = server.erp.lock().expect("lock").requests.clone();
+    let items: Vec<&String> = requests
+        .iter()
+        .filter(|(_, k, _)| k == "items")
+        .map(|(_, _, q)| q)
+        .collect();
+    assert_eq!(items.len(), 3, "40 + 40 + 20 rows: {items:?}");
+    assert!(
+        items[2].contains("offset=80") && items[2].contains("limit=40"),
+        "{items:?}"
+    );
+    let feed: Vec<&String> = requests
+        .iter()
+        .filter(|(_, k, _)| k == "feed")
+        .map(|(_, _, q)| q)
+        .collect();
+    assert_eq!(feed.len(), 4, "30 + 30 + 30 + 10 rows: {feed:?}");
+    assert!(feed[3].contains("cursor=c90"), "{feed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_size_cap_is_refused_and_nothing_is_journaled() {
+    let mut erp = Erp::default();
+    erp.add_rows("Items", 100);
+    let server = ErpServer::start(erp).await;
+    let dir = tempdir();
+    let toml = format!(
+        r#"
+[agent]
+gateway_id = "gw-rest"
+data_dir = "data"
+
+[sources.api]
+type = "rest"
+url = "{}"
+poll_interval_ms = 100
+retry_initial_ms = 50
+retry_max_ms = 100
+max_response_bytes = 2000
+
+[[sources.api.endpoints]]
+name = "items"
+path = "api/items"
+rows = "/items"
+key = "/ID"
+paging = "offset"
+page_size = 40
+
+[[records]]
+name = "items"
+kind = "traveler"
+trigger = {{ type = "row", source = "api", endpoint = "items" }}
+[records.fields]
+"subject.work_order" = {{ pointer = "/workOrder" }}
+"#,
+        server.url()
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "several refused polls", || {
+        server.erp.lock().expect("lock").requests.len() >= 3
+    })
+    .await;
+    agent.stop("test").await;
+    assert!(
+        versions_in_journal(dir.path(), "traveler").is_empty(),
+        "an oversized page is not journaled"
+    );
+}

@@ -208,6 +208,43 @@ async fn token(State(erp): State<Arc<Mutex<Erp>>>, headers: HeaderMap, body: Str
         .into_response()
 }
 
+/// A plain JSON API: `/api/items?offset=&limit=` → `{"items": [...]}`, `/api/feed?cursor=` →
+/// `{"data": [...30 rows], "next_cursor": "…"}` over the rows of set `Items`.
+async fn api(
+    State(erp): State<Arc<Mutex<Erp>>>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let mut erp = erp.lock().expect("lock");
+    erp.requests
+        .push((Instant::now(), kind.clone(), query.clone()));
+    let rows: Vec<Value> = erp.sets.get("Items").cloned().unwrap_or_default();
+    match kind.as_str() {
+        "items" => {
+            let offset: usize = param(&query, "offset")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let limit: usize = param(&query, "limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10);
+            let page: Vec<Value> = rows.iter().skip(offset).take(limit).cloned().collect();
+            axum::Json(json!({ "items": page })).into_response()
+        }
+        _ => {
+            let from: usize = param(&query, "cursor")
+                .and_then(|v| v.strip_prefix('c').and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            let page: Vec<Value> = rows.iter().skip(from).take(30).cloned().collect();
+            let mut body = json!({ "data": page });
+            if from + 30 < rows.len() {
+                body["next_cursor"] = json!(format!("c{}", from + 30));
+            }
+            axum::Json(body).into_response()
+        }
+    }
+}
+
 pub struct ErpServer {
     pub addr: SocketAddr,
     pub erp: Arc<Mutex<Erp>>,
@@ -219,6 +256,7 @@ impl ErpServer {
         let app = Router::new()
             .route("/odata/v4/erp/{set}", get(entity_set))
             .route("/oauth/token", axum::routing::post(token))
+            .route("/odata/v4/erp/api/{kind}", get(api))
             .with_state(erp.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -17,6 +17,10 @@ pub enum Paging {
     Odata,
     /// RFC 8288: follow the `Link: <…>; rel="next"` header.
     Link,
+    /// `offset_param` / `limit_param` query parameters, `page_size` rows at a time, until a short page.
+    Offset,
+    /// A cursor from the body (`cursor_pointer`) sent back as `cursor_param`, until there is none.
+    Cursor,
     /// One request per poll.
     None,
 }
@@ -68,9 +72,24 @@ pub struct Endpoint {
     pub rows: String,
     /// JSON pointer of the row's key; a row without it is a bad response.
     pub key: String,
-    /// Paging of full reads (endpoints without a watermark).
+    /// Paging of full reads (endpoints without a watermark): `odata`, `link`, `offset`, `cursor`, `none`.
     #[serde(default)]
     pub paging: Paging,
+    /// `offset` paging: rows per request.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// `offset` paging: the offset parameter.
+    #[serde(default = "default_offset_param")]
+    pub offset_param: String,
+    /// `offset` paging: the limit parameter.
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+    /// `cursor` paging: the query parameter that carries the cursor.
+    #[serde(default = "default_cursor_param")]
+    pub cursor_param: String,
+    /// `cursor` paging: JSON pointer to the next cursor in the body.
+    #[serde(default = "default_cursor_pointer")]
+    pub cursor_pointer: String,
     /// Incremental sync; without it every poll reads every page (the dedupe key drops repeats).
     #[serde(default)]
     pub watermark: Option<Watermark>,
@@ -78,6 +97,21 @@ pub struct Endpoint {
 
 fn default_rows() -> String {
     "/value".into()
+}
+fn default_page_size() -> u64 {
+    1000
+}
+fn default_offset_param() -> String {
+    "offset".into()
+}
+fn default_limit_param() -> String {
+    "limit".into()
+}
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+fn default_cursor_pointer() -> String {
+    "/next_cursor".into()
 }
 
 /// Options of a REST source.

@@ -55,6 +55,21 @@ fn now_ms() -> i64 {
     crate::time::unix_ms(crate::time::now())
 }
 
+/// `url` with query parameter `name` set to `value` (replacing an earlier value).
+fn with_param(url: &url::Url, name: &str, value: &str) -> url::Url {
+    let mut out = url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    out.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(name, value);
+    out
+}
+
 /// The source-state key of an endpoint's watermark.
 pub fn watermark_key(endpoint: &str) -> String {
     format!("watermark:{endpoint}")
@@ -329,6 +344,12 @@ impl RestSource {
             _ => None,
         };
         let mut url = self.url_for(ep, query_mark.as_deref())?;
+        if ep.watermark.is_none() && ep.paging == Paging::Offset {
+            url = with_param(&url, &ep.limit_param, &ep.page_size.to_string());
+            url = with_param(&url, &ep.offset_param, "0");
+        }
+        let first = url.clone();
+        let mut offset = 0u64;
         loop {
             let (body, link) = self.fetch(ep, &url).await?;
             let what = format!("{} ({url})", ep.name);
@@ -361,7 +382,8 @@ impl RestSource {
                     }
                 }
             }
-            total += rows.len();
+            let page_len = rows.len();
+            total += page_len;
             self.journal_page(
                 ep,
                 &url,
@@ -389,6 +411,20 @@ impl RestSource {
                 None => match ep.paging {
                     Paging::Odata => odata_next(&body, &url),
                     Paging::Link => link.as_deref().and_then(|h| link_next(h, &url)),
+                    Paging::Offset if (page_len as u64) < ep.page_size || page_len == 0 => None,
+                    Paging::Offset => {
+                        offset += ep.page_size;
+                        Some(with_param(&first, &ep.offset_param, &offset.to_string()))
+                    }
+                    Paging::Cursor => match body.pointer(&ep.cursor_pointer) {
+                        Some(Value::String(c)) if !c.is_empty() => {
+                            Some(with_param(&first, &ep.cursor_param, c))
+                        }
+                        Some(Value::Number(n)) => {
+                            Some(with_param(&first, &ep.cursor_param, &n.to_string()))
+                        }
+                        _ => None,
+                    },
                     Paging::None => None,
                 },
             };
