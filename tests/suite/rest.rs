@@ -435,3 +435,49 @@ trigger = {{ type = "row", source = "api", endpoint = "items" }}
         "an oversized page is not journaled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_a_client_certificate() {
+    let pki_dir = tempdir();
+    let pki = crate::support::tls::TestPki::create(pki_dir.path());
+    let mut erp = Erp::default();
+    erp.add_rows("WorkOrders", 4);
+    let server = ErpServer::start_tls(erp, pki.server_config(true)).await;
+    let tls = format!(
+        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+        pki.ca_file.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let with_tls = |extra: &str| {
+        agent_toml(&server.url(), "erp123").replace(
+            "poll_interval_ms = 200\n",
+            &format!("poll_interval_ms = 200\n{extra}"),
+        )
+    };
+    let dir = tempdir();
+    let agent = Agent::start(config(dir.path(), &with_tls(&tls)))
+        .await
+        .expect("start");
+    eventually(WAIT, "work orders over mutual TLS", || {
+        versions_in_journal(dir.path(), "traveler").len() == 4
+    })
+    .await;
+    agent.stop("test").await;
+
+    // Without the client certificate the ERP refuses the handshake: nothing is journaled.
+    let dir = tempdir();
+    let only_ca = format!("ca_file = \"{}\"\n", pki.ca_file.display());
+    let before = server.erp.lock().expect("lock").requests.len();
+    let agent = Agent::start(config(dir.path(), &with_tls(&only_ca)))
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.stop("test").await;
+    assert!(versions_in_journal(dir.path(), "traveler").is_empty());
+    assert_eq!(
+        server.erp.lock().expect("lock").requests.len(),
+        before,
+        "no request got through"
+    );
+}

@@ -248,10 +248,22 @@ async fn api(
 pub struct ErpServer {
     pub addr: SocketAddr,
     pub erp: Arc<Mutex<Erp>>,
+    scheme: &'static str,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl ErpServer {
     pub async fn start(erp: Erp) -> ErpServer {
+        Self::start_with(erp, None).await
+    }
+
+    /// The ERP over HTTPS.
+    pub async fn start_tls(erp: Erp, tls: Arc<rustls::ServerConfig>) -> ErpServer {
+        Self::start_with(erp, Some(tls)).await
+    }
+
+    async fn start_with(erp: Erp, tls: Option<Arc<rustls::ServerConfig>>) -> ErpServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let erp = Arc::new(Mutex::new(erp));
         let app = Router::new()
             .route("/odata/v4/erp/{set}", get(entity_set))
@@ -262,13 +274,17 @@ impl ErpServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        ErpServer { addr, erp }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        crate::support::tls::serve_router(listener, app, tls, stopped);
+        ErpServer {
+            addr,
+            erp,
+            scheme,
+            _stop: stop,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/odata/v4/erp/", self.addr)
+        format!("{}://{}/odata/v4/erp/", self.scheme, self.addr)
     }
 }

@@ -140,37 +140,8 @@ impl Qms {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Qms {
         let addr = listener.local_addr().expect("addr");
-        let (stop, mut stopped) = watch::channel(false);
-        let app = router(state.clone());
-        tokio::spawn(async move {
-            let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-            loop {
-                let (tcp, _) = tokio::select! {
-                    r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-                    _ = stopped.wait_for(|s| *s) => break,
-                };
-                let app = app.clone();
-                let acceptor = acceptor.clone();
-                let mut stop_conn = stopped.clone();
-                tokio::spawn(async move {
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match acceptor {
-                        Some(a) => {
-                            let Ok(tls) = a.accept(tcp).await else { return };
-                            let conn =
-                                http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                            tokio::select! { _ = conn => {}, _ = stop_conn.wait_for(|s| *s) => {} }
-                        }
-                        None => {
-                            let conn =
-                                http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                            tokio::select! { _ = conn => {}, _ = stop_conn.wait_for(|s| *s) => {} }
-                        }
-                    }
-                });
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        crate::support::tls::serve_router(listener, router(state.clone()), tls, stopped);
         Qms { addr, state, stop }
     }
 

@@ -88,3 +88,42 @@ impl TestPki {
         Arc::new(builder.with_single_cert(certs, key).expect("server config"))
     }
 }
+
+/// Serves `app` on `listener` (TLS when `tls` is given) until `stopped` turns true, dropping open
+/// connections then.
+pub fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        loop {
+            let (tcp, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            let app = app.clone();
+            let acceptor = acceptor.clone();
+            let mut stop_conn = stopped.clone();
+            tokio::spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(a) => {
+                        let Ok(tls) = a.accept(tcp).await else { return };
+                        let conn =
+                            http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                        tokio::select! { _ = conn => {}, _ = stop_conn.wait_for(|s| *s) => {} }
+                    }
+                    None => {
+                        let conn =
+                            http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                        tokio::select! { _ = conn => {}, _ = stop_conn.wait_for(|s| *s) => {} }
+                    }
+                }
+            });
+        }
+    });
+}
