@@ -307,7 +307,7 @@ async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offset_and_cursor_paging_read_every_row() {
+async fn offset_cursor_and_link_paging_read_every_row() {
     let mut erp = Erp::default();
     erp.add_rows("Items", 100);
     let server = ErpServer::start(erp).await;
@@ -338,6 +338,22 @@ rows = "/data"
 key = "/ID"
 paging = "cursor"
 
+[[sources.api.endpoints]]
+name = "linked"
+path = "api/linked"
+rows = ""
+key = "/ID"
+paging = "link"
+
+[[records]]
+name = "linked"
+kind = "inspection"
+trigger = {{ type = "row", source = "api", endpoint = "linked" }}
+dedupe_key = "linked/{{/ID}}"
+required = ["subject.work_order"]
+[records.fields]
+"subject.work_order" = {{ pointer = "/workOrder" }}
+
 [[records]]
 name = "items"
 kind = "traveler"
@@ -359,9 +375,10 @@ dedupe_key = "feed/{{/ID}}"
     let agent = Agent::start(config(dir.path(), &toml))
         .await
         .expect("start");
-    eventually(WAIT, "every row of both endpoints", || {
+    eventually(WAIT, "every row of the three endpoints", || {
         versions_in_journal(dir.path(), "traveler").len() == 100
             && versions_in_journal(dir.path(), "calibration").len() == 100
+            && versions_in_journal(dir.path(), "inspection").len() == 100
     })
     .await;
     agent.stop("test").await;
@@ -383,6 +400,16 @@ dedupe_key = "feed/{{/ID}}"
         .collect();
     assert_eq!(feed.len(), 4, "30 + 30 + 30 + 10 rows: {feed:?}");
     assert!(feed[3].contains("cursor=c90"), "{feed:?}");
+    let linked: Vec<&String> = requests
+        .iter()
+        .filter(|(_, k, _)| k == "linked")
+        .map(|(_, _, q)| q)
+        .collect();
+    assert_eq!(
+        linked.len(),
+        4,
+        "4 pages of 25 via Link rel=next: {linked:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,6 +221,23 @@ async fn api(
         .push((Instant::now(), kind.clone(), query.clone()));
     let rows: Vec<Value> = erp.sets.get("Items").cloned().unwrap_or_default();
     match kind.as_str() {
+        "linked" => {
+            // RFC 8288: pages of 25, the next one in a Link header (relative).
+            let page: usize = param(&query, "page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let rows: Vec<Value> = rows.iter().skip(page * 25).take(25).cloned().collect();
+            let mut r = axum::Json(json!(rows)).into_response();
+            if (page + 1) * 25 < erp.sets.get("Items").map_or(0, Vec::len) {
+                let link = format!(
+                    "<linked?page={}>; rel=\"next\", <linked?page=0>; rel=\"first\"",
+                    page + 1
+                );
+                r.headers_mut()
+                    .insert("link", link.parse().expect("header"));
+            }
+            r
+        }
         "items" => {
             let offset: usize = param(&query, "offset")
                 .and_then(|v| v.parse().ok())
