@@ -55,6 +55,8 @@ pub struct Status {
     pub configured_sources: Vec<String>,
     /// Source state (connection, watermarks, cursors) as (source, key, value, updated_at).
     pub sources: Vec<(String, String, String, String)>,
+    /// Quarantined payloads per source.
+    pub quarantined: Vec<(String, i64)>,
 }
 
 /// Collects the status of the journal of `config`.
@@ -98,6 +100,7 @@ pub fn collect(config: &Config) -> Result<Status, JournalError> {
         sinks,
         configured_sources: config.sources.keys().cloned().collect(),
         sources: store.source_state(None)?,
+        quarantined: store.quarantine_counts()?,
     })
 }
 
@@ -192,7 +195,13 @@ impl Status {
                 .find(|(src, key, _, _)| src == id && key == "connection")
                 .map(|(_, _, v, _)| v.as_str())
                 .unwrap_or("no outage recorded");
-            let _ = writeln!(s, "{id:<15} {connection}");
+            let q = self
+                .quarantined
+                .iter()
+                .find(|(src, _)| src == id)
+                .map(|(_, n)| format!("  ({n} payloads quarantined)"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "{id:<15} {connection}{q}");
         }
         if self.configured_sources.is_empty() {
             let _ = writeln!(s, "(no sources configured)");

@@ -73,6 +73,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, key)
     ) STRICT;
     "#,
+    // 2: payloads a source could not turn into observations, kept with the reason.
+    r#"
+    CREATE TABLE quarantine (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        payload     BLOB NOT NULL,         -- the first 64 KiB
+        size        INTEGER NOT NULL,      -- the full size in bytes
+        reason      TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this agent writes.

@@ -539,6 +539,31 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Keeps a payload a source could not use, with the reason (the first 64 KiB of it).
+    pub fn quarantine(
+        &self,
+        source: &str,
+        topic: &str,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let kept = &payload[..payload.len().min(64 * 1024)];
+        self.conn.execute(
+            "INSERT INTO quarantine(source, topic, payload, size, reason, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![source, topic, kept, payload.len() as i64, reason, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Quarantined payloads per source.
+    pub fn quarantine_counts(&self) -> Result<Vec<(String, i64)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, count(*) FROM quarantine GROUP BY source ORDER BY source")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Number of records per kind.
     pub fn counts_by_kind(&self) -> Result<Vec<(String, i64)>, JournalError> {
         let mut stmt = self

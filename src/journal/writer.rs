@@ -103,6 +103,13 @@ enum Command {
     Prune {
         reply: Reply<PruneOutcome>,
     },
+    Quarantine {
+        source: String,
+        topic: String,
+        payload: Vec<u8>,
+        reason: String,
+        reply: Reply<()>,
+    },
     Close,
 }
 
@@ -290,6 +297,26 @@ impl Journal {
             .await
     }
 
+    /// Keeps an unusable payload with the reason; returns after commit (the source may then
+    /// acknowledge it upstream).
+    pub async fn quarantine(
+        &self,
+        source: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let (source, topic, reason) = (source.to_string(), topic.to_string(), reason.to_string());
+        self.call(|reply| Command::Quarantine {
+            source,
+            topic,
+            payload,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     /// Runs retention now.
     pub async fn prune(&self) -> Result<PruneOutcome, JournalError> {
         self.call(|reply| Command::Prune { reply }).await
@@ -421,6 +448,15 @@ impl Writer {
             }
             Command::Prune { reply } => {
                 let _ = reply.send(self.prune());
+            }
+            Command::Quarantine {
+                source,
+                topic,
+                payload,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.store.quarantine(&source, &topic, &payload, &reason));
             }
             Command::Append { .. } | Command::Close => {}
         }

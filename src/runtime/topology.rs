@@ -131,11 +131,12 @@ impl Agent {
                 .filter(|(s, _, _)| s == id)
                 .map(|(_, k, v)| (k.clone(), v.clone()))
                 .collect();
-            let source =
-                Source::build(id, c, &mut engine, &mine).map_err(|message| StartError::Source {
+            let source = Source::build(id, c, &mut engine, &mine, &journal).map_err(|message| {
+                StartError::Source {
                     id: id.clone(),
                     message,
-                })?;
+                }
+            })?;
             sources.push(source);
         }
         for t in engine.tags().iter() {

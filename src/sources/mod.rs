@@ -4,6 +4,8 @@
 
 #[cfg(feature = "source-modbus")]
 pub mod modbus;
+#[cfg(feature = "source-mqtt")]
+pub mod mqtt;
 #[cfg(feature = "source-rest")]
 pub mod rest;
 
@@ -24,6 +26,9 @@ pub enum SourceConfig {
     /// An ERP/MES REST (OData) service.
     #[cfg(feature = "source-rest")]
     Rest(rest::RestSourceConfig),
+    /// Subscriptions on an MQTT broker.
+    #[cfg(feature = "source-mqtt")]
+    Mqtt(mqtt::MqttSourceConfig),
 }
 
 impl SourceConfig {
@@ -34,6 +39,8 @@ impl SourceConfig {
             SourceConfig::Modbus(c) => c.validate(at, errors),
             #[cfg(feature = "source-rest")]
             SourceConfig::Rest(c) => c.validate(at, errors),
+            #[cfg(feature = "source-mqtt")]
+            SourceConfig::Mqtt(c) => c.validate(at, errors),
         }
     }
 
@@ -44,6 +51,8 @@ impl SourceConfig {
             SourceConfig::Modbus(c) => c.tags.iter().map(|t| t.name.clone()).collect(),
             #[cfg(feature = "source-rest")]
             SourceConfig::Rest(_) => Vec::new(),
+            #[cfg(feature = "source-mqtt")]
+            SourceConfig::Mqtt(_) => Vec::new(),
         }
     }
 }
@@ -57,6 +66,9 @@ pub enum Source {
     /// REST.
     #[cfg(feature = "source-rest")]
     Rest(rest::RestSource),
+    /// MQTT.
+    #[cfg(feature = "source-mqtt")]
+    Mqtt(mqtt::MqttSource),
 }
 
 impl Source {
@@ -67,13 +79,16 @@ impl Source {
         config: &SourceConfig,
         engine: &mut Engine,
         state: &[(String, String)],
+        journal: &crate::journal::Journal,
     ) -> Result<Source, String> {
-        let _ = state;
+        let _ = (state, journal);
         match config {
             #[cfg(feature = "source-modbus")]
             SourceConfig::Modbus(c) => modbus::ModbusSource::new(id, c, engine).map(Source::Modbus),
             #[cfg(feature = "source-rest")]
             SourceConfig::Rest(c) => rest::RestSource::new(id, c, state).map(Source::Rest),
+            #[cfg(feature = "source-mqtt")]
+            SourceConfig::Mqtt(c) => mqtt::MqttSource::new(id, c, journal).map(Source::Mqtt),
         }
     }
 
@@ -84,6 +99,8 @@ impl Source {
             Source::Modbus(s) => s.run(tx, shutdown).await,
             #[cfg(feature = "source-rest")]
             Source::Rest(s) => s.run(tx, shutdown).await,
+            #[cfg(feature = "source-mqtt")]
+            Source::Mqtt(s) => s.run(tx, shutdown).await,
         }
     }
 }

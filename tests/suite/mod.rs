@@ -8,6 +8,7 @@ mod http_sink;
 mod journal;
 mod kill9;
 mod modbus;
+mod mqtt;
 mod pipeline;
 mod rest;
 mod rule_cases;

@@ -4,6 +4,7 @@
 
 pub mod erp;
 pub mod modbus;
+pub mod mosquitto;
 pub mod qms;
 pub mod tls;
 

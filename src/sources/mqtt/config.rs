@@ -1,0 +1,89 @@
+//! `[sources.<id>] type = "mqtt"`: subscriptions on one broker.
+
+use serde::{Deserialize, Serialize};
+
+use super::payload::PayloadFormat;
+use crate::config::ConfigError;
+
+/// Options of an MQTT source.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// Broker host (use 127.0.0.1, not localhost, for a local broker).
+    pub host: String,
+    /// Broker port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Client id; the broker keeps the persistent session under it, so it must be stable and unique.
+    pub client_id: String,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password; use `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Topic filters, subscribed with QoS 1 (`+` and `#` wildcards).
+    pub topics: Vec<String>,
+    /// How payloads are read: `json`, `number` or `text`.
+    #[serde(default)]
+    pub payload: PayloadFormat,
+    /// Messages in flight before the broker waits for acknowledgements.
+    #[serde(default = "default_inflight")]
+    pub inflight: u16,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_inflight() -> u16 {
+    100
+}
+
+impl MqttSourceConfig {
+    /// Checks the values; `at` is the key path (`sources.mqtt1`).
+    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        if self.client_id.is_empty() || self.client_id.len() > 23 && !self.client_id.is_ascii() {
+            errors.push(
+                ConfigError::new(format!("{at}.client_id"), "must be a non-empty ASCII id")
+                    .hint("e.g. \"plant1-cell4-gw01\"; the broker keeps the session under it"),
+            );
+        }
+        if self.topics.is_empty() {
+            errors.push(
+                ConfigError::new(format!("{at}.topics"), "no topics")
+                    .hint("e.g. topics = [\"plant1/+/inspection\"]"),
+            );
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            let bad_hash =
+                t.contains('#') && !(t == "#" || t.ends_with("/#")) || t.matches('#').count() > 1;
+            let bad_plus = t
+                .split('/')
+                .any(|level| level.contains('+') && level != "+");
+            if t.is_empty() || bad_hash || bad_plus {
+                errors.push(
+                    ConfigError::new(format!("{at}.topics[{i}]"), format!("{t:?} is not a valid topic filter"))
+                        .hint("'+' stands for one whole level, '#' only at the end: \"plant1/+/inspection\", \"plant1/#\""),
+                );
+            }
+        }
+        if self.keep_alive_s < 5 {
+            errors.push(ConfigError::new(
+                format!("{at}.keep_alive_s"),
+                "must be at least 5",
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            errors.push(ConfigError::new(
+                format!("{at}.password"),
+                "a password needs a username",
+            ));
+        }
+    }
+}

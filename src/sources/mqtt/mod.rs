@@ -1,0 +1,13 @@
+//! MQTT source: QoS 1 subscriptions on a persistent session, acknowledged only after the records a
+//! message made are committed (or the payload is quarantined).
+//!
+//! - `config.rs`: `[sources.<id>] type = "mqtt"`.
+//! - `payload.rs`: payload formats (pure; one arm per format).
+//! - `source.rs`: the event loop, commit-before-PUBACK, reconnects.
+
+pub mod config;
+pub mod payload;
+pub mod source;
+
+pub use config::MqttSourceConfig;
+pub use source::MqttSource;

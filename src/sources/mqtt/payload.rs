@@ -1,0 +1,65 @@
+//! Payload decoding (pure): bytes of an MQTT message to the JSON document the record rules read.
+//!
+//! A new format (Sparkplug B, say) is one more variant here and one more arm in [`decode`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How payloads are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// A JSON document (fields by JSON pointer).
+    #[default]
+    Json,
+    /// A plain number (`25.004`): the document is `{"value": 25.004}`.
+    Number,
+    /// UTF-8 text: the document is `{"value": "…"}`.
+    Text,
+}
+
+/// Decodes a payload; `Err` is the reason it is quarantined.
+pub fn decode(format: PayloadFormat, bytes: &[u8]) -> Result<Value, String> {
+    match format {
+        PayloadFormat::Json => serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}")),
+        PayloadFormat::Number => {
+            let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+            let n: f64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{:?} is not a number", text.trim()))?;
+            if !n.is_finite() {
+                return Err(format!("{n} is not a finite number"));
+            }
+            Ok(serde_json::json!({ "value": n }))
+        }
+        PayloadFormat::Text => std::str::from_utf8(bytes)
+            .map(|t| serde_json::json!({ "value": t }))
+            .map_err(|_| "not UTF-8 text".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            decode(PayloadFormat::Json, br#"{"a":1}"#),
+            Ok(json!({"a": 1}))
+        );
+        assert!(decode(PayloadFormat::Json, b"{oops").is_err_and(|e| e.starts_with("not JSON")));
+        assert_eq!(
+            decode(PayloadFormat::Number, b" 25.004\n"),
+            Ok(json!({"value": 25.004}))
+        );
+        assert!(decode(PayloadFormat::Number, b"NaN").is_err());
+        assert_eq!(
+            decode(PayloadFormat::Text, b"OK"),
+            Ok(json!({"value": "OK"}))
+        );
+        assert!(decode(PayloadFormat::Text, &[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The MQTT source at run time: a persistent session (clean session off) with QoS 1 subscriptions and
+//! manual acknowledgements. A message is acknowledged (PUBACK) only after the records it made are
+//! committed, or after its payload is quarantined with the reason; killed at any moment, the agent
+//! gets every unacknowledged message again from the broker, and dedupe keys keep the journal free of
+//! repeats. Reconnects are automatic, with backoff.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+use super::config::MqttSourceConfig;
+use super::payload;
+use crate::journal::Journal;
+use crate::records::observation::{Message, Observation, Origin};
+use crate::records::pipeline::{Input, Sender};
+use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
+use crate::runtime::retry::Backoff;
+use crate::runtime::Shutdown;
+
+/// A built MQTT source.
+pub struct MqttSource {
+    id: String,
+    cfg: MqttSourceConfig,
+    journal: Journal,
+}
+
+impl MqttSource {
+    /// Prepares the source; `journal` keeps quarantined payloads.
+    pub fn new(id: &str, cfg: &MqttSourceConfig, journal: &Journal) -> Result<MqttSource, String> {
+        Ok(MqttSource {
+            id: id.to_string(),
+            cfg: cfg.clone(),
+            journal: journal.clone(),
+        })
+    }
+
+    /// Runs the session until shutdown.
+    pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
+        let endpoint = format!("mqtt://{}:{}", self.cfg.host, self.cfg.port);
+        let mut opts = MqttOptions::new(
+            self.cfg.client_id.clone(),
+            self.cfg.host.clone(),
+            self.cfg.port,
+        );
+        opts.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_inflight(self.cfg.inflight.max(1));
+        if let Some(u) = &self.cfg.username {
+            opts.set_credentials(u.clone(), self.cfg.password.clone().unwrap_or_default());
+        }
+        let (client, mut events) = AsyncClient::new(opts, 64);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        loop {
+            let event = tokio::select! {
+                e = events.poll() => e,
+                _ = shutdown.wait() => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    if let Some((n, took)) = repeat.success() {
+                        tracing::info!(
+                            "MQTT source {}: connected again to {endpoint} after {n} failed attempts over {}",
+                            self.id,
+                            human_duration(took)
+                        );
+                    } else {
+                        tracing::info!(
+                            "MQTT source {}: connected to {endpoint} (session present: {})",
+                            self.id,
+                            ack.session_present
+                        );
+                    }
+                    for t in &self.cfg.topics {
+                        if let Err(e) = client.subscribe(t.clone(), QoS::AtLeastOnce).await {
+                            tracing::warn!("MQTT source {}: cannot subscribe to {t}: {e}", self.id);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let received_ms = crate::time::unix_ms(crate::time::now());
+                    match payload::decode(self.cfg.payload, &p.payload) {
+                        Ok(doc) => {
+                            let (ack, done) = tokio::sync::oneshot::channel();
+                            let input = Input {
+                                observation: Observation::Message(Message {
+                                    source: self.id.clone(),
+                                    origin: Origin {
+                                        protocol: "mqtt".into(),
+                                        endpoint: Some(endpoint.clone()),
+                                        address: None,
+                                    },
+                                    topic: p.topic.clone(),
+                                    doc,
+                                    source_ms: None,
+                                    received_ms,
+                                }),
+                                state: Vec::new(),
+                                ack: Some(ack),
+                            };
+                            if tx.send(input).await.is_err() {
+                                break;
+                            }
+                            let (client, id) = (client.clone(), self.id.clone());
+                            tokio::spawn(async move {
+                                match done.await {
+                                    Ok(Ok(_)) => {
+                                        if let Err(e) = client.ack(&p).await {
+                                            tracing::debug!("MQTT source {id}: PUBACK not sent ({e}); the broker sends the message again");
+                                        }
+                                    }
+                                    // Not committed: no PUBACK, the broker sends it again.
+                                    Ok(Err(e)) => tracing::warn!(
+                                        "MQTT source {id}: message on {} not journaled ({e}); it stays unacknowledged",
+                                        p.topic
+                                    ),
+                                    Err(_) => {}
+                                }
+                            });
+                        }
+                        Err(reason) => {
+                            tracing::warn!(
+                                "MQTT source {}: payload on {} ({} bytes) quarantined: {reason}",
+                                self.id,
+                                p.topic,
+                                p.payload.len()
+                            );
+                            let (client, journal, id) =
+                                (client.clone(), self.journal.clone(), self.id.clone());
+                            tokio::spawn(async move {
+                                match journal.quarantine(&id, &p.topic, p.payload.to_vec(), &reason).await {
+                                    Ok(()) => {
+                                        let _ = client.ack(&p).await;
+                                    }
+                                    Err(e) => tracing::error!("MQTT source {id}: cannot quarantine a payload ({e}); it stays unacknowledged"),
+                                }
+                            });
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    match repeat.failure() {
+                        Repeat::First => tracing::warn!(
+                            "Cannot reach MQTT broker {endpoint} for source {} ({e}); retrying in {}. Messages wait in the broker's session.",
+                            self.id,
+                            human_duration(delay)
+                        ),
+                        Repeat::Summary { attempts, since } => tracing::warn!(
+                            "MQTT broker {endpoint}: still unreachable, {attempts} attempts in {} (last: {e}).",
+                            human_duration(since)
+                        ),
+                        Repeat::Quiet => {}
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        }
+        let _ = client.disconnect().await;
+    }
+}

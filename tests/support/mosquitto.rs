@@ -1,0 +1,112 @@
+//! A Mosquitto broker per test on a free 127.0.0.1 port, persistent, stopped by PID on drop. Fails
+//! (never skips) when mosquitto is missing, saying how to install it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut b = Broker {
+            port,
+            dir: crate::support::tempdir(),
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser root\n",
+                self.port,
+                self.dir.path().display()
+            ),
+        )
+        .expect("conf");
+        let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): the MQTT tests need it; install it with `apt-get install mosquitto`"));
+        self.child = Some(child);
+        let port = self.port;
+        crate::support::eventually_blocking(Duration::from_secs(10), "mosquitto listening", || {
+            port_open(port)
+        });
+    }
+
+    /// Stops the broker (SIGKILL) and starts it again on the same port with its persisted sessions.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Publishes `(topic, payload)` messages with QoS 1 from a rumqttc client, waiting for each PUBACK.
+pub async fn publish_all(port: u16, messages: Vec<(String, Vec<u8>)>, gap: Duration) {
+    let mut opts =
+        rumqttc::MqttOptions::new(format!("test-pub-{}", fastrand::u32(..)), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
+    let total = messages.len();
+    let pump = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < total {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    for (topic, payload) in messages {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+        tokio::time::sleep(gap).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), pump)
+        .await
+        .expect("every PUBACK within 60 s")
+        .expect("pump");
+}
