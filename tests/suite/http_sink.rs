@@ -98,7 +98,7 @@ async fn batches_arrive_as_cloudevents_in_order_and_the_cursor_moves() {
     let token = dir.path().join("token");
     std::fs::write(&token, "t0ken\n").expect("token");
     let extra = format!(
-        "auth = {{ type = \"bearer\", token = \"${{file:{}}}\" }}",
+        "auth = {{ type = \"bearer\", token = \"${{file:{}}}\" }}\nheaders = {{ \"X-Plant\" = \"plant1\" }}",
         token.display()
     );
     let agent = start_agent(dir.path(), &qms.url(), &extra).await;
@@ -129,6 +129,11 @@ async fn batches_arrive_as_cloudevents_in_order_and_the_cursor_moves() {
             Some("application/cloudevents-batch+json")
         );
         assert_eq!(r.authorization.as_deref(), Some("Bearer t0ken"));
+        assert_eq!(
+            r.x_plant.as_deref(),
+            Some("plant1"),
+            "extra headers are sent"
+        );
         assert!(r.idempotency_key.is_some());
         assert!(r.events <= 40, "batch_max_records is respected");
     }

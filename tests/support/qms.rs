@@ -36,6 +36,7 @@ pub struct Seen {
     pub idempotency_key: Option<String>,
     pub content_type: Option<String>,
     pub authorization: Option<String>,
+    pub x_plant: Option<String>,
 }
 
 /// Shared state of the receiver.
@@ -73,6 +74,7 @@ async fn receive(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         idempotency_key: header("idempotency-key"),
         content_type: header("content-type"),
         authorization: header("authorization"),
+        x_plant: header("x-plant"),
     };
     let response = match (step, parsed) {
         (_, Err(e)) => {
