@@ -187,3 +187,127 @@ async fn sigkill_while_messages_flow_loses_none_and_duplicates_none() {
         .expect("verify")
         .ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_private_ca() {
+    let pki_dir = tempdir();
+    let pki = crate::support::tls::TestPki::create(pki_dir.path());
+    let broker = Broker::start_mtls(&pki);
+    let tls = format!(
+        "tls = {{ ca_file = \"{}\", client_cert_file = \"{}\", client_key_file = \"{}\" }}\n",
+        pki.ca_file.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let dir = tempdir();
+    let cfg =
+        toml(broker.port, "gw-mqtt-tls", "data").replace("topics = [", &format!("{tls}topics = ["));
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The test publisher connects over TLS too.
+    publish_all_tls(broker.port, &pki, (0..5).map(message).collect()).await;
+    eventually(WAIT, "5 inspections over mutual TLS", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'",
+        ) == 5
+    })
+    .await;
+    agent.stop("test").await;
+    let b = Store::open_ro(&dir.path().join("data"))
+        .expect("journal")
+        .bodies_of_kind("inspection")
+        .expect("b");
+    assert!(
+        b[0].contains("mqtts://127.0.0.1"),
+        "provenance names the TLS endpoint"
+    );
+
+    // Without the client certificate the broker refuses the session: nothing arrives.
+    let dir = tempdir();
+    let only_ca = format!("tls = {{ ca_file = \"{}\" }}\n", pki.ca_file.display());
+    let cfg = toml(broker.port, "gw-mqtt-tls-2", "data")
+        .replace("topics = [", &format!("{only_ca}topics = ["));
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    publish_all_tls(broker.port, &pki, (5..8).map(message).collect()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.stop("test").await;
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'"
+        ),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_and_password() {
+    let broker = Broker::start_auth("edge123");
+    let dir = tempdir();
+    let cfg = toml(broker.port, "gw-mqtt-auth", "data").replace(
+        "topics = [",
+        "username = \"edge\"\npassword = \"edge123\"\ntopics = [",
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    crate::support::mosquitto::publish_all_auth(
+        broker.port,
+        ("edge", "edge123"),
+        (0..3).map(message).collect(),
+    )
+    .await;
+    eventually(WAIT, "3 inspections with a password", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'",
+        ) == 3
+    })
+    .await;
+    agent.stop("test").await;
+    // A wrong password is refused (CONNACK 5): nothing arrives.
+    let dir = tempdir();
+    let cfg = toml(broker.port, "gw-mqtt-auth-2", "data").replace(
+        "topics = [",
+        "username = \"edge\"\npassword = \"nope\"\ntopics = [",
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    crate::support::mosquitto::publish_all_auth(
+        broker.port,
+        ("edge", "edge123"),
+        (3..5).map(message).collect(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.stop("test").await;
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'"
+        ),
+        0
+    );
+}
+
+async fn publish_all_tls(
+    port: u16,
+    pki: &crate::support::tls::TestPki,
+    msgs: Vec<(String, Vec<u8>)>,
+) {
+    crate::support::mosquitto::publish_with(port, msgs, |opts| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: std::fs::read(&pki.ca_file).expect("ca"),
+                alpn: None,
+                client_auth: Some((
+                    std::fs::read(&pki.client_cert).expect("cert"),
+                    std::fs::read(&pki.client_key).expect("key"),
+                )),
+            },
+        ));
+    })
+    .await;
+}

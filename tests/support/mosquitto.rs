@@ -8,6 +8,9 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra listener settings (TLS, password file).
+    extra: String,
+    _keep: Option<tempfile::TempDir>,
 }
 
 fn port_open(port: u16) -> bool {
@@ -16,6 +19,39 @@ fn port_open(port: u16) -> bool {
 
 impl Broker {
     pub fn start() -> Broker {
+        Self::start_with(String::new())
+    }
+
+    /// A broker that requires a client certificate signed by the test CA (TLS on its port).
+    pub fn start_mtls(pki: &crate::support::tls::TestPki) -> Broker {
+        Self::start_with(format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+            pki.ca_file.display(),
+            pki.server_cert.display(),
+            pki.server_key.display()
+        ))
+    }
+
+    /// A broker that requires user `edge` with `password`.
+    pub fn start_auth(password: &str) -> Broker {
+        let dir = crate::support::tempdir();
+        let file = dir.path().join("passwd");
+        let ok = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(&file)
+            .args(["edge", password])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd ({e}); install it with `apt-get install mosquitto`"));
+        assert!(ok.success());
+        let mut b = Self::start_with(format!(
+            "allow_anonymous false\npassword_file {}\n",
+            file.display()
+        ));
+        b._keep = Some(dir);
+        b
+    }
+
+    fn start_with(extra: String) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -25,6 +61,8 @@ impl Broker {
             port,
             dir: crate::support::tempdir(),
             child: None,
+            extra,
+            _keep: None,
         };
         b.spawn();
         b
@@ -35,8 +73,10 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser root\n",
+                "per_listener_settings false\nlistener {} 127.0.0.1\n{}{}persistence true\npersistence_location {}/\nautosave_interval 1\nuser root\n",
                 self.port,
+                self.extra,
+                if self.extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" },
                 self.dir.path().display()
             ),
         )
@@ -81,11 +121,42 @@ impl Drop for Broker {
     }
 }
 
+/// Publishes with credentials.
+pub async fn publish_all_auth(
+    port: u16,
+    (user, pass): (&str, &str),
+    messages: Vec<(String, Vec<u8>)>,
+) {
+    publish_with(port, messages, |o| {
+        o.set_credentials(user, pass);
+    })
+    .await;
+}
+
+/// Publishes with options set by `tweak` (TLS, credentials).
+pub async fn publish_with(
+    port: u16,
+    messages: Vec<(String, Vec<u8>)>,
+    tweak: impl FnOnce(&mut rumqttc::MqttOptions),
+) {
+    publish(port, messages, Duration::from_millis(5), tweak).await;
+}
+
 /// Publishes `(topic, payload)` messages with QoS 1 from a rumqttc client, waiting for each PUBACK.
 pub async fn publish_all(port: u16, messages: Vec<(String, Vec<u8>)>, gap: Duration) {
+    publish(port, messages, gap, |_| {}).await;
+}
+
+async fn publish(
+    port: u16,
+    messages: Vec<(String, Vec<u8>)>,
+    gap: Duration,
+    tweak: impl FnOnce(&mut rumqttc::MqttOptions),
+) {
     let mut opts =
         rumqttc::MqttOptions::new(format!("test-pub-{}", fastrand::u32(..)), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
+    tweak(&mut opts);
     let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
     let total = messages.len();
     let pump = tokio::spawn(async move {

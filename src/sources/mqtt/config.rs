@@ -5,6 +5,20 @@ use serde::{Deserialize, Serialize};
 use super::payload::PayloadFormat;
 use crate::config::ConfigError;
 
+/// TLS to the broker.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// PEM file of the CA(s) that signed the broker's certificate.
+    pub ca_file: std::path::PathBuf,
+    /// PEM client certificate for mutual TLS; needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// PEM key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
 /// Options of an MQTT source.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +47,9 @@ pub struct MqttSourceConfig {
     /// Messages in flight before the broker waits for acknowledgements.
     #[serde(default = "default_inflight")]
     pub inflight: u16,
+    /// TLS (verified against `ca_file`; the broker's certificate must name `host`).
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
 }
 
 fn default_port() -> u16 {
@@ -78,6 +95,17 @@ impl MqttSourceConfig {
                 format!("{at}.keep_alive_s"),
                 "must be at least 5",
             ));
+        }
+        if let Some(t) = &self.tls {
+            if t.client_cert_file.is_some() != t.client_key_file.is_some() {
+                errors.push(
+                    ConfigError::new(
+                        format!("{at}.tls.client_cert_file"),
+                        "client_cert_file and client_key_file go together",
+                    )
+                    .hint("set both for mutual TLS, or neither"),
+                );
+            }
         }
         if self.password.is_some() && self.username.is_none() {
             errors.push(ConfigError::new(

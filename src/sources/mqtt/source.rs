@@ -36,7 +36,12 @@ impl MqttSource {
 
     /// Runs the session until shutdown.
     pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
-        let endpoint = format!("mqtt://{}:{}", self.cfg.host, self.cfg.port);
+        let scheme = if self.cfg.tls.is_some() {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
+        let endpoint = format!("{scheme}://{}:{}", self.cfg.host, self.cfg.port);
         let mut opts = MqttOptions::new(
             self.cfg.client_id.clone(),
             self.cfg.host.clone(),
@@ -48,6 +53,32 @@ impl MqttSource {
         opts.set_inflight(self.cfg.inflight.max(1));
         if let Some(u) = &self.cfg.username {
             opts.set_credentials(u.clone(), self.cfg.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &self.cfg.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            };
+            let config = (|| -> Result<rumqttc::TlsConfiguration, String> {
+                let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
+                    (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                    _ => None,
+                };
+                Ok(rumqttc::TlsConfiguration::Simple {
+                    ca: read(&tls.ca_file)?,
+                    alpn: None,
+                    client_auth,
+                })
+            })();
+            match config {
+                Ok(c) => {
+                    opts.set_transport(rumqttc::Transport::tls_with_config(c));
+                }
+                Err(e) => {
+                    tracing::error!("MQTT source {}: TLS is configured but unusable ({e}); the source does not start", self.id);
+                    return;
+                }
+            }
         }
         let (client, mut events) = AsyncClient::new(opts, 64);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
