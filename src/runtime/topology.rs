@@ -161,6 +161,11 @@ impl Agent {
         let mut tasks = JoinSet::new();
         let sink_ctx = SinkContext {
             gateway_id: config.agent.gateway_id.clone(),
+            site: config
+                .agent
+                .site
+                .clone()
+                .unwrap_or_else(|| config.agent.gateway_id.clone()),
         };
         let repeat = Duration::from_secs(config.log.repeat_summary_s);
         for (id, sink_config) in &config.sinks {

@@ -10,6 +10,8 @@ pub mod driver;
 pub mod file;
 #[cfg(feature = "sink-http")]
 pub mod http;
+#[cfg(feature = "source-mqtt")]
+pub mod mqtt;
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +31,9 @@ pub enum SinkConfig {
     Http(http::HttpSinkConfig),
     /// JSON Lines files with size-based rotation.
     File(file::FileSinkConfig),
+    /// MQTT publish (QoS 1) to the plant's broker.
+    #[cfg(feature = "source-mqtt")]
+    Mqtt(mqtt::MqttSinkConfig),
 }
 
 impl SinkConfig {
@@ -38,6 +43,11 @@ impl SinkConfig {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => c.validate(at, opts, errors),
             SinkConfig::File(c) => c.validate(at, opts, errors),
+            #[cfg(feature = "source-mqtt")]
+            SinkConfig::Mqtt(c) => {
+                let _ = opts;
+                c.validate(at, errors)
+            }
         }
     }
 
@@ -47,6 +57,8 @@ impl SinkConfig {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => c.resolve_paths(base),
             SinkConfig::File(c) => c.resolve_paths(base),
+            #[cfg(feature = "source-mqtt")]
+            SinkConfig::Mqtt(_) => {}
         }
     }
 
@@ -65,6 +77,13 @@ impl SinkConfig {
                 batch_max_bytes: usize::MAX,
                 retry_initial: Duration::from_secs(1),
                 retry_max: Duration::from_secs(60),
+            },
+            #[cfg(feature = "source-mqtt")]
+            SinkConfig::Mqtt(c) => driver::DeliveryOptions {
+                batch_max_records: c.batch_max_records,
+                batch_max_bytes: usize::MAX,
+                retry_initial: Duration::from_millis(500),
+                retry_max: Duration::from_secs(30),
             },
         }
     }
@@ -96,6 +115,9 @@ pub enum Sink {
     Http(http::HttpSink),
     /// File sink.
     File(file::FileSink),
+    /// MQTT sink.
+    #[cfg(feature = "source-mqtt")]
+    Mqtt(mqtt::MqttSink),
 }
 
 impl Sink {
@@ -105,6 +127,8 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => http::HttpSink::new(id, c, ctx).map(Sink::Http),
             SinkConfig::File(c) => file::FileSink::new(c).map(Sink::File),
+            #[cfg(feature = "source-mqtt")]
+            SinkConfig::Mqtt(c) => mqtt::MqttSink::new(id, c, ctx).map(Sink::Mqtt),
         }
     }
 
@@ -114,6 +138,8 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(s) => s.send(rows).await,
             Sink::File(s) => s.send(rows).await,
+            #[cfg(feature = "source-mqtt")]
+            Sink::Mqtt(s) => s.send(rows).await,
         }
     }
 
@@ -123,6 +149,8 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(_) => None,
             Sink::File(s) => s.delivered_seq(),
+            #[cfg(feature = "source-mqtt")]
+            Sink::Mqtt(_) => None,
         }
     }
 
@@ -132,6 +160,8 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(s) => s.target(),
             Sink::File(s) => s.target(),
+            #[cfg(feature = "source-mqtt")]
+            Sink::Mqtt(s) => s.target(),
         }
     }
 }
@@ -141,4 +171,6 @@ impl Sink {
 pub struct SinkContext {
     /// `agent.gateway_id`.
     pub gateway_id: String,
+    /// `agent.site` (or the gateway id).
+    pub site: String,
 }

@@ -311,3 +311,110 @@ async fn publish_all_tls(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback() {
+    use shopfloor_agent::journal::NewRecord;
+    let mut broker = Broker::start();
+    // A subscriber collects what the sink publishes.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(String, serde_json::Value)>::new(),
+    ));
+    let mut opts = rumqttc::MqttOptions::new("test-sub", "127.0.0.1", broker.port);
+    opts.set_clean_session(false);
+    let (sub, mut events) = rumqttc::AsyncClient::new(opts, 64);
+    sub.subscribe("plant1/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let sink_received = received.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&p.payload).unwrap_or_default();
+                    sink_received
+                        .lock()
+                        .expect("lock")
+                        .push((p.topic.clone(), v));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = tempdir();
+    let cfg = format!(
+        "[agent]\ngateway_id = \"gw-sink\"\nsite = \"plant1\"\ndata_dir = \"data\"\n[sinks.uns]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-sink-pub\"\nbatch_max_records = 20\n",
+        broker.port
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    let recs: Vec<NewRecord> = (0..50)
+        .map(|i| {
+            let mut r = shopfloor_agent::records::QualityRecord::new(
+                &agent.config().record_context(),
+                shopfloor_agent::records::RecordKind::Inspection,
+            );
+            r.subject.station = Some("cell4".into());
+            r.subject.serial = Some(format!("SN-{i}"));
+            r.inspection = Some(Default::default());
+            NewRecord::new(r)
+        })
+        .collect();
+    agent.journal().append(recs).await.expect("append");
+    let inspections = || {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(t, _)| t == "plant1/cell4/quality/inspection")
+            .count()
+    };
+    eventually(
+        WAIT,
+        "50 inspections on plant1/cell4/quality/inspection",
+        || inspections() >= 50,
+    )
+    .await;
+    // The broker restarts: what comes after is still delivered.
+    broker.restart();
+    let more: Vec<NewRecord> = (50..60)
+        .map(|i| {
+            let mut r = shopfloor_agent::records::QualityRecord::new(
+                &agent.config().record_context(),
+                shopfloor_agent::records::RecordKind::Inspection,
+            );
+            r.subject.station = Some("cell4".into());
+            r.subject.serial = Some(format!("SN-{i}"));
+            r.inspection = Some(Default::default());
+            NewRecord::new(r)
+        })
+        .collect();
+    agent.journal().append(more).await.expect("append");
+    let distinct = || {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|(_, v)| v["subject"]["serial"].as_str().map(str::to_string))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    eventually(WAIT, "all 60 records after the broker restart", || {
+        distinct() == 60
+    })
+    .await;
+    agent.stop("test").await;
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let head = store.head().expect("head").seq;
+    assert!(
+        store.sink_cursors().expect("cursor")[0].acked_seq >= head - 1,
+        "the cursor follows the PUBACKs"
+    );
+    assert!(received
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|(t, _)| t == "plant1/unknown/quality/agent_event"));
+}

@@ -1,0 +1,76 @@
+//! `[sinks.<id>] type = "mqtt"`: where and how records are published.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// Options of the MQTT sink.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSinkConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Client id.
+    pub client_id: String,
+    /// Topic of each record; `{site}`, `{gateway}`, `{station}` (the record's station, or
+    /// `unknown`) and `{kind}` are replaced.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Publish retained.
+    #[serde(default)]
+    pub retain: bool,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password; use `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Most records per batch.
+    #[serde(default = "default_batch")]
+    pub batch_max_records: usize,
+    /// How long to wait for the PUBACKs of a batch.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_topic() -> String {
+    "{site}/{station}/quality/{kind}".into()
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+
+impl MqttSinkConfig {
+    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        if self.client_id.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{at}.client_id"),
+                "must not be empty",
+            ));
+        }
+        if self.topic.is_empty() || self.topic.contains('+') || self.topic.contains('#') {
+            errors.push(
+                ConfigError::new(
+                    format!("{at}.topic"),
+                    format!("{:?} is not a topic to publish to", self.topic),
+                )
+                .hint("e.g. \"{site}/{station}/quality/{kind}\" (no wildcards)"),
+            );
+        }
+        if self.batch_max_records == 0 || self.timeout_ms == 0 {
+            errors.push(ConfigError::new(
+                format!("{at}.batch_max_records"),
+                "batch_max_records and timeout_ms must be above 0",
+            ));
+        }
+    }
+}
