@@ -350,18 +350,21 @@ async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback(
         broker.port
     );
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    let recs: Vec<NewRecord> = (0..50)
-        .map(|i| {
-            let mut r = shopfloor_agent::records::QualityRecord::new(
-                &agent.config().record_context(),
-                shopfloor_agent::records::RecordKind::Inspection,
-            );
-            r.subject.station = Some("cell4".into());
-            r.subject.serial = Some(format!("SN-{i}"));
-            r.inspection = Some(Default::default());
-            NewRecord::new(r)
-        })
-        .collect();
+    let batch = |range: std::ops::Range<usize>| -> Vec<NewRecord> {
+        range
+            .map(|i| {
+                let mut r = shopfloor_agent::records::QualityRecord::new(
+                    &agent.config().record_context(),
+                    shopfloor_agent::records::RecordKind::Inspection,
+                );
+                r.subject.station = Some("cell4".into());
+                r.subject.serial = Some(format!("SN-{i}"));
+                r.inspection = Some(Default::default());
+                NewRecord::new(r)
+            })
+            .collect()
+    };
+    let recs = batch(0..50);
     agent.journal().append(recs).await.expect("append");
     let inspections = || {
         received
@@ -379,18 +382,7 @@ async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback(
     .await;
     // The broker restarts: what comes after is still delivered.
     broker.restart();
-    let more: Vec<NewRecord> = (50..60)
-        .map(|i| {
-            let mut r = shopfloor_agent::records::QualityRecord::new(
-                &agent.config().record_context(),
-                shopfloor_agent::records::RecordKind::Inspection,
-            );
-            r.subject.station = Some("cell4".into());
-            r.subject.serial = Some(format!("SN-{i}"));
-            r.inspection = Some(Default::default());
-            NewRecord::new(r)
-        })
-        .collect();
+    let more = batch(50..60);
     agent.journal().append(more).await.expect("append");
     let distinct = || {
         received
