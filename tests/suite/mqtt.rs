@@ -410,3 +410,49 @@ async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback(
         .iter()
         .any(|(t, _)| t == "plant1/unknown/quality/agent_event"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_with_qos0_traffic_leaves_a_gap_record() {
+    let mut broker = Broker::start();
+    let dir = tempdir();
+    let cfg = toml(broker.port, "gw-mqtt-qos0", "data");
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A QoS 0 publisher: the broker does not keep these for a disconnected subscriber.
+    let mut opts = rumqttc::MqttOptions::new("qos0-pub", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 16);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let (topic, payload) = message(1);
+    client
+        .publish(topic, rumqttc::QoS::AtMostOnce, false, payload)
+        .await
+        .expect("publish");
+    eventually(WAIT, "the QoS 0 message journaled", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'",
+        ) == 1
+    })
+    .await;
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'gap'"
+        ),
+        0
+    );
+    broker.restart();
+    eventually(WAIT, "a gap record after the reconnect", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'gap'",
+        ) == 1
+    })
+    .await;
+    agent.stop("test").await;
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let gap = &store.bodies_of_kind("gap").expect("gap")[0];
+    assert_schema_valid_text(gap);
+    assert!(gap.contains("QoS 0"), "{gap}");
+}

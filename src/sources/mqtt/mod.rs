@@ -3,7 +3,8 @@
 //!
 //! - `config.rs`: `[sources.<id>] type = "mqtt"`.
 //! - `payload.rs`: payload formats (pure; one arm per format).
-//! - `source.rs`: the event loop, commit-before-PUBACK, reconnects.
+//! - `source.rs`: the event loop, commit-before-PUBACK, reconnects (with a gap record when QoS 0
+//!   messages may have been lost while the connection was down).
 
 pub mod config;
 pub mod payload;

@@ -83,6 +83,10 @@ impl MqttSource {
         let (client, mut events) = AsyncClient::new(opts, 64);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        // QoS 0 messages are not kept by the broker while the connection is down: if any arrived on
+        // this session, a lost connection may have lost some, and a gap record says so.
+        let mut saw_qos0 = false;
+        let mut lost_at: Option<(i64, String)> = None;
         loop {
             let event = tokio::select! {
                 e = events.poll() => e,
@@ -91,6 +95,27 @@ impl MqttSource {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff.reset();
+                    if let Some((at_ms, why)) = lost_at.take() {
+                        if saw_qos0 {
+                            let now = crate::time::unix_ms(crate::time::now());
+                            let down = Observation::SourceDown {
+                                source: self.id.clone(),
+                                at_ms,
+                                reason: format!(
+                                    "connection to {endpoint} lost ({why}); messages published with QoS 0 in that time are lost"
+                                ),
+                            };
+                            let up = Observation::SourceUp {
+                                source: self.id.clone(),
+                                at_ms: now,
+                            };
+                            if tx.send(Input::new(down)).await.is_err()
+                                || tx.send(Input::new(up)).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
                     if let Some((n, took)) = repeat.success() {
                         tracing::info!(
                             "MQTT source {}: connected again to {endpoint} after {n} failed attempts over {}",
@@ -112,6 +137,7 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let received_ms = crate::time::unix_ms(crate::time::now());
+                    saw_qos0 |= p.qos == QoS::AtMostOnce;
                     match payload::decode(self.cfg.payload, &p.payload) {
                         Ok(doc) => {
                             let (ack, done) = tokio::sync::oneshot::channel();
@@ -173,6 +199,9 @@ impl MqttSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if lost_at.is_none() {
+                        lost_at = Some((crate::time::unix_ms(crate::time::now()), e.to_string()));
+                    }
                     let delay = backoff.next_delay();
                     match repeat.failure() {
                         Repeat::First => tracing::warn!(
