@@ -456,3 +456,57 @@ async fn a_lost_connection_with_qos0_traffic_leaves_a_gap_record() {
     assert_schema_valid_text(gap);
     assert!(gap.contains("QoS 0"), "{gap}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_sink_over_mutual_tls() {
+    let pki_dir = tempdir();
+    let pki = crate::support::tls::TestPki::create(pki_dir.path());
+    let broker = Broker::start_mtls(&pki);
+    let sink = |tls: &str| {
+        format!(
+            "[agent]\ngateway_id = \"gw-sink-tls\"\nsite = \"plant1\"\ndata_dir = \"data\"\n[sinks.uns]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-sink-tls-{}\"\n{tls}",
+            broker.port,
+            fastrand::u32(..)
+        )
+    };
+    let full = format!(
+        "tls = {{ ca_file = \"{}\", client_cert_file = \"{}\", client_key_file = \"{}\" }}\n",
+        pki.ca_file.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let cursor = |dir: &std::path::Path| {
+        Store::open_ro(&dir.join("data"))
+            .ok()
+            .and_then(|s| s.sink_cursors().ok())
+            .and_then(|c| c.first().map(|c| (c.acked_seq, c.last_error.clone())))
+            .unwrap_or((0, None))
+    };
+    let dir = tempdir();
+    let agent = Agent::start(config(dir.path(), &sink(&full)))
+        .await
+        .expect("start");
+    eventually(
+        WAIT,
+        "the start record acknowledged over mutual TLS",
+        || cursor(dir.path()).0 >= 1,
+    )
+    .await;
+    agent.stop("test").await;
+
+    let dir = tempdir();
+    let only_ca = format!("tls = {{ ca_file = \"{}\" }}\n", pki.ca_file.display());
+    let agent = Agent::start(config(dir.path(), &sink(&only_ca)))
+        .await
+        .expect("start");
+    eventually(WAIT, "a failing sink without a client certificate", || {
+        cursor(dir.path()).1.is_some()
+    })
+    .await;
+    agent.stop("test").await;
+    assert_eq!(
+        cursor(dir.path()).0,
+        0,
+        "nothing acknowledged without the client certificate"
+    );
+}

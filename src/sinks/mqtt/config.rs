@@ -34,6 +34,9 @@ pub struct MqttSinkConfig {
     /// How long to wait for the PUBACKs of a batch.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// TLS (as for the MQTT source).
+    #[serde(default)]
+    pub tls: Option<crate::sources::mqtt::config::MqttTls>,
 }
 
 fn default_port() -> u16 {

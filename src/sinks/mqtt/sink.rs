@@ -36,6 +36,9 @@ impl MqttSink {
         if let Some(u) = &cfg.username {
             opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
         }
+        if let Some(tls) = &cfg.tls {
+            opts.set_transport(crate::sources::mqtt::source::tls_transport(tls)?);
+        }
         let (client, mut events) = AsyncClient::new(opts, 1024);
         let (tx, notes) = mpsc::channel(4096);
         let id = id.to_string();
@@ -62,7 +65,12 @@ impl MqttSink {
             notes,
             site: ctx.site.clone(),
             gateway: ctx.gateway_id.clone(),
-            target: format!("mqtt://{}:{}", cfg.host, cfg.port),
+            target: format!(
+                "{}://{}:{}",
+                if cfg.tls.is_some() { "mqtts" } else { "mqtt" },
+                cfg.host,
+                cfg.port
+            ),
             cfg: cfg.clone(),
         })
     }

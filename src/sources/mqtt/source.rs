@@ -17,6 +17,25 @@ use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
 use crate::runtime::retry::Backoff;
 use crate::runtime::Shutdown;
 
+/// The TLS transport of `tls` (CA, optional client certificate), shared by the MQTT source and sink.
+pub fn tls_transport(tls: &super::config::MqttTls) -> Result<rumqttc::Transport, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca: read(&tls.ca_file)?,
+            alpn: None,
+            client_auth,
+        },
+    ))
+}
+
 /// A built MQTT source.
 pub struct MqttSource {
     id: String,
@@ -55,24 +74,9 @@ impl MqttSource {
             opts.set_credentials(u.clone(), self.cfg.password.clone().unwrap_or_default());
         }
         if let Some(tls) = &self.cfg.tls {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-            };
-            let config = (|| -> Result<rumqttc::TlsConfiguration, String> {
-                let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
-                    (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-                    _ => None,
-                };
-                Ok(rumqttc::TlsConfiguration::Simple {
-                    ca: read(&tls.ca_file)?,
-                    alpn: None,
-                    client_auth,
-                })
-            })();
-            match config {
-                Ok(c) => {
-                    opts.set_transport(rumqttc::Transport::tls_with_config(c));
+            match tls_transport(tls) {
+                Ok(t) => {
+                    opts.set_transport(t);
                 }
                 Err(e) => {
                     tracing::error!("MQTT source {}: TLS is configured but unusable ({e}); the source does not start", self.id);
