@@ -115,6 +115,7 @@ impl Engine {
         match obs {
             Observation::Tags(values) => self.observe_tags(values),
             Observation::Message(m) => self.observe_message(&m),
+            Observation::Messages(ms) => ms.iter().flat_map(|m| self.observe_message(m)).collect(),
             Observation::SourceDown {
                 source,
                 at_ms,

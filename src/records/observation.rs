@@ -96,6 +96,9 @@ pub enum Observation {
     Tags(Vec<(TagId, Sample)>),
     /// A message or row.
     Message(Message),
+    /// Messages that belong together (a page of REST rows): journaled in one transaction, with the
+    /// state the source sends along, so a watermark never commits without every row of its page.
+    Messages(Vec<Message>),
     /// The source lost its peer (or the device answers only errors) from `at_ms`.
     SourceDown {
         /// Source id.

@@ -439,7 +439,8 @@ impl RestSource {
         Ok(total)
     }
 
-    /// Hands a page's rows to the pipeline; the last carries the new watermark; waits for the commit.
+    /// Hands a page's rows to the pipeline as one observation, with the new watermark: the records
+    /// of the page and the watermark commit in one transaction. Waits for the commit.
     async fn journal_page(
         &self,
         ep: &Endpoint,
@@ -454,43 +455,35 @@ impl RestSource {
             endpoint: Some(url.as_str().split('?').next().unwrap_or("").to_string()),
             address: None,
         };
-        let n = rows.len();
-        let mut last_ack = None;
-        for (i, row) in rows.into_iter().enumerate() {
-            let mut input = Input::new(Observation::Message(Message {
+        let messages = rows
+            .into_iter()
+            .map(|row| Message {
                 source: self.id.clone(),
                 origin: origin.clone(),
                 topic: ep.name.clone(),
                 doc: row,
                 source_ms: None,
                 received_ms,
-            }));
-            if i + 1 == n {
-                if let Some(m) = new_mark {
-                    input.state.push(StateUpdate {
-                        source: self.id.clone(),
-                        key: watermark_key(&ep.name),
-                        value: m.to_string(),
-                    });
-                }
-                let (ack, rx) = tokio::sync::oneshot::channel();
-                input.ack = Some(ack);
-                last_ack = Some(rx);
-            }
-            tx.send(input).await.map_err(|_| PollError::Closed)?;
+            })
+            .collect();
+        let mut input = Input::new(Observation::Messages(messages));
+        if let Some(m) = new_mark {
+            input.state.push(StateUpdate {
+                source: self.id.clone(),
+                key: watermark_key(&ep.name),
+                value: m.to_string(),
+            });
         }
-        if let Some(rx) = last_ack {
-            match rx.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(PollError::Bad(format!(
-                        "{}: the journal refused the page ({e})",
-                        ep.name
-                    )))
-                }
-                Err(_) => return Err(PollError::Closed),
-            }
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        input.ack = Some(ack);
+        tx.send(input).await.map_err(|_| PollError::Closed)?;
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(PollError::Bad(format!(
+                "{}: the journal refused the page ({e}); the watermark stays",
+                ep.name
+            ))),
+            Err(_) => Err(PollError::Closed),
         }
-        Ok(())
     }
 }
