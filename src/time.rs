@@ -32,6 +32,11 @@ pub fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    unix_ms(now())
+}
+
 /// The instant of a Unix timestamp in milliseconds.
 pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

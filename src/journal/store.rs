@@ -281,7 +281,7 @@ impl Store {
         records: &[&NewRecord],
         state: &[&StateUpdate],
     ) -> Result<Vec<Appended>, JournalError> {
-        let now_ms = crate::time::unix_ms(crate::time::now());
+        let now_ms = crate::time::now_ms();
         let now_text = crate::time::now_rfc3339();
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(records.len());

@@ -464,7 +464,7 @@ impl Writer {
 
     fn prune(&mut self) -> Result<PruneOutcome, JournalError> {
         let keep_ms = i64::from(self.opts.retention_days) * 86_400_000;
-        let older_than = crate::time::unix_ms(crate::time::now()) - keep_ms;
+        let older_than = crate::time::now_ms() - keep_ms;
         let out = self.store.prune(&self.opts.sinks, older_than, 10_000)?;
         if out.pruned > 0 {
             tracing::info!(

@@ -342,7 +342,7 @@ impl RecordContext {
 pub fn new_record_id() -> Uuid {
     use std::sync::Mutex;
     static CLOCK: Mutex<(u64, u16)> = Mutex::new((0, 0));
-    let now = crate::time::unix_ms(crate::time::now()).max(0) as u64;
+    let now = crate::time::now_ms().max(0) as u64;
     let (ms, counter) = {
         let mut st = CLOCK.lock().unwrap_or_else(|p| p.into_inner());
         if now > st.0 {

@@ -78,7 +78,7 @@ pub async fn run(
     if !batch.is_empty() {
         process(&mut engine, &journal, &mut batch).await;
     }
-    let gaps = engine.shutdown(crate::time::unix_ms(crate::time::now()));
+    let gaps = engine.shutdown(crate::time::now_ms());
     if !gaps.is_empty() {
         if let Err(e) = journal.append(gaps).await {
             tracing::error!("cannot write the gap records of open outages at shutdown: {e}");

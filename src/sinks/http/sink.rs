@@ -234,7 +234,8 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     )
 }
 
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
+/// A transport error in words, with its causes: `cannot connect: …`, `timed out: …`.
+pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {

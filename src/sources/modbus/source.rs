@@ -44,10 +44,6 @@ enum Outcome {
     Io(String),
 }
 
-fn now_ms() -> i64 {
-    crate::time::unix_ms(crate::time::now())
-}
-
 impl ModbusSource {
     /// Resolves the tags, plans the requests and registers the tags (with their origin) in the engine.
     pub fn new(
@@ -189,7 +185,7 @@ impl ModbusSource {
 
     /// Samples of the tags of one request.
     fn samples(&self, r: &Read, outcome: &Outcome, out: &mut Vec<(TagId, Sample)>) {
-        let received_ms = now_ms();
+        let received_ms = crate::time::now_ms();
         for &ti in &r.tags {
             let t = &self.tags[ti];
             let offset = usize::from(t.span.start - r.start);
@@ -306,7 +302,7 @@ impl ModbusSource {
                             }
                             let up = Observation::SourceUp {
                                 source: self.id.clone(),
-                                at_ms: now_ms(),
+                                at_ms: crate::time::now_ms(),
                             };
                             if tx.send(Input::new(up)).await.is_err() {
                                 break 'outer;
@@ -367,7 +363,7 @@ impl ModbusSource {
             *down = true;
             let obs = Observation::SourceDown {
                 source: self.id.clone(),
-                at_ms: now_ms(),
+                at_ms: crate::time::now_ms(),
                 reason: format!("Modbus device at {} unreachable: {reason}", self.endpoint),
             };
             if tx.send(Input::new(obs)).await.is_err() {

@@ -101,7 +101,7 @@ impl MqttSource {
                     backoff.reset();
                     if let Some((at_ms, why)) = lost_at.take() {
                         if saw_qos0 {
-                            let now = crate::time::unix_ms(crate::time::now());
+                            let now = crate::time::now_ms();
                             let down = Observation::SourceDown {
                                 source: self.id.clone(),
                                 at_ms,
@@ -140,7 +140,7 @@ impl MqttSource {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let received_ms = crate::time::unix_ms(crate::time::now());
+                    let received_ms = crate::time::now_ms();
                     saw_qos0 |= p.qos == QoS::AtMostOnce;
                     match payload::decode(self.cfg.payload, &p.payload) {
                         Ok(doc) => {
@@ -204,7 +204,7 @@ impl MqttSource {
                 Ok(_) => {}
                 Err(e) => {
                     if lost_at.is_none() {
-                        lost_at = Some((crate::time::unix_ms(crate::time::now()), e.to_string()));
+                        lost_at = Some((crate::time::now_ms(), e.to_string()));
                     }
                     let delay = backoff.next_delay();
                     match repeat.failure() {

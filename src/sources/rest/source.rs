@@ -51,10 +51,6 @@ fn snippet(bytes: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn now_ms() -> i64 {
-    crate::time::unix_ms(crate::time::now())
-}
-
 /// `url` with query parameter `name` set to `value` (replacing an earlier value).
 fn with_param(url: &url::Url, name: &str, value: &str) -> url::Url {
     let mut out = url.clone();
@@ -151,7 +147,7 @@ impl RestSource {
                         down = false;
                         let up = Observation::SourceUp {
                             source: self.id.clone(),
-                            at_ms: now_ms(),
+                            at_ms: crate::time::now_ms(),
                         };
                         if tx.send(Input::new(up)).await.is_err() {
                             return;
@@ -168,7 +164,7 @@ impl RestSource {
                                 down = true;
                                 let obs = Observation::SourceDown {
                                     source: self.id.clone(),
-                                    at_ms: now_ms(),
+                                    at_ms: crate::time::now_ms(),
                                     reason: format!(
                                         "REST service {} unreachable: {why}",
                                         self.cfg.url
@@ -315,18 +311,7 @@ impl RestSource {
             );
         }
         req.send().await.map_err(|e| {
-            let mut msg = if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                "cannot connect".to_string()
-            };
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            PollError::Unreachable(msg)
+            PollError::Unreachable(crate::sinks::http::sink::describe_reqwest_error(&e))
         })
     }
 
@@ -449,7 +434,7 @@ impl RestSource {
         new_mark: Option<&str>,
         tx: &Sender,
     ) -> Result<(), PollError> {
-        let received_ms = now_ms();
+        let received_ms = crate::time::now_ms();
         let origin = Origin {
             protocol: "rest".into(),
             endpoint: Some(url.as_str().split('?').next().unwrap_or("").to_string()),
