@@ -29,18 +29,37 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
         .expect("list")
 }
 
+/// Every line of every file. The sink may rotate between listing and reading (the active file is
+/// renamed to `records-<seq>.jsonl`) or be mid-line, so either means: look again.
 fn lines(dir: &Path) -> Vec<serde_json::Value> {
+    for _ in 0..50 {
+        if let Some(all) = try_lines(dir) {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the files never settled: a file vanished (rotation) or the last line stayed partial");
+}
+
+fn try_lines(dir: &Path) -> Option<Vec<serde_json::Value>> {
     let mut out = Vec::new();
     for f in files(dir) {
-        let text = std::fs::read_to_string(&f).expect("read");
-        for l in text.lines() {
-            out.push(
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", f.display())),
-            );
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("{}: {e}", f.display()),
+        };
+        let mut rows = text.lines().peekable();
+        while let Some(l) = rows.next() {
+            match serde_json::from_str(l) {
+                Ok(v) => out.push(v),
+                // The sink may be mid-write on the newest line; anything else is a real defect.
+                Err(_) if rows.peek().is_none() && !text.ends_with('\n') => return None,
+                Err(e) => panic!("{}: bad line {l:?}: {e}", f.display()),
+            }
         }
     }
-    out
+    Some(out)
 }
 
 async fn append(agent: &Agent, n: usize, prefix: &str) {
