@@ -14,6 +14,15 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Several problems as one line, `; `-separated (for errors raised after validation).
+    pub fn join(errors: &[ConfigError]) -> String {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {

@@ -284,6 +284,7 @@ mod tests {
                 address: Some("a".into()),
                 raw: json!([16840, 1234]),
                 source_timestamp: Some("st".into()),
+                server_timestamp: Some("sv".into()),
                 received_at: "ra".into(),
                 quality: "good".into(),
                 status: Some("ok".into()),

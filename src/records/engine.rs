@@ -251,6 +251,7 @@ impl Engine {
             address: None,
             raw: Value::Null,
             source_timestamp: None,
+            server_timestamp: None,
             received_at: at.to_string(),
             quality: "good".into(),
             status: None,
@@ -283,6 +284,7 @@ impl Engine {
                         Some(s) => {
                             prov.raw = s.raw.clone();
                             prov.source_timestamp = s.source_ms.map(ms_text);
+                            prov.server_timestamp = s.server_ms.map(ms_text);
                             prov.received_at = ms_text(s.received_ms);
                             prov.quality = s.quality.as_str().into();
                             prov.status = s.status.clone();

@@ -54,6 +54,7 @@ fn enrichment(address: String, raw: Value, received_at: &str) -> FieldProvenance
         address: Some(address),
         raw,
         source_timestamp: None,
+        server_timestamp: None,
         received_at: received_at.to_string(),
         quality: "good".into(),
         status: None,

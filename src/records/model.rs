@@ -221,6 +221,9 @@ pub struct FieldProvenance {
     pub raw: Value,
     /// When the gateway received it.
     pub received_at: String,
+    /// Timestamp of the server that relayed the value (OPC UA), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timestamp: Option<String>,
     /// Source id from the config (`cell4_plc`), or `constant`, `enrichment`.
     pub source: String,
     /// Timestamp given by the source, if any.

@@ -37,8 +37,10 @@ pub struct Sample {
     pub value: Value,
     /// The value as received (registers, the OPC UA variant), for provenance.
     pub raw: Value,
-    /// Timestamp from the source, if it gives one.
+    /// Timestamp from the source, if it gives one (OPC UA: the device's source timestamp).
     pub source_ms: Option<i64>,
+    /// Timestamp from the server relaying it (OPC UA server timestamp), if any.
+    pub server_ms: Option<i64>,
     /// When the gateway received it.
     pub received_ms: i64,
     /// Source's quality.
@@ -54,6 +56,7 @@ impl Sample {
             raw: value.clone(),
             value,
             source_ms: None,
+            server_ms: None,
             received_ms,
             quality: Quality::Good,
             status: None,

@@ -113,15 +113,8 @@ impl Agent {
             }
         }
 
-        let mut engine = Engine::new(ctx.clone(), &config.records).map_err(|errors| {
-            StartError::Rules(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let mut engine = Engine::new(ctx.clone(), &config.records)
+            .map_err(|errors| StartError::Rules(crate::config::ConfigError::join(&errors)))?;
         learn_from_journal(&mut engine, &journal).await;
         let mut sources = Vec::new();
         let state = source_state(&journal).await;
@@ -131,12 +124,11 @@ impl Agent {
                 .filter(|(s, _, _)| s == id)
                 .map(|(_, k, v)| (k.clone(), v.clone()))
                 .collect();
-            let source = Source::build(id, c, &mut engine, &mine, &journal).map_err(|message| {
-                StartError::Source {
+            let source = Source::build(id, c, &mut engine, &mine, &journal, &config.agent)
+                .map_err(|message| StartError::Source {
                     id: id.clone(),
                     message,
-                }
-            })?;
+                })?;
             sources.push(source);
         }
         for t in engine.tags().iter() {

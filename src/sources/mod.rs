@@ -6,6 +6,8 @@
 pub mod modbus;
 #[cfg(feature = "source-mqtt")]
 pub mod mqtt;
+#[cfg(feature = "source-opcua")]
+pub mod opcua;
 #[cfg(feature = "source-rest")]
 pub mod rest;
 
@@ -29,6 +31,9 @@ pub enum SourceConfig {
     /// Subscriptions on an MQTT broker.
     #[cfg(feature = "source-mqtt")]
     Mqtt(mqtt::MqttSourceConfig),
+    /// An OPC UA server.
+    #[cfg(feature = "source-opcua")]
+    Opcua(opcua::OpcUaSourceConfig),
 }
 
 impl SourceConfig {
@@ -41,6 +46,8 @@ impl SourceConfig {
             SourceConfig::Rest(c) => c.validate(at, errors),
             #[cfg(feature = "source-mqtt")]
             SourceConfig::Mqtt(c) => c.validate(at, errors),
+            #[cfg(feature = "source-opcua")]
+            SourceConfig::Opcua(c) => c.validate(at, errors),
         }
     }
 
@@ -53,6 +60,8 @@ impl SourceConfig {
             SourceConfig::Rest(_) => Vec::new(),
             #[cfg(feature = "source-mqtt")]
             SourceConfig::Mqtt(_) => Vec::new(),
+            #[cfg(feature = "source-opcua")]
+            SourceConfig::Opcua(c) => c.tags.iter().map(|t| t.name.clone()).collect(),
         }
     }
 }
@@ -69,6 +78,9 @@ pub enum Source {
     /// MQTT.
     #[cfg(feature = "source-mqtt")]
     Mqtt(mqtt::MqttSource),
+    /// OPC UA.
+    #[cfg(feature = "source-opcua")]
+    Opcua(opcua::OpcUaSource),
 }
 
 impl Source {
@@ -80,8 +92,9 @@ impl Source {
         engine: &mut Engine,
         state: &[(String, String)],
         journal: &crate::journal::Journal,
+        agent: &crate::config::AgentConfig,
     ) -> Result<Source, String> {
-        let _ = (state, journal);
+        let _ = (state, journal, agent);
         match config {
             #[cfg(feature = "source-modbus")]
             SourceConfig::Modbus(c) => modbus::ModbusSource::new(id, c, engine).map(Source::Modbus),
@@ -89,6 +102,11 @@ impl Source {
             SourceConfig::Rest(c) => rest::RestSource::new(id, c, state).map(Source::Rest),
             #[cfg(feature = "source-mqtt")]
             SourceConfig::Mqtt(c) => mqtt::MqttSource::new(id, c, journal).map(Source::Mqtt),
+            #[cfg(feature = "source-opcua")]
+            SourceConfig::Opcua(c) => {
+                opcua::OpcUaSource::new(id, c, engine, &agent.data_dir, &agent.gateway_id)
+                    .map(Source::Opcua)
+            }
         }
     }
 
@@ -101,6 +119,8 @@ impl Source {
             Source::Rest(s) => s.run(tx, shutdown).await,
             #[cfg(feature = "source-mqtt")]
             Source::Mqtt(s) => s.run(tx, shutdown).await,
+            #[cfg(feature = "source-opcua")]
+            Source::Opcua(s) => s.run(tx, shutdown).await,
         }
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn inspection(serial: &str, value: f64) -> QualityRecord {
             address: Some("unit=1 holding=100 f32 cdab".into()),
             raw: json!([16840, 1234]),
             source_timestamp: None,
+            server_timestamp: None,
             received_at: shopfloor_agent::time::now_rfc3339(),
             quality: "good".into(),
             status: None,

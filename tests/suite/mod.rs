@@ -9,6 +9,7 @@ mod journal;
 mod kill9;
 mod modbus;
 mod mqtt;
+mod opcua;
 mod pipeline;
 mod rest;
 mod rule_cases;

@@ -138,6 +138,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
                         value: m["value"].clone(),
                         raw: m.get("raw").cloned().unwrap_or_else(|| m["value"].clone()),
                         source_ms: m.get("source_ts").map(ms),
+                        server_ms: m.get("server_ts").map(ms),
                         received_ms: at,
                         quality: match m.get("quality").and_then(Value::as_str) {
                             Some("bad") => Quality::Bad,

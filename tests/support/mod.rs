@@ -5,6 +5,8 @@
 pub mod erp;
 pub mod modbus;
 pub mod mosquitto;
+pub mod opcua;
+pub mod proxy;
 pub mod qms;
 pub mod tls;
 

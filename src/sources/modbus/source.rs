@@ -54,11 +54,7 @@ impl ModbusSource {
         let mut errors = Vec::new();
         let tags = cfg.resolve(&format!("sources.{id}"), &mut errors);
         if !errors.is_empty() {
-            return Err(errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "));
+            return Err(crate::config::ConfigError::join(&errors));
         }
         let endpoint = match cfg.transport {
             Transport::Tcp => cfg.address.clone().unwrap_or_default(),
@@ -221,6 +217,7 @@ impl ModbusSource {
                     value,
                     raw,
                     source_ms: None,
+                    server_ms: None,
                     received_ms,
                     quality: Quality::Good,
                     status: None,
@@ -229,6 +226,7 @@ impl ModbusSource {
                     value: Value::Null,
                     raw,
                     source_ms: None,
+                    server_ms: None,
                     received_ms,
                     quality: Quality::Bad,
                     status: Some(status),
