@@ -1,4 +1,6 @@
 //! Secret references in string values: `${env:NAME}` and `${file:/run/credentials/shopfloor-agent/name}`.
+//! `${env:NAME:-default}` falls back to `default` when NAME is unset (for examples and labs; a
+//! production secret should have no default, so a missing one stops the agent with a clear error).
 //!
 //! References are resolved after the TOML is parsed, so a secret can never change the file's syntax,
 //! and the config hash is taken before resolution, so rotating a secret does not change it. A `${`
@@ -23,9 +25,14 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
         };
         let reference = &after[..end];
         if let Some(name) = reference.strip_prefix("env:") {
-            match std::env::var(name) {
-                Ok(v) => out.push_str(&v),
-                Err(_) => errors.push(
+            let (name, default) = match name.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (name, None),
+            };
+            match (std::env::var(name), default) {
+                (Ok(v), _) => out.push_str(&v),
+                (Err(_), Some(d)) => out.push_str(d),
+                (Err(_), None) => errors.push(
                     ConfigError::new(at, format!("environment variable {name} is not set (${{env:{name}}})"))
                         .hint(format!(
                             "set {name} in the service environment (Environment=/EnvironmentFile=), or use ${{file:/run/credentials/shopfloor-agent/<name>}} with LoadCredential="
@@ -95,6 +102,8 @@ mod tests {
             &mut errors,
         );
         resolve("${evn:X}", "y", &mut errors);
+        let defaulted = resolve("${env:SFA_SURELY_UNSET_VAR:-lab-pw}", "z", &mut errors);
+        assert_eq!(defaulted, "lab-pw");
         assert_eq!(errors.len(), 2);
         assert!(errors[0]
             .message
