@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
+
+mod common;
+use common::{cpu_ticks, rss_kib, TICKS_PER_SECOND};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 #[derive(Clone)]
@@ -36,27 +39,6 @@ impl tokio_modbus::server::Service for Device {
             _ => Err(ExceptionCode::IllegalFunction),
         })
     }
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of /proc/pid/stat (1-based), 12 and 13 after the ')'.
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -112,7 +94,6 @@ fn main() {
         .expect("agent");
     let pid = agent.id();
     std::thread::sleep(Duration::from_secs(3)); // connect and settle
-    let ticks_per_s = 100.0; // USER_HZ on Linux
     let (t0, c0) = (Instant::now(), cpu_ticks(pid));
     let r0: Vec<usize> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     std::thread::sleep(Duration::from_secs(seconds));
@@ -123,7 +104,7 @@ fn main() {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = agent.wait();
-    let cpu = (c1 - c0) as f64 / ticks_per_s / elapsed * 100.0;
+    let cpu = (c1 - c0) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
     let requests: usize = r1.iter().zip(&r0).map(|(a, b)| a - b).sum();
     let cycles = elapsed * 10.0 * 10.0; // 10 devices at 10 Hz
     let per: HashMap<usize, usize> = r1

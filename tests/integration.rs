@@ -10,6 +10,10 @@
 //! | `suite::bad_input` | unwritable data dir, corrupted journal file: clear error, no panic |
 //! | `suite::pipeline` | sources are acknowledged only after commit, with their state; duplicates are named; open outages end in a gap record at stop |
 //! | `suite::rule_cases` | every case in `tests/cases/rules/`: observations through the engine and a real journal give exactly the expected records |
+//! | `suite::opcua` | in-process async-opcua server: subscription to records, trust on first connect, SignAndEncrypt with a user, no fallback, reordered namespaces after a restart, poll mode with browse paths and a pin, the silent-session watchdog |
+//! | `suite::modbus` | in-process tokio-modbus devices: decoding, request plan, exceptions, outages, RTU over a pty |
+//! | `suite::rest` | in-process OData-style ERP: paging under churn, watermark resume, bad bodies, 429, OAuth 2.0, TLS |
+//! | `suite::mqtt` | a Mosquitto per test: QoS 1 after commit, SIGKILLs, quarantine, TLS, QoS 0 gaps, the MQTT sink |
 //! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
 //!
 //! Every record a test sees is validated against `config/quality-record.v1.schema.json`.

@@ -74,8 +74,9 @@ pub struct Config {
     pub sha256: String,
     /// The files read, main file first.
     pub files: Vec<PathBuf>,
-    /// The merged configuration with secret references unresolved (safe to show and to export).
-    pub effective: toml::Table,
+    /// The merged configuration as TOML text, secret references unresolved (safe to show and to
+    /// export). Kept as text: a parsed tree of a 10,000-tag configuration costs megabytes.
+    pub effective: String,
 }
 
 impl Config {
@@ -127,13 +128,12 @@ impl Config {
             // Syntax errors or duplicate ids: what follows would only be noise.
             return Err(ConfigErrors(errors));
         }
-        let sha256 = {
-            let json = serde_json::to_value(&merged).unwrap_or_default();
-            crate::journal::chain::sha256_hex(
-                crate::journal::chain::canonical_json(&json).as_bytes(),
-            )
-        };
-        let effective = merged.clone();
+        // Canonical JSON of the merged tables, written in one pass (toml's maps are sorted), not
+        // through a JSON tree: a large configuration would otherwise need it twice in memory.
+        let sha256 = crate::journal::chain::sha256_hex(
+            crate::journal::chain::to_canonical_json(&merged).as_bytes(),
+        );
+        let effective = toml::to_string(&merged).unwrap_or_default();
         let mut resolved = toml::Value::Table(merged);
         if opts.environment {
             secrets::resolve_tree(&mut resolved, "", &mut errors);
@@ -340,7 +340,7 @@ impl Config {
 
     /// The merged configuration as TOML with secret references unresolved (for `status` and export).
     pub fn effective_toml(&self) -> String {
-        toml::to_string(&self.effective).unwrap_or_default()
+        self.effective.clone()
     }
 }
 
@@ -518,6 +518,9 @@ mod tests {
 
     #[test]
     fn reference_config_is_valid_and_hash_ignores_secret_values() {
+        for var in ["OPCUA_PASSWORD", "ERP_PASSWORD", "MQTT_PASSWORD"] {
+            std::env::set_var(var, "secret");
+        }
         std::env::set_var("QMS_TOKEN", "one");
         let texts = vec![(PathBuf::from("agent.toml"), REFERENCE.to_string())];
         let a = Config::from_texts(
@@ -535,6 +538,18 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.sha256, b.sha256);
         assert_eq!(a.sha256.len(), 64);
+    }
+
+    #[test]
+    fn the_config_hash_is_the_canonical_json_of_the_merged_tables() {
+        let texts = vec![(PathBuf::from("agent.toml"), REFERENCE.to_string())];
+        let merged = merge(&texts, &mut Vec::new());
+        let tree = serde_json::to_value(&merged).expect("json");
+        assert_eq!(
+            crate::journal::chain::to_canonical_json(&merged),
+            crate::journal::chain::canonical_json(&tree),
+            "the one-pass form must equal RFC 8785 of the tree"
+        );
     }
 
     #[test]

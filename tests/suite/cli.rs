@@ -39,6 +39,9 @@ fn generate_config_prints_a_reference_that_validates() {
         .arg(&path)
         .arg("validate")
         .env("QMS_TOKEN", "x")
+        .env("OPCUA_PASSWORD", "x")
+        .env("ERP_PASSWORD", "x")
+        .env("MQTT_PASSWORD", "x")
         .output()
         .expect("validate");
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));

@@ -135,13 +135,26 @@ async fn a_subscription_makes_one_inspection_per_part_with_opcua_provenance() {
     cell.part("SN-000001", 25.004).await;
     cell.part("SN-000002", 25.031).await;
     eventually(WAIT, "two inspections", || serials(dir.path()).len() == 2).await;
+    // The gauge fails: the server reports a bad status; the record says so instead of a value.
+    cell.set_bad(
+        "MeasuredDiameter",
+        opcua::types::StatusCode::BadSensorFailure,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cell.set("PartSerial", "SN-000003");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cell.set("PartComplete", true);
+    eventually(WAIT, "the third inspection", || {
+        serials(dir.path()).len() == 3
+    })
+    .await;
     agent.stop("test").await;
 
     let recs = kind(dir.path(), "inspection");
     for r in &recs {
         assert_schema_valid(r);
     }
-    assert_eq!(serials(dir.path()), ["SN-000001", "SN-000002"]);
+    assert_eq!(serials(dir.path()), ["SN-000001", "SN-000002", "SN-000003"]);
     let r = &recs[0];
     assert_eq!(r["inspection"]["value"], 25.004);
     assert_eq!(r["inspection"]["result"], "pass");
@@ -165,6 +178,30 @@ async fn a_subscription_makes_one_inspection_per_part_with_opcua_provenance() {
         "server timestamp kept: {p}"
     );
     assert_eq!(r["provenance"]["trigger"]["tag"], "part_complete");
+    let bad = &recs[2];
+    assert_eq!(
+        bad["incomplete"],
+        serde_json::json!(["inspection.value"]),
+        "{bad}"
+    );
+    let p = &bad["provenance"]["fields"]["inspection.value"];
+    assert_eq!(p["quality"], "bad");
+    assert!(
+        p["status"]
+            .as_str()
+            .unwrap_or("")
+            .contains("BadSensorFailure"),
+        "{p}"
+    );
+    // `status` shows the agent's certificate and how long it has left.
+    let state = Store::open_ro(&dir.path().join("data"))
+        .and_then(|s| s.source_state(Some("plc")))
+        .expect("state");
+    let cert = state
+        .iter()
+        .find(|(_, k, _, _)| k == "certificate")
+        .expect("certificate state");
+    assert!(cert.2.contains("own/cert.der (valid, 72"), "{cert:?}");
     // Every run of the agent made its own certificate in its PKI folder, key readable by it only.
     let key = dir.path().join("data/pki/opcua/private/private.pem");
     assert!(dir.path().join("data/pki/opcua/own/cert.der").exists());
@@ -260,6 +297,29 @@ async fn a_weaker_endpoint_is_never_used_and_a_wrong_password_is_named() {
         .expect("start");
     eventually(WAIT, "the refusal names the identity", || {
         connection(dir.path()).contains("refused the identity")
+    })
+    .await;
+    agent.stop("test").await;
+
+    // The same endpoint with an X.509 user identity instead of the password.
+    let (cert, key) = crate::support::opcua::user_certificate(&cell.pki);
+    let x509 = pinned_src.replace(
+        "username = \"operator\"\npassword = \"wrong\"",
+        &format!(
+            "user_certificate_file = \"{}\"\nuser_key_file = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(x509.contains("user_certificate_file"));
+    let dir_x = tempdir();
+    let agent = Agent::start(config(dir_x.path(), &agent_toml(&x509)))
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cell.part("SN-000015", 25.0).await;
+    eventually(WAIT, "an inspection read as the X.509 user", || {
+        serials(dir_x.path()) == ["SN-000015"]
     })
     .await;
     agent.stop("test").await;

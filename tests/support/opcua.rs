@@ -96,6 +96,35 @@ fn ensure_server_cert(pki: &Path) {
     .expect("server certificate");
 }
 
+/// The X.509 user the server accepts: (certificate, key), made on first use beside the server's PKI.
+pub fn user_certificate(pki: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        pki.join("users/inspector.der"),
+        pki.join("users/inspector.pem"),
+    );
+    if !cert.exists() {
+        let data = X509Data {
+            key_size: 2048,
+            common_name: "inspector".into(),
+            organization: "test".into(),
+            organizational_unit: String::new(),
+            country: String::new(),
+            state: String::new(),
+            alt_host_names: X509Data::alt_host_names(
+                "urn:test:inspector",
+                None,
+                false,
+                false,
+                false,
+            ),
+            certificate_duration_days: 30,
+        };
+        CertificateStore::create_certificate_and_key(&data, true, &cert, &key)
+            .expect("user certificate");
+    }
+    (cert, key)
+}
+
 impl Cell {
     /// Starts on a free port with a new PKI folder under `dir`.
     pub async fn start(dir: &Path, options: Options) -> Cell {
@@ -133,7 +162,7 @@ impl Cell {
 
     fn run(pki: PathBuf, port: u16, listener: tokio::net::TcpListener, options: Options) -> Cell {
         ensure_server_cert(&pki);
-        let mut tokens: Vec<&str> = vec!["operator"];
+        let mut tokens: Vec<&str> = vec!["operator", "inspector-x509"];
         if options.anonymous {
             tokens.push(ANONYMOUS_USER_TOKEN_ID);
         }
@@ -149,7 +178,11 @@ impl Cell {
             .host("127.0.0.1")
             .port(port)
             .discovery_urls(vec!["/cell1".to_owned()])
-            .add_user_token("operator", ServerUserToken::user_pass("operator", PASSWORD));
+            .add_user_token("operator", ServerUserToken::user_pass("operator", PASSWORD))
+            .add_user_token(
+                "inspector-x509",
+                ServerUserToken::x509("inspector", &user_certificate(&pki).0),
+            );
         for (id, policy, mode) in [
             ("none", SecurityPolicy::None, MessageSecurityMode::None),
             (

@@ -13,6 +13,27 @@ use opcua::crypto::{CertificateStore, X509Data, X509};
 
 use super::config::OpcUaSourceConfig;
 
+/// How long the agent's certificate has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// More than the warning period: whole days left.
+    Valid(i64),
+    /// Within the warning period: whole days left (warned about).
+    Soon(i64),
+    /// Expired: servers will refuse it.
+    Expired,
+}
+
+impl std::fmt::Display for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expiry::Valid(d) => write!(f, "valid, {d} days left"),
+            Expiry::Soon(d) => write!(f, "EXPIRES in {d} days: renew it"),
+            Expiry::Expired => write!(f, "EXPIRED: servers refuse it"),
+        }
+    }
+}
+
 /// Paths of the PKI folder.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -39,13 +60,13 @@ impl Pki {
     }
 
     /// Makes the agent's certificate if there is none; warns when it expires within the configured
-    /// warning period. Returns the certificate's expiry (Unix ms).
+    /// warning period (an error once it has expired).
     pub fn ensure_own_certificate(
         &self,
         cfg: &OpcUaSourceConfig,
         application_uri: &str,
         source: &str,
-    ) -> Result<i64, String> {
+    ) -> Result<Expiry, String> {
         for d in [self.trusted(), self.rejected()] {
             std::fs::create_dir_all(&d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
@@ -87,20 +108,27 @@ impl Pki {
             .not_after()
             .map_err(|e| format!("{}: cannot read its expiry: {e}", cert_path.display()))?
             .timestamp_millis();
-        let left_days = (not_after - crate::time::now_ms()) / 86_400_000;
-        if left_days < 0 {
+        let left_days = (not_after - crate::time::now_ms()).div_euclid(86_400_000);
+        let expiry = if left_days < 0 {
+            Expiry::Expired
+        } else if left_days < i64::from(cfg.certificate_expiry_warning_days) {
+            Expiry::Soon(left_days)
+        } else {
+            Expiry::Valid(left_days)
+        };
+        if expiry == Expiry::Expired {
             tracing::error!(
                 "opcua source {source}: the agent's certificate {} has expired; servers will refuse it. Move own/cert.der and private/private.pem away to have a new one made, then trust the new one on the server.",
                 cert_path.display()
             );
-        } else if left_days < i64::from(cfg.certificate_expiry_warning_days) {
+        } else if let Expiry::Soon(left_days) = expiry {
             tracing::warn!(
                 "opcua source {source}: the agent's certificate {} expires in {left_days} days ({}); move own/cert.der and private/private.pem away to have a new one made, then trust the new one on the server.",
                 cert_path.display(),
                 crate::time::format(crate::time::from_unix_ms(not_after))
             );
         }
-        Ok(not_after)
+        Ok(expiry)
     }
 
     /// Applies a thumbprint pin to the certificate a server presents: `Ok` when there is no pin or it
@@ -150,3 +178,61 @@ fn restrict(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(validity: u32, warning: u32) -> OpcUaSourceConfig {
+        let text = format!(
+            "endpoint = \"opc.tcp://127.0.0.1:4840\"\nsecurity_policy = \"none\"\nsecurity_mode = \"none\"\ncertificate_validity_days = {validity}\ncertificate_expiry_warning_days = {warning}\ntags = []\n"
+        );
+        toml::from_str(&text).expect("config")
+    }
+
+    #[test]
+    fn the_certificate_is_made_once_and_its_expiry_is_watched() {
+        let dir = std::env::temp_dir().join(format!("sfa-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pki = Pki { dir: dir.clone() };
+        let first = pki
+            .ensure_own_certificate(&cfg(10, 30), "urn:test:agent", "plc")
+            .expect("made");
+        assert!(
+            matches!(first, Expiry::Soon(9) | Expiry::Soon(10)),
+            "{first:?}"
+        );
+        let der = std::fs::read(pki.own_cert()).expect("cert");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(pki.own_key())
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A second start keeps the same certificate; with a shorter warning period it is just valid.
+        let again = pki
+            .ensure_own_certificate(&cfg(730, 5), "urn:test:agent", "plc")
+            .expect("kept");
+        assert!(
+            matches!(again, Expiry::Valid(9) | Expiry::Valid(10)),
+            "{again:?}"
+        );
+        assert_eq!(std::fs::read(pki.own_cert()).expect("cert"), der);
+        // A pin names both thumbprints when it does not match, and trusts the certificate when it does.
+        let thumb = X509::from_der(&der)
+            .expect("x509")
+            .thumbprint()
+            .as_hex_string();
+        let wrong = pki
+            .apply_pin(Some(&"0".repeat(40)), &der)
+            .expect_err("refused");
+        assert!(wrong.contains(&thumb), "{wrong}");
+        pki.apply_pin(Some(&thumb.to_lowercase()), &der)
+            .expect("pinned");
+        assert_eq!(std::fs::read_dir(pki.trusted()).expect("dir").count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

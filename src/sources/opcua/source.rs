@@ -53,6 +53,14 @@ pub struct OpcUaSource {
     application_uri: String,
 }
 
+/// Items per call the server accepts (its `OperationLimits`), capped by `items_per_request`.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    monitored_items: usize,
+    read: usize,
+    translate: usize,
+}
+
 /// Why a session ended.
 enum Ended {
     Shutdown,
@@ -92,6 +100,8 @@ struct Live {
     event_task: tokio::task::JoinHandle<()>,
     /// Per tag: the node id of today's session, or why it could not be resolved.
     nodes: Vec<Result<NodeId, String>>,
+    /// Batch sizes: the configured `items_per_request`, lowered to the server's operation limits.
+    limits: Limits,
     endpoint: EndpointDescription,
 }
 
@@ -170,6 +180,11 @@ impl OpcUaSource {
                 u32::try_from(self.cfg.watchdog().as_millis().max(60_000)).unwrap_or(u32::MAX),
             )
             .recreate_subscriptions(false)
+            // A publish of thousands of items is one message with one array of notifications;
+            // the library's defaults (1,000 elements, 320 KiB) would refuse it.
+            .max_array_length(1_000_000)
+            .max_message_size(64 << 20)
+            .max_chunk_count(1024)
             .session_name(format!("shopfloor-agent {}", self.id))
             .client()
             .map_err(|e| e.join("; "))
@@ -320,15 +335,19 @@ impl OpcUaSource {
             }
             Ok(Ok(())) => {}
         }
+        let limits = self.limits(&session).await;
         let mut live = Live {
             session,
             events,
             event_task,
             nodes: Vec::new(),
+            limits,
             endpoint,
         };
         let namespaces = self.namespaces(&live.session).await?;
-        live.nodes = self.resolve(&live.session, &namespaces).await?;
+        live.nodes = self
+            .resolve(&live.session, &namespaces, limits.translate)
+            .await?;
         if self.cfg.mode == ReadMode::Subscribe {
             self.subscribe(&live, notes).await?;
         }
@@ -367,6 +386,51 @@ impl OpcUaSource {
         format!("session not established: {code}")
     }
 
+    /// The server's operation limits (0 or unreadable: none), each capped by `items_per_request`.
+    async fn limits(&self, session: &Session) -> Limits {
+        let ids = [
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
+        ];
+        let reads: Vec<ReadValueId> = ids
+            .iter()
+            .map(|id| ReadValueId {
+                node_id: (*id).into(),
+                attribute_id: AttributeId::Value as u32,
+                index_range: Default::default(),
+                data_encoding: QualifiedName::null(),
+            })
+            .collect();
+        let cap = self.cfg.items_per_request;
+        let values = session
+            .read(&reads, TimestampsToReturn::Neither, 0.0)
+            .await
+            .unwrap_or_default();
+        let limit = |i: usize| -> usize {
+            let n = values
+                .get(i)
+                .and_then(|dv| dv.value.as_ref())
+                .and_then(|v| match v {
+                    Variant::UInt32(n) => Some(*n as usize),
+                    Variant::UInt16(n) => Some(usize::from(*n)),
+                    Variant::Int32(n) => usize::try_from(*n).ok(),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                cap
+            } else {
+                n.min(cap)
+            }
+        };
+        Limits {
+            monitored_items: limit(0),
+            read: limit(1),
+            translate: limit(2),
+        }
+    }
+
     async fn namespaces(&self, session: &Session) -> Result<Vec<String>, String> {
         let read = ReadValueId {
             node_id: VariableId::Server_NamespaceArray.into(),
@@ -400,6 +464,7 @@ impl OpcUaSource {
         &self,
         session: &Session,
         namespaces: &[String],
+        batch: usize,
     ) -> Result<Vec<Result<NodeId, String>>, String> {
         let mut nodes: Vec<Result<NodeId, String>> = self
             .targets
@@ -424,7 +489,7 @@ impl OpcUaSource {
                 TagTarget::Node(_) => None,
             })
             .collect();
-        for chunk in paths.chunks(self.cfg.items_per_request) {
+        for chunk in paths.chunks(batch.max(1)) {
             let req: Vec<_> = chunk.iter().map(|(_, p)| p.clone()).collect();
             let results = session
                 .translate_browse_paths_to_node_ids(&req)
@@ -465,7 +530,10 @@ impl OpcUaSource {
                 Duration::from_millis(self.cfg.publishing_interval_ms),
                 keep_alive.saturating_mul(4),
                 keep_alive,
-                0,
+                // Notifications per publish response: without a limit a server must fit every
+                // changed item of a cycle into one message, and large ones refuse with
+                // BadResponseTooLarge; with it they send several responses per cycle.
+                u32::try_from(self.cfg.items_per_request).unwrap_or(u32::MAX),
                 0,
                 true,
                 Notifier(notes),
@@ -511,7 +579,7 @@ impl OpcUaSource {
             })
             .collect();
         let mut failed = 0usize;
-        for chunk in items.chunks(self.cfg.items_per_request) {
+        for chunk in items.chunks(live.limits.monitored_items.max(1)) {
             let req: Vec<_> = chunk.iter().map(|(_, r)| r.clone()).collect();
             let results = live
                 .session
@@ -611,7 +679,7 @@ impl OpcUaSource {
             })
             .collect();
         let mut out = Vec::with_capacity(reads.len());
-        for chunk in reads.chunks(self.cfg.items_per_request) {
+        for chunk in reads.chunks(live.limits.read.max(1)) {
             let req: Vec<_> = chunk.iter().map(|(_, r)| r.clone()).collect();
             let values = live
                 .session
@@ -761,15 +829,27 @@ impl OpcUaSource {
 
     /// Runs until shutdown.
     pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
-        if let Err(e) = self
+        match self
             .pki
             .ensure_own_certificate(&self.cfg, &self.application_uri, &self.id)
         {
-            tracing::error!(
+            // `status` shows it beside the source's other state.
+            Ok(expiry) => {
+                let mut input = Input::new(Observation::Tags(Vec::new()));
+                input.state.push(crate::journal::StateUpdate {
+                    source: self.id.clone(),
+                    key: "certificate".into(),
+                    value: format!("{} ({})", self.pki.own_cert().display(), expiry),
+                });
+                if tx.send(input).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(
                 "opcua source {}: cannot set up the certificate folder {}: {e}; secure endpoints will fail",
                 self.id,
                 self.pki.dir.display()
-            );
+            ),
         }
         let client = match self.client() {
             Ok(c) => c,
