@@ -10,7 +10,9 @@ use shopfloor_agent::journal::Store;
 use shopfloor_agent::runtime::topology::Agent;
 
 use crate::support::mosquitto::{publish_all, Broker};
-use crate::support::{agent_bin, assert_schema_valid_text, config, eventually, tempdir};
+use crate::support::{
+    agent_bin, assert_schema_valid_text, config, eventually, tempdir, KillOnDrop,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -120,10 +122,31 @@ async fn messages_become_records_and_bad_payloads_are_quarantined_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_messages_flow_loses_none_and_duplicates_none() {
+    sigkill_while_messages_flow("3.1.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_sigkill_while_messages_flow_loses_none_and_duplicates_none() {
+    // MQTT 5: the session survives the agent's absence through its session expiry interval.
+    sigkill_while_messages_flow("5").await;
+}
+
+/// `protocol = "<version>"` in the `[sources.mqtt1]` (or sink) section of `cfg`.
+fn with_protocol(cfg: &str, protocol: &str) -> String {
+    cfg.replacen(
+        "type = \"mqtt\"\n",
+        &format!("type = \"mqtt\"\nprotocol = \"{protocol}\"\n"),
+        1,
+    )
+}
+
+async fn sigkill_while_messages_flow(protocol: &str) {
     let broker = Broker::start();
     let dir = tempdir();
     let cfg_path = dir.path().join("agent.toml");
-    std::fs::write(&cfg_path, toml(broker.port, "gw-mqtt-kill", "data")).expect("config");
+    let cfg = with_protocol(&toml(broker.port, "gw-mqtt-kill", "data"), protocol);
+    assert!(cfg.contains("protocol = "));
+    std::fs::write(&cfg_path, cfg).expect("config");
     let start = || {
         Command::new(agent_bin())
             .current_dir(dir.path())
@@ -132,6 +155,7 @@ async fn sigkill_while_messages_flow_loses_none_and_duplicates_none() {
             .arg("run")
             .stderr(Stdio::null())
             .spawn()
+            .map(KillOnDrop)
             .expect("agent")
     };
     // A first run creates the persistent session and its subscription.
@@ -150,8 +174,8 @@ async fn sigkill_while_messages_flow_loses_none_and_duplicates_none() {
     ));
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(100..400))).await;
-        agent.kill().expect("SIGKILL");
-        agent.wait().expect("reap");
+        agent.0.kill().expect("SIGKILL");
+        agent.0.wait().expect("reap");
         agent = start();
     }
     publisher.await.expect("publisher");
@@ -164,9 +188,9 @@ async fn sigkill_while_messages_flow_loses_none_and_duplicates_none() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
+        .args(["-TERM", &agent.0.id().to_string()])
         .status();
-    agent.wait().expect("reap");
+    agent.0.wait().expect("reap");
     assert_eq!(
         count(
             &path,
@@ -314,6 +338,15 @@ async fn publish_all_tls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback() {
+    sink_publishes_every_record("3.1.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt5_sink_publishes_every_record_and_moves_the_cursor_after_puback() {
+    sink_publishes_every_record("5").await;
+}
+
+async fn sink_publishes_every_record(protocol: &str) {
     use shopfloor_agent::journal::NewRecord;
     let mut broker = Broker::start();
     // A subscriber collects what the sink publishes.
@@ -345,10 +378,14 @@ async fn the_mqtt_sink_publishes_every_record_and_moves_the_cursor_after_puback(
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let dir = tempdir();
-    let cfg = format!(
-        "[agent]\ngateway_id = \"gw-sink\"\nsite = \"plant1\"\ndata_dir = \"data\"\n[sinks.uns]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-sink-pub\"\nbatch_max_records = 20\n",
-        broker.port
+    let cfg = with_protocol(
+        &format!(
+            "[agent]\ngateway_id = \"gw-sink\"\nsite = \"plant1\"\ndata_dir = \"data\"\n[sinks.uns]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-sink-pub\"\nbatch_max_records = 20\n",
+            broker.port
+        ),
+        protocol,
     );
+    assert!(cfg.contains("protocol = "));
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
     let batch = |range: std::ops::Range<usize>| -> Vec<NewRecord> {
         range

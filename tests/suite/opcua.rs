@@ -284,10 +284,7 @@ async fn a_weaker_endpoint_is_never_used_and_a_wrong_password_is_named() {
     let strict = "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign\"\nusername = \"operator\"\npassword = \"wrong\"";
     let pinned_src = source(&cell.url, strict);
     // Pin the server so trust is not the reason of the refusal.
-    let thumb = opcua::crypto::CertificateStore::read_cert(&cell.pki.join("own/cert.der"))
-        .expect("server cert")
-        .thumbprint()
-        .as_hex_string();
+    let thumb = cell.thumbprint();
     let pinned_src = pinned_src.replace(
         "reconnect_initial_ms",
         &format!("server_thumbprint = \"{thumb}\"\nreconnect_initial_ms"),
@@ -357,7 +354,19 @@ async fn a_weaker_endpoint_is_never_used_and_a_wrong_password_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_with_reordered_namespaces_keeps_every_tag_on_its_node() {
     let dir = tempdir();
-    let (cell, agent) = cell_and_agent(dir.path()).await;
+    // Over Aes256_Sha256_RsaPss SignAndEncrypt, the server pinned (its certificate survives the restart).
+    let cell = Cell::start(dir.path(), Options::default()).await;
+    let thumb = cell.thumbprint();
+    let security = format!(
+        "security_policy = \"aes256_sha256_rsapss\"\nsecurity_mode = \"sign_and_encrypt\"\nserver_thumbprint = \"{thumb}\""
+    );
+    let agent = Agent::start(config(
+        dir.path(),
+        &agent_toml(&source(&cell.url, &security)),
+    ))
+    .await
+    .expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     cell.part("SN-000030", 25.0).await;
     eventually(WAIT, "first part", || serials(dir.path()).len() == 1).await;
     let before = cell.node("PartSerial");
@@ -385,10 +394,7 @@ async fn a_server_restart_with_reordered_namespaces_keeps_every_tag_on_its_node(
 async fn poll_mode_with_browse_paths_over_a_pinned_aes_endpoint() {
     let dir = tempdir();
     let cell = Cell::start(dir.path(), Options::default()).await;
-    let thumb = opcua::crypto::CertificateStore::read_cert(&cell.pki.join("own/cert.der"))
-        .expect("server cert")
-        .thumbprint()
-        .as_hex_string();
+    let thumb = cell.thumbprint();
     let src = format!(
         r#"
 [sources.plc]

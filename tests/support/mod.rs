@@ -45,6 +45,16 @@ pub fn case_dirs(area: &str, min: usize) -> Vec<PathBuf> {
     cases
 }
 
+/// A child process that is killed and reaped when dropped, so a failing test leaves none running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A fresh temporary directory, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

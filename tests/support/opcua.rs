@@ -135,6 +135,14 @@ impl Cell {
         Cell::run(dir.join("server-pki"), port, listener, options)
     }
 
+    /// SHA-1 thumbprint (hex) of the server's certificate, for `server_thumbprint`.
+    pub fn thumbprint(&self) -> String {
+        CertificateStore::read_cert(&self.pki.join("own/cert.der"))
+            .expect("server certificate")
+            .thumbprint()
+            .as_hex_string()
+    }
+
     /// Stops the server (connections drop) and waits until its task ended.
     pub async fn stop(self) -> (PathBuf, u16) {
         self.handle.cancel();

@@ -13,6 +13,10 @@ pub struct MqttSinkConfig {
     /// Broker port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// `"3.1.1"` (default) or `"5"` (with 5, a PUBACK whose reason code refuses a record is an error,
+    /// not a delivery).
+    #[serde(default)]
+    pub protocol: crate::sources::mqtt::link::Protocol,
     /// Client id.
     pub client_id: String,
     /// Topic of each record; `{site}`, `{gateway}`, `{station}` (the record's station, or

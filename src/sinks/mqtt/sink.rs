@@ -3,23 +3,24 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 
 use super::config::MqttSinkConfig;
 use crate::journal::JournalRow;
 use crate::sinks::{SendError, SinkContext};
+use crate::sources::mqtt::link::{self, Client, LinkEvent, LinkOptions};
 
 /// What the event loop reports to the sink.
 enum Note {
     Sent(u16),
     Acked(u16),
+    Refused(u16, String),
     Lost(String),
 }
 
 /// Publishes records to a broker.
 pub struct MqttSink {
-    client: AsyncClient,
+    client: Client,
     notes: mpsc::Receiver<Note>,
     cfg: MqttSinkConfig,
     site: String,
@@ -30,26 +31,34 @@ pub struct MqttSink {
 impl MqttSink {
     /// Connects (in the background) and starts the event loop.
     pub fn new(id: &str, cfg: &MqttSinkConfig, ctx: &SinkContext) -> Result<MqttSink, String> {
-        let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_clean_session(true);
-        if let Some(u) = &cfg.username {
-            opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
-        }
-        if let Some(tls) = &cfg.tls {
-            opts.set_transport(crate::sources::mqtt::source::tls_transport(tls)?);
-        }
-        let (client, mut events) = AsyncClient::new(opts, 1024);
+        let options = LinkOptions {
+            protocol: cfg.protocol,
+            client_id: cfg.client_id.clone(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            keep_alive: Duration::from_secs(30),
+            persistent: false,
+            session_expiry_s: 0,
+            manual_acks: false,
+            inflight: 100,
+            credentials: cfg
+                .username
+                .as_ref()
+                .map(|u| (u.clone(), cfg.password.clone().unwrap_or_default())),
+            tls: cfg.tls.as_ref(),
+        };
+        let (client, mut events) = link::connect(&options, 1024)?;
         let (tx, notes) = mpsc::channel(4096);
         let id = id.to_string();
         tokio::spawn(async move {
             loop {
                 let note = match events.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Note::Sent(pkid),
-                    Ok(Event::Incoming(Packet::PubAck(a))) => Note::Acked(a.pkid),
+                    Ok(LinkEvent::Sent(pkid)) => Note::Sent(pkid),
+                    Ok(LinkEvent::Acked(pkid, Ok(()))) => Note::Acked(pkid),
+                    Ok(LinkEvent::Acked(pkid, Err(why))) => Note::Refused(pkid, why),
                     Ok(_) => continue,
                     Err(e) => {
-                        let _ = tx.try_send(Note::Lost(e.to_string()));
+                        let _ = tx.try_send(Note::Lost(e));
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
@@ -105,7 +114,6 @@ impl MqttSink {
             self.client
                 .publish(
                     self.topic(row),
-                    QoS::AtLeastOnce,
                     self.cfg.retain,
                     row.body.clone().into_bytes(),
                 )
@@ -123,6 +131,11 @@ impl MqttSink {
                 Ok(Some(Note::Acked(p))) => {
                     acked.insert(p);
                 }
+                // The broker (MQTT 5) said no: the batch is not delivered; the driver retries it.
+                Ok(Some(Note::Refused(p, why))) if sent.contains(&p) => {
+                    return Err(retry(format!("record refused by the broker: {why}")))
+                }
+                Ok(Some(Note::Refused(..))) => {}
                 Ok(Some(Note::Lost(e))) => {
                     return Err(retry(format!("connection to the broker lost: {e}")))
                 }

@@ -28,6 +28,13 @@ pub struct MqttSourceConfig {
     /// Broker port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub protocol: super::link::Protocol,
+    /// MQTT 5: how long the broker keeps the session (and queues QoS 1 messages) while the agent is
+    /// away. Default 7 days.
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry_s: u32,
     /// Client id; the broker keeps the persistent session under it, so it must be stable and unique.
     pub client_id: String,
     /// Keep-alive interval.
@@ -54,6 +61,9 @@ pub struct MqttSourceConfig {
 
 fn default_port() -> u16 {
     1883
+}
+fn default_session_expiry() -> u32 {
+    7 * 24 * 3600
 }
 fn default_keep_alive() -> u64 {
     30

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-
 use super::config::MqttSourceConfig;
+use super::link::{self, LinkEvent, LinkOptions};
 use super::payload;
 use crate::journal::Journal;
 use crate::records::observation::{Message, Observation, Origin};
@@ -61,43 +60,65 @@ impl MqttSource {
             "mqtt"
         };
         let endpoint = format!("{scheme}://{}:{}", self.cfg.host, self.cfg.port);
-        let mut opts = MqttOptions::new(
-            self.cfg.client_id.clone(),
-            self.cfg.host.clone(),
-            self.cfg.port,
-        );
-        opts.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
-        opts.set_clean_session(false);
-        opts.set_manual_acks(true);
-        opts.set_inflight(self.cfg.inflight.max(1));
-        if let Some(u) = &self.cfg.username {
-            opts.set_credentials(u.clone(), self.cfg.password.clone().unwrap_or_default());
-        }
-        if let Some(tls) = &self.cfg.tls {
-            match tls_transport(tls) {
-                Ok(t) => {
-                    opts.set_transport(t);
-                }
-                Err(e) => {
-                    tracing::error!("MQTT source {}: TLS is configured but unusable ({e}); the source does not start", self.id);
-                    return;
-                }
+        let options = LinkOptions {
+            protocol: self.cfg.protocol,
+            client_id: self.cfg.client_id.clone(),
+            host: self.cfg.host.clone(),
+            port: self.cfg.port,
+            keep_alive: Duration::from_secs(self.cfg.keep_alive_s),
+            persistent: true,
+            session_expiry_s: self.cfg.session_expiry_s,
+            manual_acks: true,
+            inflight: self.cfg.inflight,
+            credentials: self
+                .cfg
+                .username
+                .as_ref()
+                .map(|u| (u.clone(), self.cfg.password.clone().unwrap_or_default())),
+            tls: self.cfg.tls.as_ref(),
+        };
+        let (client, mut events) = match link::connect(&options, 64) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(
+                    "MQTT source {}: cannot set up the connection ({e}); the source does not start",
+                    self.id
+                );
+                return;
             }
-        }
-        let (client, mut events) = AsyncClient::new(opts, 64);
+        };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut repeat = RepeatLog::new(Duration::from_secs(600));
         // QoS 0 messages are not kept by the broker while the connection is down: if any arrived on
         // this session, a lost connection may have lost some, and a gap record says so.
         let mut saw_qos0 = false;
         let mut lost_at: Option<(i64, String)> = None;
+        // A message whose records the journal refused stays unacknowledged; brokers send such a
+        // message again only on a new connection, so a refusal asks for one (after a pause).
+        let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut refusals = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let event = tokio::select! {
                 e = events.poll() => e,
+                Some(()) = refused.recv() => {
+                    while refused.try_recv().is_ok() {}
+                    let pause = refusals.next_delay();
+                    tracing::warn!(
+                        "MQTT source {}: the journal refused a message; reconnecting to {endpoint} in {} so the broker sends the unacknowledged messages again",
+                        self.id,
+                        human_duration(pause)
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                    events.drop_connection();
+                    continue;
+                }
                 _ = shutdown.wait() => break,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(LinkEvent::Connected { session_present }) => {
                     backoff.reset();
                     if let Some((at_ms, why)) = lost_at.take() {
                         if saw_qos0 {
@@ -128,21 +149,24 @@ impl MqttSource {
                         );
                     } else {
                         tracing::info!(
-                            "MQTT source {}: connected to {endpoint} (session present: {})",
+                            "MQTT source {}: connected to {endpoint} (MQTT {}, session present: {session_present})",
                             self.id,
-                            ack.session_present
+                            match self.cfg.protocol {
+                                link::Protocol::V311 => "3.1.1",
+                                link::Protocol::V5 => "5",
+                            }
                         );
                     }
                     for t in &self.cfg.topics {
-                        if let Err(e) = client.subscribe(t.clone(), QoS::AtLeastOnce).await {
+                        if let Err(e) = client.subscribe(t).await {
                             tracing::warn!("MQTT source {}: cannot subscribe to {t}: {e}", self.id);
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
+                Ok(LinkEvent::Message(m)) => {
                     let received_ms = crate::time::now_ms();
-                    saw_qos0 |= p.qos == QoS::AtMostOnce;
-                    match payload::decode(self.cfg.payload, &p.payload) {
+                    saw_qos0 |= m.qos0;
+                    match payload::decode(self.cfg.payload, &m.payload) {
                         Ok(doc) => {
                             let (ack, done) = tokio::sync::oneshot::channel();
                             let input = Input {
@@ -153,7 +177,7 @@ impl MqttSource {
                                         endpoint: Some(endpoint.clone()),
                                         address: None,
                                     },
-                                    topic: p.topic.clone(),
+                                    topic: m.topic.clone(),
                                     doc,
                                     source_ms: None,
                                     received_ms,
@@ -164,19 +188,23 @@ impl MqttSource {
                             if tx.send(input).await.is_err() {
                                 break;
                             }
-                            let (client, id) = (client.clone(), self.id.clone());
+                            let (client, id, refused_tx) =
+                                (client.clone(), self.id.clone(), refused_tx.clone());
                             tokio::spawn(async move {
                                 match done.await {
                                     Ok(Ok(_)) => {
-                                        if let Err(e) = client.ack(&p).await {
+                                        if let Err(e) = client.ack(&m.token).await {
                                             tracing::debug!("MQTT source {id}: PUBACK not sent ({e}); the broker sends the message again");
                                         }
                                     }
-                                    // Not committed: no PUBACK, the broker sends it again.
-                                    Ok(Err(e)) => tracing::warn!(
-                                        "MQTT source {id}: message on {} not journaled ({e}); it stays unacknowledged",
-                                        p.topic
-                                    ),
+                                    // Not committed: no PUBACK; a new connection gets it again.
+                                    Ok(Err(e)) => {
+                                        tracing::warn!(
+                                            "MQTT source {id}: message on {} not journaled ({e}); it stays unacknowledged",
+                                            m.topic
+                                        );
+                                        let _ = refused_tx.send(());
+                                    }
                                     Err(_) => {}
                                 }
                             });
@@ -185,15 +213,15 @@ impl MqttSource {
                             tracing::warn!(
                                 "MQTT source {}: payload on {} ({} bytes) quarantined: {reason}",
                                 self.id,
-                                p.topic,
-                                p.payload.len()
+                                m.topic,
+                                m.payload.len()
                             );
                             let (client, journal, id) =
                                 (client.clone(), self.journal.clone(), self.id.clone());
                             tokio::spawn(async move {
-                                match journal.quarantine(&id, &p.topic, p.payload.to_vec(), &reason).await {
+                                match journal.quarantine(&id, &m.topic, m.payload.to_vec(), &reason).await {
                                     Ok(()) => {
-                                        let _ = client.ack(&p).await;
+                                        let _ = client.ack(&m.token).await;
                                     }
                                     Err(e) => tracing::error!("MQTT source {id}: cannot quarantine a payload ({e}); it stays unacknowledged"),
                                 }
@@ -204,7 +232,7 @@ impl MqttSource {
                 Ok(_) => {}
                 Err(e) => {
                     if lost_at.is_none() {
-                        lost_at = Some((crate::time::now_ms(), e.to_string()));
+                        lost_at = Some((crate::time::now_ms(), e.clone()));
                     }
                     let delay = backoff.next_delay();
                     match repeat.failure() {
@@ -226,6 +254,6 @@ impl MqttSource {
                 }
             }
         }
-        let _ = client.disconnect().await;
+        client.disconnect().await;
     }
 }
