@@ -1,6 +1,7 @@
 //! Running the agent: wiring components together, shutdown, retry policy and logging.
 
 pub mod logging;
+pub mod notify;
 pub mod retry;
 pub mod shutdown;
 pub mod topology;

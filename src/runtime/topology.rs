@@ -379,10 +379,28 @@ pub fn clock_step(
 
 /// `run`: starts the agent and stops it on SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    let notifier = super::notify::Notifier::from_env();
     let agent = Agent::start(config).await?;
+    notifier.notify("READY=1\nSTATUS=running: sources, pipeline and sinks started");
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        let pinger = super::notify::Notifier::from_env();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                pinger.notify("WATCHDOG=1");
+            }
+        })
+    });
     let signal = shutdown::wait_for_signal().await;
     tracing::info!("{signal} received: stopping");
+    notifier.notify(&format!(
+        "STOPPING=1\nSTATUS=stopping ({signal}): sinks deliver for up to 10 s"
+    ));
     agent.stop(signal).await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     Ok(())
 }
 

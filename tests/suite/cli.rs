@@ -1,17 +1,25 @@
 //! The command line as an operator uses it: generate-config, validate, run, status, verify.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::KillOnDrop as Running;
 use crate::support::{agent_bin, eventually_blocking, tempdir};
 
-struct Running(Child);
+/// Writes `toml` as `agent.toml` in `dir`.
+fn config_file(dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, toml).expect("config");
+    path
+}
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Sends SIGTERM, as systemd does on stop.
+fn sigterm(pid: u32) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
 }
 
 fn agent(config: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -60,12 +68,10 @@ fn generate_config_prints_a_reference_that_validates() {
 #[test]
 fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
     let dir = tempdir();
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
+    let config = config_file(
+        dir.path(),
         "[agent]\ngateway_id = \"gw-cli\"\ndata_dir = \"data\"\n[sinks.audit]\ntype = \"file\"\npath = \"out/records.jsonl\"\n",
-    )
-    .expect("config");
+    );
     let child = Command::new(agent_bin())
         .current_dir(dir.path())
         .arg("--config")
@@ -85,12 +91,7 @@ fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
                 .unwrap_or(false)
         },
     );
-    let pid = running.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    sigterm(running.0.id());
     let status = running.0.wait().expect("wait");
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     let mut stderr = String::new();
@@ -134,4 +135,52 @@ fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
     assert_eq!(verify.status.code(), Some(1));
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(text.contains("CHAIN BROKEN at seq 1"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn under_systemd_it_reports_ready_pings_the_watchdog_and_reports_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempdir();
+    let config = config_file(
+        dir.path(),
+        "[agent]\ngateway_id = \"gw-notify\"\ndata_dir = \"data\"\n",
+    );
+    // Plays the service manager's notification socket.
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let child = Command::new(agent_bin())
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut running = Running(child);
+    let mut next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.starts_with("READY=1\nSTATUS=running"), "{first:?}");
+    // WATCHDOG_USEC 400 ms: a ping every 200 ms.
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    sigterm(running.0.id());
+    let stopping = std::iter::repeat_with(&mut next)
+        .find(|m| m != "WATCHDOG=1")
+        .expect("a message");
+    assert!(
+        stopping.starts_with("STOPPING=1\nSTATUS=stopping (SIGTERM)"),
+        "{stopping:?}"
+    );
+    assert!(running.0.wait().expect("wait").success());
 }
