@@ -379,11 +379,11 @@ pub fn clock_step(
 
 /// `run`: starts the agent and stops it on SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let notifier = super::notify::Notifier::from_env();
+    let notifier = std::sync::Arc::new(super::notify::Notifier::from_env());
     let agent = Agent::start(config).await?;
     notifier.notify("READY=1\nSTATUS=running: sources, pipeline and sinks started");
     let watchdog = notifier.watchdog_interval().map(|every| {
-        let pinger = super::notify::Notifier::from_env();
+        let pinger = notifier.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {

@@ -25,11 +25,10 @@ use opcua::client::{
 };
 use opcua::crypto::CertificateStore;
 use opcua::types::{
-    AttributeId, DataChangeFilter, DataChangeNotification, DataChangeTrigger, DataValue,
-    DeadbandType, EndpointDescription, ExtensionObject, MessageSecurityMode,
-    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, NotificationMessage,
-    QualifiedName, ReadValueId, StatusChangeNotification, StatusCode, TimestampsToReturn,
-    UserTokenType, VariableId, Variant,
+    DataChangeFilter, DataChangeNotification, DataChangeTrigger, DataValue, DeadbandType,
+    EndpointDescription, ExtensionObject, MessageSecurityMode, MonitoredItemCreateRequest,
+    MonitoringMode, MonitoringParameters, NodeId, NotificationMessage, ReadValueId,
+    StatusChangeNotification, StatusCode, TimestampsToReturn, UserTokenType, VariableId, Variant,
 };
 use tokio::sync::mpsc;
 
@@ -248,11 +247,11 @@ impl OpcUaSource {
             IdentityToken::X509(..) => UserTokenType::Certificate,
             IdentityToken::IssuedToken(_) => UserTokenType::IssuedToken,
         };
-        let supported = ep
-            .user_identity_tokens
-            .as_ref()
-            .is_none_or(|ts| ts.iter().any(|t| t.token_type == wanted))
-            && !(ep.user_identity_tokens.is_none() && wanted != UserTokenType::Anonymous);
+        // An endpoint that lists no token policies accepts only anonymous sessions.
+        let supported = match &ep.user_identity_tokens {
+            None => wanted == UserTokenType::Anonymous,
+            Some(ts) => ts.iter().any(|t| t.token_type == wanted),
+        };
         if !supported {
             return Err(format!(
                 "the endpoint does not accept a {wanted:?} identity; check username/password or user_certificate_file"
@@ -395,12 +394,7 @@ impl OpcUaSource {
         ];
         let reads: Vec<ReadValueId> = ids
             .iter()
-            .map(|id| ReadValueId {
-                node_id: (*id).into(),
-                attribute_id: AttributeId::Value as u32,
-                index_range: Default::default(),
-                data_encoding: QualifiedName::null(),
-            })
+            .map(|id| ReadValueId::from(NodeId::from(*id)))
             .collect();
         let cap = self.cfg.items_per_request;
         let values = session
@@ -432,12 +426,7 @@ impl OpcUaSource {
     }
 
     async fn namespaces(&self, session: &Session) -> Result<Vec<String>, String> {
-        let read = ReadValueId {
-            node_id: VariableId::Server_NamespaceArray.into(),
-            attribute_id: AttributeId::Value as u32,
-            index_range: Default::default(),
-            data_encoding: QualifiedName::null(),
-        };
+        let read = ReadValueId::from(NodeId::from(VariableId::Server_NamespaceArray));
         let dv = session
             .read(&[read], TimestampsToReturn::Neither, 0.0)
             .await
@@ -558,12 +547,7 @@ impl OpcUaSource {
                 (
                     i,
                     MonitoredItemCreateRequest {
-                        item_to_monitor: ReadValueId {
-                            node_id: node.clone(),
-                            attribute_id: AttributeId::Value as u32,
-                            index_range: Default::default(),
-                            data_encoding: QualifiedName::null(),
-                        },
+                        item_to_monitor: ReadValueId::from(node),
                         monitoring_mode: MonitoringMode::Reporting,
                         requested_parameters: MonitoringParameters {
                             client_handle: handle(i),
@@ -664,19 +648,7 @@ impl OpcUaSource {
             .nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| {
-                n.as_ref().ok().map(|n| {
-                    (
-                        i,
-                        ReadValueId {
-                            node_id: n.clone(),
-                            attribute_id: AttributeId::Value as u32,
-                            index_range: Default::default(),
-                            data_encoding: QualifiedName::null(),
-                        },
-                    )
-                })
-            })
+            .filter_map(|(i, n)| n.as_ref().ok().map(|n| (i, ReadValueId::from(n))))
             .collect();
         let mut out = Vec::with_capacity(reads.len());
         for chunk in reads.chunks(live.limits.read.max(1)) {
