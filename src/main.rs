@@ -78,7 +78,8 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            match rt.block_on(topology::run(config)) {
+            let reload = || Config::load(&cli.config, LoadOptions::default());
+            match rt.block_on(topology::run(config, reload)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(topology::StartError::Journal(e)) => {
                     tracing::error!("{e}");

@@ -1,13 +1,17 @@
-//! Secret references in string values: `${env:NAME}` and `${file:/run/credentials/shopfloor-agent/name}`.
-//! `${env:NAME:-default}` falls back to `default` when NAME is unset (for examples and labs; a
+//! Secret references in string values: `${env:NAME}`, `${file:/path/to/secret}` and
+//! `${credential:NAME}`, the file NAME in the directory systemd passes as `$CREDENTIALS_DIRECTORY`
+//! for the unit's `LoadCredential=NAME:/root-only/path` (readable by the service alone, never on
+//! disk under its own user). `${env:NAME:-default}` falls back to `default` when NAME is unset (for examples and labs; a
 //! production secret should have no default, so a missing one stops the agent with a clear error).
 //!
 //! References are resolved after the TOML is parsed, so a secret can never change the file's syntax,
 //! and the config hash is taken before resolution, so rotating a secret does not change it. A `${`
-//! not followed by `env:` or `file:` is an error rather than literal text, so a typo cannot send
+//! not followed by `env:`, `file:` or `credential:` is an error rather than literal text, so a typo cannot send
 //! `${evn:X}` to a peer as a password.
 
 use super::ConfigError;
+
+const HINT: &str = "write ${env:NAME}, ${file:/path/to/secret} or ${credential:NAME}";
 
 /// Replaces every reference in `text`. `at` is the key path used in errors.
 pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
@@ -19,7 +23,7 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
         let Some(end) = after.find('}') else {
             errors.push(
                 ConfigError::new(at, format!("unterminated secret reference in {text:?}"))
-                    .hint("write ${env:NAME} or ${file:/path/to/secret}"),
+                    .hint(HINT),
             );
             return out;
         };
@@ -35,7 +39,7 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
                 (Err(_), None) => errors.push(
                     ConfigError::new(at, format!("environment variable {name} is not set (${{env:{name}}})"))
                         .hint(format!(
-                            "set {name} in the service environment (Environment=/EnvironmentFile=), or use ${{file:/run/credentials/shopfloor-agent/<name>}} with LoadCredential="
+                            "set {name} in the service environment (Environment=/EnvironmentFile=), or pass it with LoadCredential=<name>:<path> and write ${{credential:<name>}}"
                         )),
                 ),
             }
@@ -44,19 +48,52 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
                 Ok(v) => out.push_str(v.trim_end_matches(['\n', '\r'])),
                 Err(e) => errors.push(
                     ConfigError::new(at, format!("cannot read secret file {path}: {e}"))
-                        .hint("check the path and that the agent's user may read it (systemd LoadCredential= puts it under /run/credentials/shopfloor-agent/)"),
+                        .hint("check the path and that the agent's user may read it "),
                 ),
+            }
+        } else if let Some(name) = reference.strip_prefix("credential:") {
+            match credential(name, at) {
+                Ok(v) => out.push_str(&v),
+                Err(e) => errors.push(e),
             }
         } else {
             errors.push(
                 ConfigError::new(at, format!("unknown secret reference ${{{reference}}}"))
-                    .hint("write ${env:NAME} or ${file:/path/to/secret}"),
+                    .hint(HINT),
             );
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// Reads the systemd credential `name` from `$CREDENTIALS_DIRECTORY`.
+fn credential(name: &str, at: &str) -> Result<String, ConfigError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(
+            ConfigError::new(at, format!("invalid credential name {name:?}"))
+                .hint("a credential name is the part before the colon in LoadCredential=NAME:PATH"),
+        );
+    }
+    let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+        return Err(ConfigError::new(
+            at,
+            format!("${{credential:{name}}} needs CREDENTIALS_DIRECTORY, which is set only when systemd starts the agent with LoadCredential="),
+        )
+        .hint(format!(
+            "add LoadCredential={name}:/etc/shopfloor-agent/credentials/{name} to the unit (systemctl edit shopfloor-agent), or check this config with `validate --no-environment`"
+        )));
+    };
+    let path = std::path::Path::new(&dir).join(name);
+    std::fs::read_to_string(&path)
+        .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| {
+            ConfigError::new(at, format!("cannot read credential {name} ({}): {e}", path.display()))
+                .hint(format!(
+                    "the unit needs LoadCredential={name}:<file readable by root>; see `systemctl cat shopfloor-agent`"
+                ))
+        })
 }
 
 /// Resolves every string in a TOML value tree in place.

@@ -1,4 +1,5 @@
-//! Shutdown: one trigger, many listeners; SIGTERM and SIGINT pull the trigger.
+//! Shutdown: one trigger, many listeners; SIGTERM and SIGINT stop the agent, SIGHUP reloads its
+//! configuration.
 
 use tokio::sync::watch;
 
@@ -40,28 +41,56 @@ impl Shutdown {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C); returns the signal's name.
-pub async fn wait_for_signal() -> &'static str {
+/// What the service manager or operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT (its name): stop.
+    Stop(&'static str),
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
+/// The signals the agent handles, registered once (a signal that arrives between two waits is not
+/// lost, and SIGHUP no longer terminates the process once this exists).
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    /// Registers SIGTERM, SIGINT and SIGHUP (falls back to Ctrl-C alone if that fails).
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+                _ => {
+                    tracing::warn!("cannot register signal handlers; only Ctrl-C stops the agent");
+                    None
+                }
+            };
+            Signals { unix }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        if let Some([term, int, hup]) = &mut self.unix {
+            return tokio::select! {
+                _ = term.recv() => Signal::Stop("SIGTERM"),
+                _ = int.recv() => Signal::Stop("SIGINT"),
+                _ = hup.recv() => Signal::Reload,
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        Signal::Stop("SIGINT")
     }
 }

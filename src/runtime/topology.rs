@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::shutdown::{self, ShutdownTrigger};
-use crate::config::Config;
+use super::shutdown::{self, ShutdownTrigger, Signal};
+use crate::config::{Config, ConfigErrors};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::records::engine::Engine;
 use crate::records::{pipeline, QualityRecord};
@@ -47,6 +47,25 @@ pub enum StartError {
 /// Depth of the observation channel from sources to the records pipeline.
 const OBSERVATION_QUEUE: usize = 4096;
 
+/// Why an agent starts: the first start of the process, or a configuration reload (SIGHUP).
+#[derive(Debug, Clone)]
+enum Start {
+    /// Process start.
+    Boot,
+    /// A reload replaced the configuration `old_sha256`.
+    Reload {
+        /// Hash of the configuration that was in force.
+        old_sha256: String,
+    },
+    /// A reload's new configuration did not start; the previous one runs again.
+    Revert {
+        /// Hash of the configuration that failed.
+        attempted_sha256: String,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
 /// A running agent.
 pub struct Agent {
     journal: Journal,
@@ -63,6 +82,10 @@ pub struct Agent {
 impl Agent {
     /// Opens the journal, writes the start records and starts every component.
     pub async fn start(config: Config) -> Result<Agent, StartError> {
+        Self::start_as(config, Start::Boot).await
+    }
+
+    async fn start_as(config: Config, why: Start) -> Result<Agent, StartError> {
         let ctx = config.record_context();
         let opts = JournalOptions {
             data_dir: config.agent.data_dir.clone(),
@@ -91,22 +114,60 @@ impl Agent {
                 "the agent stopped without a clean shutdown (crash, kill or power loss); nothing was captured until it restarted",
             ));
         }
-        if let Some(old) = &startup.previous_config_sha256 {
-            if *old != config.sha256 {
+        let files: Vec<String> = config
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        match &why {
+            Start::Boot => {
+                if let Some(old) = &startup.previous_config_sha256 {
+                    if *old != config.sha256 {
+                        first.push(QualityRecord::agent_event(
+                            &ctx,
+                            "config_change",
+                            "configuration changed since the last run",
+                            json!({ "old_config_sha256": old, "new_config_sha256": config.sha256 }),
+                        ));
+                    }
+                }
                 first.push(QualityRecord::agent_event(
                     &ctx,
-                    "config_change",
-                    "configuration changed since the last run",
-                    json!({ "old_config_sha256": old, "new_config_sha256": config.sha256 }),
+                    "start",
+                    format!("shopfloor-agent {} started", crate::AGENT_VERSION),
+                    json!({ "config_files": files }),
                 ));
             }
+            Start::Reload { old_sha256 } => first.push(QualityRecord::agent_event(
+                &ctx,
+                "config_reload",
+                format!(
+                    "configuration reloaded on SIGHUP: {} -> {}",
+                    &old_sha256[..12],
+                    &config.sha256[..12]
+                ),
+                json!({
+                    "old_config_sha256": old_sha256,
+                    "new_config_sha256": config.sha256,
+                    "requested_by": "SIGHUP",
+                    "config_files": files,
+                }),
+            )),
+            Start::Revert {
+                attempted_sha256,
+                reason,
+            } => first.push(QualityRecord::agent_event(
+                &ctx,
+                "config_reload_refused",
+                format!("the reloaded configuration did not start ({reason}); the previous one runs again"),
+                json!({
+                    "config_sha256": config.sha256,
+                    "refused_config_sha256": attempted_sha256,
+                    "requested_by": "SIGHUP",
+                    "errors": [reason],
+                }),
+            )),
         }
-        first.push(QualityRecord::agent_event(
-            &ctx,
-            "start",
-            format!("shopfloor-agent {} started", crate::AGENT_VERSION),
-            json!({ "config_files": config.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>() }),
-        ));
         for r in first {
             if let Err(e) = journal.append_record(r).await {
                 tracing::error!("cannot write the start record: {e}");
@@ -228,9 +289,17 @@ impl Agent {
         &self.config
     }
 
+    /// Writes an `agent_event` with this agent's provenance; a failure is logged.
+    async fn record_event(&self, event: &str, message: String, details: serde_json::Value) {
+        let r = QualityRecord::agent_event(&self.config.record_context(), event, message, details);
+        if let Err(e) = self.journal.append_record(r).await {
+            tracing::error!("cannot write the {event} record: {e}");
+        }
+    }
+
     /// Stops sources, writes the stop record, lets sinks deliver what they can within a grace time,
-    /// closes the journal.
-    pub async fn stop(mut self, reason: &str) {
+    /// closes the journal. Returns the configuration it ran with.
+    pub async fn stop(mut self, reason: &str) -> Config {
         // Sources stop first; the pipeline journals what they queued and closes open outages with
         // gap records.
         self.sources_trigger.trigger();
@@ -264,6 +333,7 @@ impl Agent {
         .await;
         self.journal.close().await;
         tracing::info!("stopped ({reason}); journal closed cleanly");
+        self.config
     }
 }
 
@@ -377,10 +447,15 @@ pub fn clock_step(
     (step.abs() > 2000).then_some(step)
 }
 
-/// `run`: starts the agent and stops it on SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// `run`: starts the agent, reloads it on SIGHUP (with the configuration `load` returns) and stops
+/// it on SIGTERM or SIGINT.
+pub async fn run(
+    config: Config,
+    load: impl Fn() -> Result<Config, ConfigErrors>,
+) -> Result<(), StartError> {
     let notifier = std::sync::Arc::new(super::notify::Notifier::from_env());
-    let agent = Agent::start(config).await?;
+    let mut signals = shutdown::Signals::install();
+    let mut agent = Agent::start(config).await?;
     notifier.notify("READY=1\nSTATUS=running: sources, pipeline and sinks started");
     let watchdog = notifier.watchdog_interval().map(|every| {
         let pinger = notifier.clone();
@@ -392,7 +467,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         })
     });
-    let signal = shutdown::wait_for_signal().await;
+    let signal = loop {
+        match signals.next().await {
+            Signal::Stop(name) => break name,
+            Signal::Reload => {
+                notifier.notify("RELOADING=1\nSTATUS=reloading the configuration (SIGHUP)");
+                agent = reload(agent, &load).await?;
+                notifier.notify(&format!(
+                    "READY=1\nSTATUS=running with config {}",
+                    &agent.config().sha256[..12]
+                ));
+            }
+        }
+    };
     tracing::info!("{signal} received: stopping");
     notifier.notify(&format!(
         "STOPPING=1\nSTATUS=stopping ({signal}): sinks deliver for up to 10 s"
@@ -402,6 +489,85 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         w.abort();
     }
     Ok(())
+}
+
+/// SIGHUP: loads the configuration again. An invalid one, or one that moves the journal, is refused
+/// (logged and recorded) and the agent runs on unchanged. A changed one restarts sources, pipeline
+/// and sinks in this process (the journal closes and reopens) and writes a `config_reload` event with
+/// both hashes; if it cannot start, the previous configuration starts again.
+async fn reload(
+    agent: Agent,
+    load: &impl Fn() -> Result<Config, ConfigErrors>,
+) -> Result<Agent, StartError> {
+    let old = agent.config().sha256.clone();
+    let refuse = |errors: Vec<String>| {
+        tracing::error!(
+            "SIGHUP: configuration not reloaded; still running with config {}:\n  {}",
+            &old[..12],
+            errors.join("\n  ")
+        );
+        json!({ "config_sha256": old, "requested_by": "SIGHUP", "errors": errors })
+    };
+    let new = match load() {
+        Ok(new) => new,
+        Err(errors) => {
+            let details = refuse(errors.0.iter().map(ToString::to_string).collect());
+            agent
+                .record_event(
+                    "config_reload_refused",
+                    "the configuration on disk is invalid; the previous one stays in force".into(),
+                    details,
+                )
+                .await;
+            return Ok(agent);
+        }
+    };
+    if new.sha256 == old {
+        tracing::info!(
+            "SIGHUP: configuration unchanged (sha256 {}); nothing to reload",
+            &old[..12]
+        );
+        return Ok(agent);
+    }
+    let (from, to) = (&agent.config().agent.data_dir, &new.agent.data_dir);
+    if from != to {
+        let details = refuse(vec![format!(
+            "agent.data_dir changed from {} to {}: the journal cannot move while the agent runs; restart the service (systemctl restart shopfloor-agent)",
+            from.display(),
+            to.display()
+        )]);
+        agent
+            .record_event(
+                "config_reload_refused",
+                "agent.data_dir changed; a reload cannot move the journal".into(),
+                details,
+            )
+            .await;
+        return Ok(agent);
+    }
+    tracing::info!(
+        "SIGHUP: reloading configuration {} -> {}; sources reconnect",
+        &old[..12],
+        &new.sha256[..12]
+    );
+    let attempted = new.sha256.clone();
+    let previous = agent.stop("configuration reload (SIGHUP)").await;
+    match Agent::start_as(new, Start::Reload { old_sha256: old }).await {
+        Ok(agent) => Ok(agent),
+        Err(e) => {
+            tracing::error!(
+                "the reloaded configuration did not start ({e}); starting the previous one again"
+            );
+            Agent::start_as(
+                previous,
+                Start::Revert {
+                    attempted_sha256: attempted,
+                    reason: e.to_string(),
+                },
+            )
+            .await
+        }
+    }
 }
 
 #[cfg(test)]

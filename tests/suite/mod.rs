@@ -13,3 +13,4 @@ mod opcua;
 mod pipeline;
 mod rest;
 mod rule_cases;
+mod service;

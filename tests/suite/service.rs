@@ -1,0 +1,255 @@
+//! The agent as systemd runs it: the shipped unit's own ExecStartPre/ExecStart/ExecReload lines,
+//! a notification socket standing in for the service manager, credentials, reload and stop.
+
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::qms::Qms;
+use crate::support::KillOnDrop;
+use crate::support::{agent_bin, eventually, root, tempdir};
+
+/// The Exec lines of `systemd/shopfloor-agent.service`, by setting name.
+fn unit_commands() -> HashMap<String, Vec<String>> {
+    let unit =
+        std::fs::read_to_string(root().join("systemd/shopfloor-agent.service")).expect("unit file");
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for line in unit.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            if key.starts_with("Exec") {
+                out.entry(key.to_string())
+                    .or_default()
+                    .push(value.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A unit command line as systemd would run it: `${VAR}` and `$VAR` from `env`, the installed
+/// binary path replaced by the binary under test.
+fn command(line: &str, env: &[(&str, String)]) -> Command {
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| {
+            let mut w = w.to_string();
+            for (k, v) in env {
+                w = w
+                    .replace(&format!("${{{k}}}"), v)
+                    .replace(&format!("${k}"), v);
+            }
+            assert!(!w.contains('$'), "unexpanded variable in {line:?}");
+            w
+        })
+        .collect();
+    let program = if words[0] == "/usr/bin/shopfloor-agent" {
+        agent_bin().display().to_string()
+    } else {
+        words[0].clone()
+    };
+    let mut c = Command::new(program);
+    c.args(&words[1..]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(line: &str, env: &[(&str, String)]) -> Output {
+    command(line, env).output().expect("run unit command")
+}
+
+/// The service manager's side of sd_notify.
+struct NotifySocket(UnixDatagram);
+
+impl NotifySocket {
+    fn bind(path: &Path) -> NotifySocket {
+        let s = UnixDatagram::bind(path).expect("bind notify socket");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        NotifySocket(s)
+    }
+
+    fn next(&self) -> String {
+        let mut buf = [0u8; 512];
+        let n = self.0.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// The next notification that is not a watchdog ping; counts the pings it skipped.
+    fn next_state(&self, pings: &mut usize) -> String {
+        loop {
+            let m = self.next();
+            if m == "WATCHDOG=1" {
+                *pings += 1;
+            } else {
+                return m;
+            }
+        }
+    }
+}
+
+fn events_named(qms: &Qms, event: &str) -> Vec<serde_json::Value> {
+    qms.events()
+        .into_iter()
+        .filter_map(|e| {
+            let r = e.get("data")?.clone();
+            (r["kind"] == "agent_event" && r["agent_event"]["event"] == event).then_some(r)
+        })
+        .collect()
+}
+
+fn sha_printed_by_validate(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.rsplit("config sha256 ")
+        .next()
+        .expect("sha in validate output")
+        .trim()
+        .trim_end_matches(')')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_and_stop() {
+    let qms = Qms::start().await;
+    let dir = tempdir();
+    let etc = dir.path().join("etc");
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir_all(&etc).expect("etc");
+    std::fs::create_dir_all(&credentials).expect("credentials");
+    std::fs::write(credentials.join("qms_token"), "token-1\n").expect("credential");
+    let state = dir.path().join("state");
+    let config = |plant: &str| {
+        format!(
+            "[agent]\ngateway_id = \"gw-unit\"\ndata_dir = \"{}\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"{}\"\nauth = {{ type = \"bearer\", token = \"${{credential:qms_token}}\" }}\nheaders = {{ \"X-Plant\" = \"{plant}\" }}\n",
+            state.display(),
+            qms.url()
+        )
+    };
+    std::fs::write(etc.join("agent.toml"), config("plant-1")).expect("config");
+    let socket_path = dir.path().join("notify.sock");
+    let notify = NotifySocket::bind(&socket_path);
+    let unit = unit_commands();
+    let mut env = vec![
+        ("CONFIGURATION_DIRECTORY", etc.display().to_string()),
+        ("NOTIFY_SOCKET", socket_path.display().to_string()),
+        ("WATCHDOG_USEC", "400000".to_string()),
+    ];
+
+    // ExecStartPre checks the config without secrets: it passes even with no credentials around.
+    let pre = run(&unit["ExecStartPre"][0], &env);
+    assert!(pre.status.success(), "{pre:?}");
+    let first_sha = sha_printed_by_validate(&pre);
+
+    env.push(("CREDENTIALS_DIRECTORY", credentials.display().to_string()));
+    assert_eq!(unit["ExecStart"].len(), 1);
+    let mut start = command(&unit["ExecStart"][0], &env);
+    let mut agent = KillOnDrop(start.stderr(Stdio::null()).spawn().expect("ExecStart"));
+    let mut pings = 0;
+    let ready = notify.next_state(&mut pings);
+    assert!(ready.starts_with("READY=1\nSTATUS=running"), "{ready:?}");
+    for _ in 0..3 {
+        assert_eq!(notify.next(), "WATCHDOG=1", "a ping every 200 ms");
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the start record at the QMS",
+        || !events_named(&qms, "start").is_empty(),
+    )
+    .await;
+    let first = qms.state.requests.lock().expect("lock")[0].clone();
+    assert_eq!(first.authorization.as_deref(), Some("Bearer token-1"));
+    assert_eq!(first.x_plant.as_deref(), Some("plant-1"));
+
+    // `systemctl reload`: a new header and a rotated credential; ExecReload validates, then SIGHUP.
+    std::fs::write(etc.join("agent.toml"), config("plant-2")).expect("config");
+    std::fs::write(credentials.join("qms_token"), "token-2\n").expect("credential");
+    env.push(("MAINPID", agent.0.id().to_string()));
+    let reload = &unit["ExecReload"];
+    assert_eq!(reload.len(), 2, "validate, then signal");
+    let checked = run(&reload[0], &env);
+    assert!(checked.status.success(), "{checked:?}");
+    let second_sha = sha_printed_by_validate(&checked);
+    assert_ne!(first_sha, second_sha);
+    assert!(run(&reload[1], &env).status.success());
+    assert!(notify.next_state(&mut pings).starts_with("RELOADING=1"));
+    let ready = notify.next_state(&mut pings);
+    assert_eq!(
+        ready,
+        format!("READY=1\nSTATUS=running with config {}", &second_sha[..12])
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the reload record at the QMS",
+        || !events_named(&qms, "config_reload").is_empty(),
+    )
+    .await;
+    let reloaded = &events_named(&qms, "config_reload")[0];
+    assert_eq!(
+        reloaded["agent_event"]["details"]["old_config_sha256"],
+        first_sha
+    );
+    assert_eq!(
+        reloaded["agent_event"]["details"]["new_config_sha256"],
+        second_sha
+    );
+    assert_eq!(reloaded["agent_event"]["details"]["requested_by"], "SIGHUP");
+    assert_eq!(reloaded["provenance"]["config_sha256"], second_sha);
+    let last = qms
+        .state
+        .requests
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request");
+    assert_eq!(last.authorization.as_deref(), Some("Bearer token-2"));
+    assert_eq!(last.x_plant.as_deref(), Some("plant-2"));
+
+    // A broken config: ExecReload's validate stops `systemctl reload`; a bare SIGHUP is refused
+    // by the agent, which runs on and records why.
+    std::fs::write(
+        etc.join("agent.toml"),
+        config("plant-3") + "surprise = true\n",
+    )
+    .expect("config");
+    let refused = run(&reload[0], &env);
+    assert_eq!(refused.status.code(), Some(78), "{refused:?}");
+    assert!(run(&reload[1], &env).status.success());
+    assert!(notify.next_state(&mut pings).starts_with("RELOADING=1"));
+    assert!(notify
+        .next_state(&mut pings)
+        .ends_with(&format!("running with config {}", &second_sha[..12])));
+    eventually(Duration::from_secs(20), "the refusal at the QMS", || {
+        !events_named(&qms, "config_reload_refused").is_empty()
+    })
+    .await;
+    let why = events_named(&qms, "config_reload_refused")[0]["agent_event"]["details"].clone();
+    assert_eq!(why["config_sha256"], second_sha);
+    assert!(why["errors"].to_string().contains("surprise"), "{why}");
+    assert!(agent.0.try_wait().expect("wait").is_none(), "still running");
+
+    // `systemctl stop`.
+    assert!(Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(notify
+        .next_state(&mut pings)
+        .starts_with("STOPPING=1\nSTATUS=stopping (SIGTERM)"));
+    assert!(agent.0.wait().expect("wait").success());
+    // The broken config is still on disk; verify reads only [agent].
+    std::fs::write(etc.join("agent.toml"), config("plant-2")).expect("config");
+    let verify = Command::new(agent_bin())
+        .arg("--config")
+        .arg(etc.join("agent.toml"))
+        .arg("verify")
+        .output()
+        .expect("verify");
+    assert!(verify.status.success(), "{verify:?}");
+}
