@@ -19,6 +19,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod journal;
+pub mod metrics;
 pub mod records;
 pub mod runtime;
 pub mod sinks;

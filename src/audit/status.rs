@@ -1,4 +1,9 @@
 //! `status`: what OT staff need at a glance, read from the journal (the agent need not be running).
+//!
+//! The health verdict ([`Health`]) is made here once: `status` prints it, `/healthz` answers it and
+//! `/metrics` exports it, all from the same journal reading. Degraded means someone should look:
+//! the journal refuses records (size limit or full disk), a configured sink is failing, or a
+//! configured source is in an outage. Dead letters are counted, not judged: they wait for a replay.
 
 use std::fmt::Write as _;
 
@@ -30,6 +35,30 @@ pub struct SinkStatus {
     pub dead_letters: usize,
 }
 
+/// The health verdict: `ok`, or `degraded` with one reason per problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// What is wrong, one line each (empty when ok).
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    /// A verdict from its reasons: ok when there are none.
+    pub fn degraded(reasons: Vec<String>) -> Health {
+        Health {
+            status: if reasons.is_empty() { "ok" } else { "degraded" },
+            reasons,
+        }
+    }
+
+    /// Whether all is well.
+    pub fn ok(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
 /// The whole status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -57,10 +86,22 @@ pub struct Status {
     pub sources: Vec<(String, String, String, String)>,
     /// Quarantined payloads per source.
     pub quarantined: Vec<(String, i64)>,
+    /// The verdict.
+    pub health: Health,
 }
 
 /// Collects the status of the journal of `config`.
 pub fn collect(config: &Config) -> Result<Status, JournalError> {
+    collect_with(config, true)
+}
+
+/// The status without the records-per-kind count (a scan of the journal): what `/metrics` and
+/// `/healthz` read on every request.
+pub fn collect_live(config: &Config) -> Result<Status, JournalError> {
+    collect_with(config, false)
+}
+
+fn collect_with(config: &Config, kinds: bool) -> Result<Status, JournalError> {
     let store = Store::open_ro(&config.agent.data_dir)?;
     let head = store.head()?;
     let first_seq = store.read_after(i64::MIN, 1)?.first().map(|r| r.seq);
@@ -88,7 +129,7 @@ pub fn collect(config: &Config) -> Result<Status, JournalError> {
             id,
         });
     }
-    Ok(Status {
+    let mut status = Status {
         gateway_id: config.agent.gateway_id.clone(),
         journal: store.path().display().to_string(),
         used_bytes: store.used_bytes()?,
@@ -96,12 +137,19 @@ pub fn collect(config: &Config) -> Result<Status, JournalError> {
         clean_shutdown: store.meta("clean_shutdown")?.as_deref() != Some("false"),
         first_seq,
         last_seq: head.seq,
-        kinds: store.counts_by_kind()?,
+        kinds: if kinds {
+            store.counts_by_kind()?
+        } else {
+            Vec::new()
+        },
         sinks,
         configured_sources: config.sources.keys().cloned().collect(),
         sources: store.source_state(None)?,
         quarantined: store.quarantine_counts()?,
-    })
+        health: Health::degraded(Vec::new()),
+    };
+    status.health = status.judge();
+    Ok(status)
 }
 
 fn mib(b: u64) -> String {
@@ -114,10 +162,48 @@ impl Status {
         self.max_disk_bytes != 0 && self.used_bytes >= self.max_disk_bytes
     }
 
+    fn judge(&self) -> Health {
+        let mut reasons = Vec::new();
+        if self.is_full() {
+            reasons.push(format!(
+                "journal full ({} of {} bytes): new records are refused; get the sinks delivering or raise journal.max_disk_bytes",
+                self.used_bytes, self.max_disk_bytes
+            ));
+        }
+        for k in self.sinks.iter().filter(|k| k.configured) {
+            if let Some(e) = &k.last_error {
+                reasons.push(format!(
+                    "sink {} failing since {} ({} waiting): {e}",
+                    k.id,
+                    k.failing_since.as_deref().unwrap_or("?"),
+                    k.backlog
+                ));
+            }
+        }
+        for id in &self.configured_sources {
+            if let Some((_, _, v, _)) = self
+                .sources
+                .iter()
+                .find(|(src, key, v, _)| src == id && key == "connection" && v.starts_with("DOWN"))
+            {
+                reasons.push(format!("source {id} {v}"));
+            }
+        }
+        Health::degraded(reasons)
+    }
+
     /// The human-readable form.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "gateway   {}", self.gateway_id);
+        if self.health.ok() {
+            let _ = writeln!(s, "health    ok");
+        } else {
+            let _ = writeln!(s, "health    DEGRADED");
+            for r in &self.health.reasons {
+                let _ = writeln!(s, "          - {r}");
+            }
+        }
         let limit = if self.max_disk_bytes == 0 {
             format!("{} used, no limit", mib(self.used_bytes))
         } else {

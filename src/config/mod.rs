@@ -6,8 +6,8 @@
 //! 2. **Validate**: every component checks its values and reports all problems with their key path
 //!    and a hint ([`ConfigError`]).
 //!
-//! Drop-ins are read in file-name order. They may override single settings of `[agent]`, `[journal]`
-//! and `[log]`; a component (`[sinks.<id>]`) belongs to exactly one file.
+//! Drop-ins are read in file-name order. They may override single settings of `[agent]`, `[journal]`,
+//! `[log]` and `[metrics]`; a component (`[sinks.<id>]`) belongs to exactly one file.
 //!
 //! The config hash ([`Config::sha256`]) is the SHA-256 of the canonical JSON of the merged files
 //! *before* secrets are resolved: it identifies the configuration in every record without depending
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat};
+pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat, MetricsConfig};
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
@@ -35,7 +35,7 @@ pub const DEFAULT_PATH: &str = "/etc/shopfloor-agent/agent.toml";
 pub const REFERENCE: &str = include_str!("../../config/agent.toml");
 
 /// Sections a drop-in may override setting by setting.
-const SETTINGS_SECTIONS: &[&str] = &["agent", "journal", "log"];
+const SETTINGS_SECTIONS: &[&str] = &["agent", "journal", "log", "metrics"];
 /// Sections whose entries are components owned by one file.
 const COMPONENT_SECTIONS: &[&str] = &["sources", "sinks"];
 /// Sections that are arrays, concatenated across files.
@@ -64,6 +64,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[sources.<id>]`, by id.
     pub sources: BTreeMap<String, SourceConfig>,
     /// `[sinks.<id>]`, by id.
@@ -160,6 +162,10 @@ impl Config {
             .remove("log")
             .and_then(|v| section(v, "log", &mut errors))
             .unwrap_or_default();
+        let metrics: MetricsConfig = table
+            .remove("metrics")
+            .and_then(|v| section(v, "metrics", &mut errors))
+            .unwrap_or_default();
         let sources: BTreeMap<String, SourceConfig> = components(
             table.remove("sources"),
             "sources",
@@ -191,7 +197,7 @@ impl Config {
         for (key, _) in table {
             errors.push(
                 ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
-                    .hint("known sections: agent, journal, log, sources, sinks, records"),
+                    .hint("known sections: agent, journal, log, metrics, sources, sinks, records"),
             );
         }
 
@@ -208,6 +214,7 @@ impl Config {
             agent,
             journal,
             log,
+            metrics,
             sources,
             sinks,
             records,
@@ -228,6 +235,15 @@ impl Config {
 
     /// Stage 2: checks values of every section that parsed (`agent_ok`: `[agent]` did).
     fn validate(&self, agent_ok: bool, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+        if self.metrics.enabled && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(
+                ConfigError::new(
+                    "metrics.listen",
+                    format!("{:?} is not an address and port", self.metrics.listen),
+                )
+                .hint("write an IP address and a port, such as \"127.0.0.1:9898\" (or enabled = false)"),
+            );
+        }
         let g = &self.agent.gateway_id;
         if agent_ok
             && (g.is_empty()

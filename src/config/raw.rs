@@ -68,6 +68,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[metrics]`: the Prometheus and health endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` and `/healthz`.
+    pub enabled: bool,
+    /// Address and port; loopback unless the plant's monitoring must reach it over the network.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
 /// `[log]`: how the agent logs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -37,6 +37,8 @@ pub struct JournalOptions {
     /// Hard cap on database pages (`PRAGMA max_page_count`); reaching it behaves exactly like a full
     /// disk. Tests use it to exercise the disk-full path without mounting a small file system.
     pub max_page_count: Option<u64>,
+    /// Where commits are counted and timed (`/metrics`).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl JournalOptions {
@@ -50,6 +52,7 @@ impl JournalOptions {
             max_batch_records: 1000,
             sinks: Vec::new(),
             max_page_count: None,
+            metrics: None,
         }
     }
 }
@@ -493,6 +496,9 @@ impl Writer {
     fn refuse(&mut self, group: Vec<Pending>, reason: String) {
         let n: u64 = group.iter().map(|p| p.records.len() as u64).sum();
         self.shared.refused.fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.opts.metrics {
+            m.refused(n);
+        }
         self.shared.refusing.store(true, Ordering::Relaxed);
         let path = self.store.path().display().to_string();
         match &mut self.refusal {
@@ -550,7 +556,26 @@ impl Writer {
             records.extend(p.records.iter());
             state.extend(p.state.iter());
         }
-        match self.store.append(&mut self.head, &records, &state) {
+        let started = Instant::now();
+        let appended = self.store.append(&mut self.head, &records, &state);
+        if let (Some(m), Ok(outcomes)) = (&self.opts.metrics, &appended) {
+            m.commit(started.elapsed().as_secs_f64());
+            // One counter update per kind, not per record: this is the journal's hot path.
+            let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
+            for (r, o) in records.iter().zip(outcomes) {
+                if matches!(o, Appended::New { .. }) {
+                    let kind = r.record.kind.as_str();
+                    match per_kind.iter_mut().find(|(k, _)| *k == kind) {
+                        Some((_, n)) => *n += 1,
+                        None => per_kind.push((kind, 1)),
+                    }
+                }
+            }
+            for (kind, n) in per_kind {
+                m.appended(kind, n);
+            }
+        }
+        match appended {
             Ok(mut outcomes) => {
                 if gap.is_some() {
                     let gap_seq = outcomes.remove(0).seq();

@@ -8,8 +8,9 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::Engine;
-use super::observation::Observation;
+use super::observation::{Observation, Quality};
 use crate::journal::{Appended, Journal, JournalError, NewRecord, StateUpdate};
+use crate::metrics::Metrics;
 use crate::runtime::Shutdown;
 
 /// Most inputs processed per journal append.
@@ -54,6 +55,7 @@ pub async fn run(
     journal: Journal,
     mut rx: mpsc::Receiver<Input>,
     mut shutdown: Shutdown,
+    metrics: Metrics,
 ) {
     let mut batch: Vec<Input> = Vec::with_capacity(MAX_INPUTS_PER_APPEND);
     loop {
@@ -69,14 +71,14 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        process(&mut engine, &journal, &mut batch).await;
+        process(&mut engine, &journal, &mut batch, &metrics).await;
     }
     // Whatever sources queued before they stopped is still journaled.
     while let Ok(i) = rx.try_recv() {
         batch.push(i);
     }
     if !batch.is_empty() {
-        process(&mut engine, &journal, &mut batch).await;
+        process(&mut engine, &journal, &mut batch, &metrics).await;
     }
     let gaps = engine.shutdown(crate::time::now_ms());
     if !gaps.is_empty() {
@@ -117,19 +119,74 @@ fn health_of(obs: &Observation) -> Option<StateUpdate> {
     })
 }
 
-async fn process(engine: &mut Engine, journal: &Journal, batch: &mut Vec<Input>) {
+/// Observations and bad values per source within one batch, counted into `/metrics` once per
+/// batch (a subscription of thousands of items must not pay a counter update per value).
+#[derive(Default)]
+struct Tally(Vec<(String, u64, u64)>);
+
+impl Tally {
+    fn add(&mut self, source: &str, bad: bool) {
+        let i = match self.0.iter().position(|(s, _, _)| s == source) {
+            Some(i) => i,
+            None => {
+                self.0.push((source.to_string(), 0, 0));
+                self.0.len() - 1
+            }
+        };
+        self.0[i].1 += 1;
+        self.0[i].2 += u64::from(bad);
+    }
+
+    /// Counts an observation; outages and recoveries go to `metrics` at once.
+    fn count(&mut self, obs: &Observation, engine: &Engine, metrics: &Metrics) {
+        match obs {
+            Observation::Tags(samples) => {
+                for (id, sample) in samples {
+                    if let Some(tag) = engine.tags().get(*id) {
+                        self.add(&tag.source, sample.quality != Quality::Good);
+                    }
+                }
+            }
+            Observation::Message(m) => self.add(&m.source, false),
+            Observation::Messages(ms) => {
+                for m in ms {
+                    self.add(&m.source, false);
+                }
+            }
+            Observation::SourceDown { source, .. } => metrics.source_down(source),
+            Observation::SourceUp { source, .. } => metrics.source_up(source),
+        }
+    }
+
+    fn flush(self, metrics: &Metrics) {
+        for (source, n, bad) in self.0 {
+            metrics.observed(&source, n);
+            metrics.bad_values(&source, bad);
+        }
+    }
+}
+
+async fn process(
+    engine: &mut Engine,
+    journal: &Journal,
+    batch: &mut Vec<Input>,
+    metrics: &Metrics,
+) {
     let mut records: Vec<NewRecord> = Vec::new();
     let mut state = Vec::new();
     let mut acks: Vec<(Option<Ack>, usize)> = Vec::with_capacity(batch.len());
+    let mut tally = Tally::default();
     for input in batch.drain(..) {
         if let Some(health) = health_of(&input.observation) {
             state.push(health);
         }
+        tally.count(&input.observation, engine, metrics);
         let made = engine.observe(input.observation);
         acks.push((input.ack, made.len()));
         records.extend(made);
         state.extend(input.state);
     }
+    tally.flush(metrics);
     if records.is_empty() && state.is_empty() {
         for (ack, _) in acks {
             if let Some(a) = ack {

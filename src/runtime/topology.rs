@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use super::shutdown::{self, ShutdownTrigger, Signal};
 use crate::config::{Config, ConfigErrors};
 use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::metrics::Metrics;
 use crate::records::engine::Engine;
 use crate::records::{pipeline, QualityRecord};
 use crate::sinks::driver::Driver;
@@ -77,15 +78,17 @@ pub struct Agent {
     pipeline: tokio::task::JoinHandle<()>,
     observations: pipeline::Sender,
     config: Config,
+    metrics: Metrics,
+    endpoint: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Agent {
     /// Opens the journal, writes the start records and starts every component.
     pub async fn start(config: Config) -> Result<Agent, StartError> {
-        Self::start_as(config, Start::Boot).await
+        Self::start_as(config, Start::Boot, Metrics::new()).await
     }
 
-    async fn start_as(config: Config, why: Start) -> Result<Agent, StartError> {
+    async fn start_as(config: Config, why: Start, metrics: Metrics) -> Result<Agent, StartError> {
         let ctx = config.record_context();
         let opts = JournalOptions {
             data_dir: config.agent.data_dir.clone(),
@@ -95,7 +98,9 @@ impl Agent {
             max_batch_records: config.journal.max_batch_records,
             sinks: config.sinks.keys().cloned().collect(),
             max_page_count: None,
+            metrics: Some(metrics.clone()),
         };
+        metrics.declare(config.sources.keys(), config.sinks.keys());
         let journal = Journal::open(opts, ctx.clone())?;
         let startup = journal.startup().clone();
         let mut first = Vec::new();
@@ -203,7 +208,13 @@ impl Agent {
         }
         let (pipeline_trigger, pipeline_stop) = shutdown::channel();
         let (observations, rx) = pipeline::channel(OBSERVATION_QUEUE);
-        let pipeline = tokio::spawn(pipeline::run(engine, journal.clone(), rx, pipeline_stop));
+        let pipeline = tokio::spawn(pipeline::run(
+            engine,
+            journal.clone(),
+            rx,
+            pipeline_stop,
+            metrics.clone(),
+        ));
         let (sources_trigger, _) = shutdown::channel();
         let mut source_tasks = JoinSet::new();
         for source in sources {
@@ -227,8 +238,15 @@ impl Agent {
                     id: id.clone(),
                     message,
                 })?;
-            let driver =
-                Driver::new(id, sink, journal.clone(), sink_config.delivery(), repeat).await?;
+            let driver = Driver::new(
+                id,
+                sink,
+                journal.clone(),
+                sink_config.delivery(),
+                repeat,
+                metrics.clone(),
+            )
+            .await?;
             tasks.spawn(driver.run(trigger.subscribe()));
         }
         tasks.spawn(watch_clock(
@@ -252,6 +270,12 @@ impl Agent {
                 }
             });
         }
+        let endpoint = crate::metrics::server::start(
+            std::sync::Arc::new(config.clone()),
+            metrics.clone(),
+            trigger.subscribe(),
+        )
+        .await;
         tracing::info!(
             "shopfloor-agent {} running as {} (journal {}, {} source(s), {} sink(s), config {})",
             crate::AGENT_VERSION,
@@ -271,6 +295,8 @@ impl Agent {
             pipeline,
             observations,
             config,
+            metrics,
+            endpoint,
         })
     }
 
@@ -282,6 +308,11 @@ impl Agent {
     /// Where sources send observations.
     pub fn observations(&self) -> pipeline::Sender {
         self.observations.clone()
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.as_ref().map(|(a, _)| *a)
     }
 
     /// The configuration in force.
@@ -331,6 +362,11 @@ impl Agent {
             "sinks did not finish; the rest is delivered after the next start",
         )
         .await;
+        if let Some((_, server)) = self.endpoint.take() {
+            // Stopped by the trigger; wait so that the port is free for a reload.
+            server.abort();
+            let _ = server.await;
+        }
         self.journal.close().await;
         tracing::info!("stopped ({reason}); journal closed cleanly");
         self.config
@@ -455,7 +491,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let notifier = std::sync::Arc::new(super::notify::Notifier::from_env());
     let mut signals = shutdown::Signals::install();
-    let mut agent = Agent::start(config).await?;
+    let mut agent = Agent::start_as(config, Start::Boot, Metrics::new()).await?;
     notifier.notify("READY=1\nSTATUS=running: sources, pipeline and sinks started");
     let watchdog = notifier.watchdog_interval().map(|every| {
         let pinger = notifier.clone();
@@ -551,8 +587,9 @@ async fn reload(
         &new.sha256[..12]
     );
     let attempted = new.sha256.clone();
+    let metrics = agent.metrics.clone();
     let previous = agent.stop("configuration reload (SIGHUP)").await;
-    match Agent::start_as(new, Start::Reload { old_sha256: old }).await {
+    match Agent::start_as(new, Start::Reload { old_sha256: old }, metrics.clone()).await {
         Ok(agent) => Ok(agent),
         Err(e) => {
             tracing::error!(
@@ -564,6 +601,7 @@ async fn reload(
                     attempted_sha256: attempted,
                     reason: e.to_string(),
                 },
+                metrics,
             )
             .await
         }

@@ -42,6 +42,7 @@ pub struct Driver {
     backoff: Backoff,
     repeat: RepeatLog,
     cursor: i64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Driver {
@@ -52,6 +53,7 @@ impl Driver {
         journal: Journal,
         opts: DeliveryOptions,
         repeat_summary: Duration,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Driver, JournalError> {
         let mut cursor = journal.register_sink(id).await?;
         if let Some(held) = sink.delivered_seq() {
@@ -77,6 +79,7 @@ impl Driver {
             opts,
             repeat: RepeatLog::new(repeat_summary),
             cursor,
+            metrics,
         })
     }
 
@@ -144,6 +147,7 @@ impl Driver {
             match self.sink.send(&rows).await {
                 Ok(()) => {
                     let last = rows[rows.len() - 1].seq;
+                    self.metrics.sent(&self.id, rows.len() as u64);
                     self.delivered(last).await;
                 }
                 Err(SendError::Retry {
@@ -179,6 +183,7 @@ impl Driver {
             loop {
                 match self.sink.send(std::slice::from_ref(&row)).await {
                     Ok(()) => {
+                        self.metrics.sent(&self.id, 1);
                         self.delivered(row.seq).await;
                         break;
                     }
@@ -247,10 +252,12 @@ impl Driver {
             );
             return; // cursor stays: the record is sent again rather than lost
         }
+        self.metrics.dead_lettered(&self.id, 1);
         self.delivered(row.seq).await;
     }
 
     fn failed(&mut self, reason: &str, retry_after: Option<Duration>) -> Duration {
+        self.metrics.retry(&self.id);
         let delay = match retry_after {
             Some(d) => d.min(MAX_RETRY_AFTER),
             None => self.backoff.next_delay(),

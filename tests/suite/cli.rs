@@ -106,6 +106,7 @@ fn run_stops_cleanly_on_sigterm_then_status_and_verify_report() {
     assert!(status.status.success(), "{text}");
     assert!(text.contains("gw-cli"), "{text}");
     assert!(text.contains("stopped cleanly"), "{text}");
+    assert!(text.contains("health    ok"), "{text}");
     assert!(
         text.contains("agent_event 2"),
         "start and stop records: {text}"

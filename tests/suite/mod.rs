@@ -7,6 +7,7 @@ mod file_sink;
 mod http_sink;
 mod journal;
 mod kill9;
+mod metrics;
 mod modbus;
 mod mqtt;
 mod opcua;
