@@ -30,13 +30,14 @@ fn unit_commands() -> HashMap<String, Vec<String>> {
     out
 }
 
-/// A unit command line as systemd would run it: `${VAR}` and `$VAR` from `env`, the installed
-/// binary path replaced by the binary under test.
-fn command(line: &str, env: &[(&str, String)]) -> Command {
+/// A unit command line as systemd would run it: the `%E` specifier (the configuration root, `/etc`)
+/// from `etc`, `${VAR}` and `$VAR` from `env`, the installed binary path replaced by the binary
+/// under test.
+fn command(line: &str, etc: &Path, env: &[(&str, String)]) -> Command {
     let words: Vec<String> = line
         .split_whitespace()
         .map(|w| {
-            let mut w = w.to_string();
+            let mut w = w.replace("%E", &etc.display().to_string());
             for (k, v) in env {
                 w = w
                     .replace(&format!("${{{k}}}"), v)
@@ -59,8 +60,8 @@ fn command(line: &str, env: &[(&str, String)]) -> Command {
     c
 }
 
-fn run(line: &str, env: &[(&str, String)]) -> Output {
-    command(line, env).output().expect("run unit command")
+fn run(line: &str, etc: &Path, env: &[(&str, String)]) -> Output {
+    command(line, etc, env).output().expect("run unit command")
 }
 
 /// The service manager's side of sd_notify.
@@ -118,8 +119,9 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     let qms = Qms::start().await;
     let dir = tempdir();
     let etc = dir.path().join("etc");
+    let conf = etc.join("shopfloor-agent");
     let credentials = dir.path().join("credentials");
-    std::fs::create_dir_all(&etc).expect("etc");
+    std::fs::create_dir_all(&conf).expect("etc");
     std::fs::create_dir_all(&credentials).expect("credentials");
     std::fs::write(credentials.join("qms_token"), "token-1\n").expect("credential");
     let state = dir.path().join("state");
@@ -130,24 +132,24 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
             qms.url()
         )
     };
-    std::fs::write(etc.join("agent.toml"), config("plant-1")).expect("config");
+    std::fs::write(conf.join("agent.toml"), config("plant-1")).expect("config");
     let socket_path = dir.path().join("notify.sock");
     let notify = NotifySocket::bind(&socket_path);
     let unit = unit_commands();
     let mut env = vec![
-        ("CONFIGURATION_DIRECTORY", etc.display().to_string()),
+        ("CONFIGURATION_DIRECTORY", conf.display().to_string()),
         ("NOTIFY_SOCKET", socket_path.display().to_string()),
         ("WATCHDOG_USEC", "400000".to_string()),
     ];
 
     // ExecStartPre checks the config without secrets: it passes even with no credentials around.
-    let pre = run(&unit["ExecStartPre"][0], &env);
+    let pre = run(&unit["ExecStartPre"][0], &etc, &env);
     assert!(pre.status.success(), "{pre:?}");
     let first_sha = sha_printed_by_validate(&pre);
 
     env.push(("CREDENTIALS_DIRECTORY", credentials.display().to_string()));
     assert_eq!(unit["ExecStart"].len(), 1);
-    let mut start = command(&unit["ExecStart"][0], &env);
+    let mut start = command(&unit["ExecStart"][0], &etc, &env);
     let mut agent = KillOnDrop(start.stderr(Stdio::null()).spawn().expect("ExecStart"));
     let mut pings = 0;
     let ready = notify.next_state(&mut pings);
@@ -166,16 +168,16 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     assert_eq!(first.x_plant.as_deref(), Some("plant-1"));
 
     // `systemctl reload`: a new header and a rotated credential; ExecReload validates, then SIGHUP.
-    std::fs::write(etc.join("agent.toml"), config("plant-2")).expect("config");
+    std::fs::write(conf.join("agent.toml"), config("plant-2")).expect("config");
     std::fs::write(credentials.join("qms_token"), "token-2\n").expect("credential");
     env.push(("MAINPID", agent.0.id().to_string()));
     let reload = &unit["ExecReload"];
     assert_eq!(reload.len(), 2, "validate, then signal");
-    let checked = run(&reload[0], &env);
+    let checked = run(&reload[0], &etc, &env);
     assert!(checked.status.success(), "{checked:?}");
     let second_sha = sha_printed_by_validate(&checked);
     assert_ne!(first_sha, second_sha);
-    assert!(run(&reload[1], &env).status.success());
+    assert!(run(&reload[1], &etc, &env).status.success());
     assert!(notify.next_state(&mut pings).starts_with("RELOADING=1"));
     let ready = notify.next_state(&mut pings);
     assert_eq!(
@@ -213,13 +215,13 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     // A broken config: ExecReload's validate stops `systemctl reload`; a bare SIGHUP is refused
     // by the agent, which runs on and records why.
     std::fs::write(
-        etc.join("agent.toml"),
+        conf.join("agent.toml"),
         config("plant-3") + "surprise = true\n",
     )
     .expect("config");
-    let refused = run(&reload[0], &env);
+    let refused = run(&reload[0], &etc, &env);
     assert_eq!(refused.status.code(), Some(78), "{refused:?}");
-    assert!(run(&reload[1], &env).status.success());
+    assert!(run(&reload[1], &etc, &env).status.success());
     assert!(notify.next_state(&mut pings).starts_with("RELOADING=1"));
     assert!(notify
         .next_state(&mut pings)
@@ -244,10 +246,10 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
         .starts_with("STOPPING=1\nSTATUS=stopping (SIGTERM)"));
     assert!(agent.0.wait().expect("wait").success());
     // The broken config is still on disk; verify reads only [agent].
-    std::fs::write(etc.join("agent.toml"), config("plant-2")).expect("config");
+    std::fs::write(conf.join("agent.toml"), config("plant-2")).expect("config");
     let verify = Command::new(agent_bin())
         .arg("--config")
-        .arg(etc.join("agent.toml"))
+        .arg(conf.join("agent.toml"))
         .arg("verify")
         .output()
         .expect("verify");
