@@ -271,15 +271,28 @@ pub struct ErpServer {
 
 impl ErpServer {
     pub async fn start(erp: Erp) -> ErpServer {
-        Self::start_with(erp, None).await
+        Self::start_with(erp, None, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind")
+    }
+
+    /// The ERP on `addr` (the demo's fixed address).
+    pub async fn start_on(erp: Erp, addr: SocketAddr) -> std::io::Result<ErpServer> {
+        Self::start_with(erp, None, addr).await
     }
 
     /// The ERP over HTTPS.
     pub async fn start_tls(erp: Erp, tls: Arc<rustls::ServerConfig>) -> ErpServer {
-        Self::start_with(erp, Some(tls)).await
+        Self::start_with(erp, Some(tls), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind")
     }
 
-    async fn start_with(erp: Erp, tls: Option<Arc<rustls::ServerConfig>>) -> ErpServer {
+    async fn start_with(
+        erp: Erp,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        addr: SocketAddr,
+    ) -> std::io::Result<ErpServer> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let erp = Arc::new(Mutex::new(erp));
         let app = Router::new()
@@ -287,18 +300,16 @@ impl ErpServer {
             .route("/oauth/token", axum::routing::post(token))
             .route("/odata/v4/erp/api/{kind}", get(api))
             .with_state(erp.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         crate::support::tls::serve_router(listener, app, tls, stopped);
-        ErpServer {
+        Ok(ErpServer {
             addr,
             erp,
             scheme,
             _stop: stop,
-        }
+        })
     }
 
     pub fn url(&self) -> String {

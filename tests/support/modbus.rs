@@ -95,6 +95,16 @@ impl Device {
         Self::serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"), state)
     }
 
+    /// A device on `addr` (the demo's fixed address).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Device> {
+        let state = Arc::new(DeviceState {
+            memory: Mutex::new(Memory::default()),
+            requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+        });
+        Ok(Self::serve(TcpListener::bind(addr).await?, state))
+    }
+
     /// The same device back on its port (after [`Device::stop`]).
     pub async fn restart(&self) -> Device {
         Self::serve(

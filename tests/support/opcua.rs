@@ -135,6 +135,12 @@ impl Cell {
         Cell::run(dir.join("server-pki"), port, listener, options)
     }
 
+    /// Starts on `port` (the demo's fixed address) with its PKI folder under `dir`.
+    pub async fn start_on(dir: &Path, port: u16, options: Options) -> std::io::Result<Cell> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Ok(Cell::run(dir.join("server-pki"), port, listener, options))
+    }
+
     /// SHA-1 thumbprint (hex) of the server's certificate, for `server_thumbprint`.
     pub fn thumbprint(&self) -> String {
         CertificateStore::read_cert(&self.pki.join("own/cert.der"))

@@ -126,8 +126,13 @@ impl Qms {
 
     /// Starts a receiver on `addr` (to come back on the same port), sharing `state`.
     pub async fn start_on(addr: SocketAddr, state: Arc<Inner>) -> Qms {
-        let listener = TcpListener::bind(addr).await.expect("bind again");
-        Self::serve(listener, state, None)
+        Self::bind(addr, state).await.expect("bind again")
+    }
+
+    /// Starts a receiver on `addr`, sharing `state`; the bind error is the caller's.
+    pub async fn bind(addr: SocketAddr, state: Arc<Inner>) -> std::io::Result<Qms> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve(listener, state, None))
     }
 
     /// Starts an HTTPS receiver.
