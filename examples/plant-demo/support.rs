@@ -6,6 +6,8 @@ pub mod erp;
 pub mod modbus;
 #[path = "../../tests/support/opcua.rs"]
 pub mod opcua;
+#[path = "../../tests/support/plant.rs"]
+pub mod plant;
 #[path = "../../tests/support/qms.rs"]
 pub mod qms;
 #[path = "../../tests/support/tls.rs"]

@@ -1,4 +1,5 @@
-//! Test harness: temp dirs, `eventually`, the in-process QMS receiver, a test CA, schema validation.
+//! Test harness: temp dirs, `eventually`, the in-process peers (QMS receiver, ERP, OPC UA PLC, Modbus
+//! device, the demo cell of `plant.rs`, also used by `examples/plant-demo`), a test CA, schema validation.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -6,6 +7,7 @@ pub mod erp;
 pub mod modbus;
 pub mod mosquitto;
 pub mod opcua;
+pub mod plant;
 pub mod proxy;
 pub mod qms;
 pub mod tls;

@@ -121,14 +121,20 @@ impl MqttSource {
                 Ok(LinkEvent::Connected { session_present }) => {
                     backoff.reset();
                     if let Some((at_ms, why)) = lost_at.take() {
-                        if saw_qos0 {
+                        // QoS 1 messages wait in the agent's session on the broker; a broker that
+                        // comes back without the session (restarted without persistence) lost
+                        // them, as QoS 0 messages are always lost while the agent is away.
+                        let lost = match (saw_qos0, session_present) {
+                            (_, false) => Some("the broker no longer had the agent's session (restarted without persistence?), so messages queued for the agent in that time are lost"),
+                            (true, true) => Some("messages published with QoS 0 in that time are lost"),
+                            (false, true) => None,
+                        };
+                        if let Some(lost) = lost {
                             let now = crate::time::now_ms();
                             let down = Observation::SourceDown {
                                 source: self.id.clone(),
                                 at_ms,
-                                reason: format!(
-                                    "connection to {endpoint} lost ({why}); messages published with QoS 0 in that time are lost"
-                                ),
+                                reason: format!("connection to {endpoint} lost ({why}); {lost}"),
                             };
                             let up = Observation::SourceUp {
                                 source: self.id.clone(),

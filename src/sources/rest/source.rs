@@ -278,6 +278,14 @@ impl RestSource {
                 format!("{what}: HTTP {status}, waiting {}", human_duration(d)),
             ));
         }
+        if status.is_server_error() {
+            // The service answers but cannot serve: an outage like an unreachable host (a gap is
+            // recorded when it ends: row versions changed twice in that time are not seen).
+            return Err(PollError::Unreachable(format!(
+                "{what}: HTTP {status}: {}",
+                snippet(&body)
+            )));
+        }
         if !status.is_success() {
             let hint = match status.as_u16() {
                 401 | 403 => " (check the source's credentials)",
