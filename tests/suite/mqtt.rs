@@ -495,6 +495,37 @@ async fn a_lost_connection_with_qos0_traffic_leaves_a_gap_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_comes_back_without_the_agents_session_leaves_a_gap_record() {
+    // QoS 1 only: a broker that keeps sessions loses nothing across a restart (the e2e suite shows
+    // it); this one keeps them in memory, so what it held for the agent is gone.
+    let mut broker = Broker::start_volatile();
+    let dir = tempdir();
+    let cfg = toml(broker.port, "gw-mqtt-volatile", "data");
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    publish_all(broker.port, vec![message(1)], Duration::ZERO).await;
+    eventually(WAIT, "the message journaled", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'",
+        ) == 1
+    })
+    .await;
+    broker.restart();
+    eventually(WAIT, "a gap record after the reconnect", || {
+        count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'gap'",
+        ) == 1
+    })
+    .await;
+    agent.stop("test").await;
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let gap = &store.bodies_of_kind("gap").expect("gap")[0];
+    assert!(gap.contains("no longer had the agent's session"), "{gap}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mqtt_sink_over_mutual_tls() {
     let pki_dir = tempdir();
     let pki = crate::support::tls::TestPki::create(pki_dir.path());

@@ -22,6 +22,11 @@ impl Broker {
         Self::start_with(String::new())
     }
 
+    /// A broker that keeps sessions in memory only: a restart forgets them.
+    pub fn start_volatile() -> Broker {
+        Self::start_with("persistence false\n".into())
+    }
+
     /// A broker that requires a client certificate signed by the test CA (TLS on its port).
     pub fn start_mtls(pki: &crate::support::tls::TestPki) -> Broker {
         Self::start_with(format!(
@@ -73,10 +78,11 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "per_listener_settings false\nlistener {} 127.0.0.1\n{}{}persistence true\npersistence_location {}/\nautosave_interval 1\nuser root\n",
+                "per_listener_settings false\nlistener {} 127.0.0.1\n{}{}{}persistence_location {}/\nautosave_interval 1\nuser root\n",
                 self.port,
                 self.extra,
                 if self.extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" },
+                if self.extra.contains("persistence") { "" } else { "persistence true\n" },
                 self.dir.path().display()
             ),
         )
