@@ -15,6 +15,20 @@ use crate::support::{agent_bin, eventually, tempdir, KillOnDrop};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// `shopfloor-agent --config CONFIG run`, its log in `agent.log` beside the config.
+fn run_agent(config: &std::path::Path) -> KillOnDrop {
+    let log = std::fs::File::create(config.with_file_name("agent.log")).expect("log");
+    KillOnDrop(
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the agent"),
+    )
+}
+
 /// Records at the QMS, each id once, in first-arrival order.
 fn received(plant: &Plant) -> Vec<Value> {
     let mut seen = std::collections::HashSet::new();
@@ -55,16 +69,7 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
         .expect("the cell");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
-    let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
-    let mut agent = KillOnDrop(
-        Command::new(agent_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the agent"),
-    );
+    let mut agent = run_agent(&config);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     plant.part(1).await;
@@ -189,19 +194,6 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
     assert!(verify.status.success(), "{verify:?}");
 }
 
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_qms_goes_away_for_a_while_and_every_record_arrives_in_order_exactly_once() {
     let dir = tempdir();
@@ -212,25 +204,17 @@ async fn the_qms_goes_away_for_a_while_and_every_record_arrives_in_order_exactly
         .expect("the cell");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
-    let mut agent = KillOnDrop(
-        Command::new(agent_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent"),
-    );
+    let mut agent = run_agent(&config);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     plant.part(1).await;
     eventually(WAIT, "part 1 at the QMS", || has(&plant, "OD-1", 1)).await;
 
     plant.qms_down().await;
-    let rss_before = rss_kib(agent.0.id());
+    let rss_before = crate::support::process::rss_kib(agent.0.id());
     for n in 2..=7 {
         plant.part(n).await;
     }
-    let rss_during = rss_kib(agent.0.id());
+    let rss_during = crate::support::process::rss_kib(agent.0.id());
     let waiting = || {
         Command::new(agent_bin())
             .arg("--config")

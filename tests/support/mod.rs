@@ -8,6 +8,9 @@ pub mod modbus;
 pub mod mosquitto;
 pub mod opcua;
 pub mod plant;
+/// CPU time and resident memory of a process (shared with the benches).
+#[path = "../../benches/common/mod.rs"]
+pub mod process;
 pub mod proxy;
 pub mod qms;
 pub mod tls;
