@@ -120,7 +120,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     );
     println!("o + Enter: QMS down/up   q + Enter: stop\n");
 
-    let screen = tokio::spawn(screen::show(cell.qms_state(), config.clone()));
+    let screen = tokio::spawn(screen::show(cell.qms_state()));
     let outcome = cell.produce(&opts, &config).await;
     println!("\nstopping: the agent delivers what it holds, then closes its journal");
     agent.stop("demo finished").await;

@@ -74,7 +74,7 @@ pub(crate) fn line(r: &Value) -> String {
 }
 
 /// Prints every record the first time the QMS receives it, in arrival order.
-pub(crate) async fn show(state: Arc<QmsState>, _config: Config) {
+pub(crate) async fn show(state: Arc<QmsState>) {
     let mut seen: HashSet<String> = HashSet::new();
     let mut next = 0;
     loop {

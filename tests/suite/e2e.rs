@@ -3,6 +3,7 @@
 //! QMS receiver.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -15,18 +16,38 @@ use crate::support::{agent_bin, eventually, tempdir, KillOnDrop};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `shopfloor-agent --config CONFIG run`, its log in `agent.log` beside the config.
-fn run_agent(config: &std::path::Path) -> KillOnDrop {
-    let log = std::fs::File::create(config.with_file_name("agent.log")).expect("log");
-    KillOnDrop(
+/// The cell (PKI under `dir`, the agent's journal in `dir/data`) and the agent on
+/// `config/demo.toml` pointed at it (`dir/agent.toml`, its log in `dir/agent.log`), given time to
+/// connect.
+async fn start(dir: &Path, broker: &Broker) -> (Plant, PathBuf, KillOnDrop) {
+    let data = dir.join("data");
+    let plant = Plant::start(dir, &data, Ports::any(broker.port))
+        .await
+        .expect("the cell");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
+    let log = std::fs::File::create(dir.join("agent.log")).expect("log");
+    let agent = KillOnDrop(
         Command::new(agent_bin())
             .arg("--config")
-            .arg(config)
+            .arg(&config)
             .arg("run")
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the agent"),
-    )
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (plant, config, agent)
+}
+
+/// SIGTERM, as systemd stops it: the agent must exit cleanly.
+fn stop(agent: &mut KillOnDrop) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(agent.0.wait().expect("wait").success());
 }
 
 /// Records at the QMS, each id once, in first-arrival order.
@@ -62,15 +83,8 @@ fn has(plant: &Plant, characteristic: &str, n: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sources_go_on() {
     let dir = tempdir();
-    let data = dir.path().join("data");
     let mut broker = Broker::start();
-    let mut plant = Plant::start(dir.path(), &data, Ports::any(broker.port))
-        .await
-        .expect("the cell");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
-    let mut agent = run_agent(&config);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (mut plant, config, mut agent) = start(dir.path(), &broker).await;
 
     plant.part(1).await;
     eventually(WAIT, "part 1 measured and seen", || {
@@ -179,12 +193,7 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
         agent.0.try_wait().expect("wait").is_none(),
         "the agent is still running"
     );
-    assert!(Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status()
-        .expect("kill")
-        .success());
-    assert!(agent.0.wait().expect("wait").success());
+    stop(&mut agent);
     let verify = Command::new(agent_bin())
         .arg("--config")
         .arg(&config)
@@ -197,15 +206,8 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_qms_goes_away_for_a_while_and_every_record_arrives_in_order_exactly_once() {
     let dir = tempdir();
-    let data = dir.path().join("data");
     let broker = Broker::start();
-    let plant = Plant::start(dir.path(), &data, Ports::any(broker.port))
-        .await
-        .expect("the cell");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
-    let mut agent = run_agent(&config);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (plant, config, mut agent) = start(dir.path(), &broker).await;
     plant.part(1).await;
     eventually(WAIT, "part 1 at the QMS", || has(&plant, "OD-1", 1)).await;
 
@@ -258,12 +260,7 @@ async fn the_qms_goes_away_for_a_while_and_every_record_arrives_in_order_exactly
         .collect();
     let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
     assert_eq!(seqs, expected, "every record once, in journal order");
-    assert!(Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status()
-        .expect("kill")
-        .success());
-    assert!(agent.0.wait().expect("wait").success());
+    stop(&mut agent);
 }
 
 /// Gap records at the QMS by source.

@@ -98,10 +98,7 @@ async fn part(dev: &Device, serial: u32) {
         m.holding.insert((1, 11), serial as u16);
     });
     dev.set_f32_cdab(1, 100, 25.001);
-    dev.set(|m| m.coils.insert((1, 0), true));
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    dev.set(|m| m.coils.insert((1, 0), false));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    dev.pulse_coil(1, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

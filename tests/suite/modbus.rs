@@ -131,11 +131,7 @@ fn load_part(dev: &Device, serial: u32, diameter: f32) {
 }
 
 async fn pulse(dev: &Device) {
-    // Hold each level for several poll cycles so the 50 ms poll sees it.
-    dev.set(|m| m.coils.insert((1, 0), true));
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    dev.set(|m| m.coils.insert((1, 0), false));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    dev.pulse_coil(1, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,15 @@ impl Device {
         self.stop.send_replace(true);
     }
 
+    /// Sets coil `addr` of `unit`, then clears it, holding each level 250 ms: several cycles of a
+    /// 50 ms poll, so the agent sees the rising edge.
+    pub async fn pulse_coil(&self, unit: u8, addr: u16) {
+        self.set(|m| m.coils.insert((unit, addr), true));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        self.set(|m| m.coils.insert((unit, addr), false));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+
     /// Edits the memory.
     pub fn set<R>(&self, f: impl FnOnce(&mut Memory) -> R) -> R {
         f(&mut self.state.memory.lock().expect("lock"))
