@@ -104,7 +104,11 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let config = Config::load(&config_path, LoadOptions::default())
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
 
-    println!("starting the cell on 127.0.0.1: OPC UA PLC :48410, Modbus gauge :15020, MQTT broker :18830, ERP :18040, QMS :18050");
+    let p = support::plant::Ports::DEMO;
+    println!(
+        "starting the cell on 127.0.0.1: OPC UA PLC :{}, Modbus gauge :{}, MQTT broker :{}, ERP :{}, QMS :{}",
+        p.plc, p.gauge, p.mqtt, p.erp, p.qms
+    );
     let cell = cell::Cell::start(&demo_dir, &config.agent.data_dir).await?;
     let agent = Agent::start(config.clone())
         .await

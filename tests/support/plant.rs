@@ -36,9 +36,9 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// The demo's fixed ports (those in `config/demo.toml`).
+    /// The demo's fixed ports (those in `config/demo.toml`), below the ephemeral range.
     pub const DEMO: Ports = Ports {
-        plc: 48410,
+        plc: 14840,
         gauge: 15020,
         mqtt: 18830,
         erp: 18040,
@@ -146,7 +146,7 @@ impl Plant {
                 .expect("config/demo.toml");
         let d = Ports::DEMO;
         demo.replace(
-            "opc.tcp://127.0.0.1:48410/",
+            &format!("opc.tcp://127.0.0.1:{}/", d.plc),
             &format!("opc.tcp://127.0.0.1:{}/", self.plc_port),
         )
         .replace(
