@@ -2,10 +2,14 @@
 //! (`support::plant`: OPC UA PLC, Modbus gauge, ERP, QMS) and a Mosquitto broker, asserting at the
 //! QMS receiver.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use shopfloor_agent::journal::Store;
 
 use serde_json::Value;
 
@@ -20,24 +24,39 @@ const WAIT: Duration = Duration::from_secs(30);
 /// `config/demo.toml` pointed at it (`dir/agent.toml`, its log in `dir/agent.log`), given time to
 /// connect.
 async fn start(dir: &Path, broker: &Broker) -> (Plant, PathBuf, KillOnDrop) {
+    let (plant, config) = cell(dir, broker, "127.0.0.1:0").await;
+    let agent = run(&config);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (plant, config, agent)
+}
+
+/// The cell and the agent's configuration for it (`dir/agent.toml`, metrics on `metrics`).
+async fn cell(dir: &Path, broker: &Broker, metrics: &str) -> (Plant, PathBuf) {
     let data = dir.join("data");
     let plant = Plant::start(dir, &data, Ports::any(broker.port))
         .await
         .expect("the cell");
     let config = dir.join("agent.toml");
-    std::fs::write(&config, plant.agent_config(&data, "127.0.0.1:0")).expect("config");
-    let log = std::fs::File::create(dir.join("agent.log")).expect("log");
-    let agent = KillOnDrop(
+    std::fs::write(&config, plant.agent_config(&data, metrics)).expect("config");
+    (plant, config)
+}
+
+/// `shopfloor-agent run` on `config`, its log appended to `agent.log` beside it.
+fn run(config: &Path) -> KillOnDrop {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("agent.log"))
+        .expect("log");
+    KillOnDrop(
         Command::new(agent_bin())
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("run")
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the agent"),
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    (plant, config, agent)
+    )
 }
 
 /// SIGTERM, as systemd stops it: the agent must exit cleanly.
@@ -52,15 +71,22 @@ fn stop(agent: &mut KillOnDrop) {
 
 /// Records at the QMS, each id once, in first-arrival order.
 fn received(plant: &Plant) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
+    delivered(plant).into_iter().map(|(_, r)| r).collect()
+}
+
+/// Ids and records at the QMS, each id once, in first-arrival order.
+fn delivered(plant: &Plant) -> Vec<(String, Value)> {
+    let mut seen = HashSet::new();
     plant
         .qms_state
         .events
         .lock()
         .expect("lock")
         .iter()
-        .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_string()))
-        .map(|e| e["data"].clone())
+        .filter_map(|e| {
+            let id = e["id"].as_str().unwrap_or_default().to_string();
+            seen.insert(id.clone()).then(|| (id, e["data"].clone()))
+        })
         .collect()
 }
 
@@ -194,13 +220,7 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
         "the agent is still running"
     );
     stop(&mut agent);
-    let verify = Command::new(agent_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("verify")
-        .output()
-        .expect("verify");
-    assert!(verify.status.success(), "{verify:?}");
+    verifies(&config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +267,7 @@ async fn the_qms_goes_away_for_a_while_and_every_record_arrives_in_order_exactly
 
     // In journal order, each id once after dedupe, nothing missing.
     let events = plant.qms_state.events.lock().expect("lock").clone();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let seqs: Vec<i64> = events
         .iter()
         .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_string()))
@@ -272,4 +292,221 @@ fn gaps(plant: &Plant) -> HashMap<String, Vec<Value>> {
             .push(r);
     }
     out
+}
+
+/// kill -9 of the agent at random moments while parts flow through all four sources and the vision
+/// station streams 100 checks a second: every message the broker took and every ERP row arrives,
+/// every part made while the agent ran arrives, each kill is one `agent` gap and disturbs no source,
+/// nothing arrives twice under another id, the QMS has the journal in order, the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_under_load_loses_nothing_acknowledged_and_duplicates_nothing() {
+    const KILLS: usize = 20;
+    let dir = tempdir();
+    let broker = Broker::start();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let (plant, config) = cell(dir.path(), &broker, &metrics.to_string()).await;
+    let plant = Arc::new(plant);
+    let mut agent = run(&config);
+    steady(metrics).await;
+    // The agent's session exists at the broker before the stream starts.
+    assert!(plant.publish_check("WARM-UP", "VIS-2", "pass").await);
+    eventually(WAIT, "the first check", || {
+        inspections(&plant, "VIS-2").len() == 1
+    })
+    .await;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let stream = tokio::spawn({
+        let (plant, done) = (plant.clone(), done.clone());
+        async move {
+            let mut sent = vec!["WARM-UP".to_string()];
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !done.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let serial = format!("L-{:06}", sent.len());
+                if plant.publish_check(&serial, "VIS-2", "pass").await {
+                    sent.push(serial);
+                }
+            }
+            sent
+        }
+    });
+    let parts = tokio::spawn({
+        let (plant, done) = (plant.clone(), done.clone());
+        async move {
+            let mut made = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let n = made.len() as u32 + 1;
+                made.push((n, plant.quick_part(n).await));
+            }
+            made
+        }
+    });
+
+    // (steady since, killed at): the agent ran with every sampled source delivering.
+    let mut ran = Vec::new();
+    let mut kills = Vec::new();
+    for _ in 0..KILLS {
+        let since = steady(metrics).await;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(500..4000))).await;
+        let killed = SystemTime::now();
+        agent.0.kill().expect("SIGKILL");
+        agent.0.wait().expect("reap");
+        ran.push((since, killed));
+        kills.push(killed);
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
+        agent = run(&config);
+    }
+    let since = steady(metrics).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    done.store(true, Ordering::Relaxed);
+    let sent = stream.await.expect("stream");
+    let made = parts.await.expect("parts");
+    ran.push((since, SystemTime::now()));
+
+    eventually(
+        Duration::from_secs(60),
+        "every streamed check and every part's completed traveler",
+        || {
+            let checks: HashSet<String> = inspections(&plant, "VIS-2")
+                .iter()
+                .filter_map(|r| r["subject"]["serial"].as_str().map(str::to_string))
+                .collect();
+            let completed: HashSet<String> = delivered(&plant)
+                .iter()
+                .filter(|(_, r)| r["kind"] == "traveler" && r["traveler"]["status"] == "completed")
+                .filter_map(|(_, r)| r["subject"]["serial"].as_str().map(str::to_string))
+                .collect();
+            sent.iter().all(|s| checks.contains(s))
+                && made
+                    .iter()
+                    .all(|(n, _)| completed.contains(&Plant::serial(*n)))
+        },
+    )
+    .await;
+    // Delivered before the stop, so that the journal and the QMS can be compared.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(&mut agent);
+    assert!(sent.len() > 1000, "load: {} checks streamed", sent.len());
+
+    // Every part made while the agent ran (and had a second to journal it) has its measurement.
+    let margin = Duration::from_secs(1);
+    let expected: Vec<u32> = made
+        .iter()
+        .filter(|(_, rose)| {
+            ran.iter()
+                .any(|(since, end)| rose >= since && *rose + margin <= *end)
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        expected.len() >= KILLS,
+        "parts made while the agent ran: {expected:?}"
+    );
+    for n in &expected {
+        assert!(has(&plant, "OD-1", *n), "part {n}'s measurement");
+    }
+
+    // Nothing twice under another id.
+    let mut ids_of: HashMap<String, HashSet<String>> = HashMap::new();
+    for (id, r) in delivered(&plant) {
+        if let Some(event) = identity(&r) {
+            ids_of.entry(event).or_default().insert(id);
+        }
+    }
+    let twice: Vec<_> = ids_of.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(twice.is_empty(), "delivered under two ids: {twice:?}");
+
+    // One gap per kill, spanning it; no source noticed.
+    let gaps = gaps(&plant);
+    let agent_gaps = gaps.get("agent").cloned().unwrap_or_default();
+    assert_eq!(agent_gaps.len(), KILLS, "{agent_gaps:?}");
+    for killed in &kills {
+        assert!(
+            agent_gaps
+                .iter()
+                .any(|g| at(&g["gap"]["from"]) <= *killed && *killed <= at(&g["gap"]["to"])),
+            "a gap spans the kill at {killed:?}: {agent_gaps:?}"
+        );
+    }
+    let others: Vec<_> = gaps.iter().filter(|(s, _)| *s != "agent").collect();
+    assert!(others.is_empty(), "no source's gap: {others:?}");
+
+    // The QMS holds the journal, in journal order.
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let journal: Vec<String> = store
+        .read_after(i64::MIN, usize::MAX >> 1)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let at_qms: Vec<String> = delivered(&plant).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(at_qms.len(), journal.len(), "every journaled record once");
+    assert!(at_qms == journal, "in journal order");
+    verifies(&config);
+}
+
+/// `shopfloor-agent verify` passes on the journal of `config`.
+fn verifies(config: &Path) {
+    let verify = Command::new(agent_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("verify")
+        .output()
+        .expect("verify");
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+/// Waits until the agent's metrics say the PLC and the gauge deliver; returns that moment.
+async fn steady(metrics: std::net::SocketAddr) -> SystemTime {
+    let up = |text: &str, source: &str| {
+        text.lines()
+            .any(|l| l == format!("shopfloor_source_up{{source=\"{source}\"}} 1"))
+    };
+    // reqwest is built without a default crypto provider (the agent picks ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://{metrics}/metrics")).await {
+            if let Ok(text) = r.text().await {
+                if up(&text, "plc") && up(&text, "gauge") {
+                    return SystemTime::now();
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the agent's sources did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a record is about: two records with the same identity are the same event.
+fn identity(r: &Value) -> Option<String> {
+    match r["kind"].as_str()? {
+        "inspection" => Some(format!(
+            "inspection {} {}",
+            r["subject"]["serial"], r["inspection"]["characteristic"]
+        )),
+        "traveler" => Some(format!(
+            "traveler {} {}",
+            r["subject"]["serial"], r["traveler"]["status"]
+        )),
+        "calibration" => Some(format!(
+            "calibration {} {}",
+            r["calibration"]["instrument_id"], r["calibration"]["calibrated_at"]
+        )),
+        _ => None,
+    }
+}
+
+/// An RFC 3339 timestamp of a record.
+fn at(v: &Value) -> SystemTime {
+    let text = v.as_str().unwrap_or_default();
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .unwrap_or_else(|e| panic!("timestamp {text}: {e}"))
 }

@@ -264,17 +264,44 @@ impl Plant {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let visual = if n.is_multiple_of(9) { "fail" } else { "pass" };
-        let _ = self
-            .vision
+        self.publish_check(&serial, "VIS-1", visual).await;
+        self.update_row(row, "COMPLETE");
+    }
+
+    /// One part in about half a second, for load: the ERP releases its traveler, the gauge and the
+    /// PLC are set, the part-complete pulse lasts 250 ms, the vision check is published, the ERP
+    /// closes the traveler. Returns when the pulse rose.
+    pub async fn quick_part(&self, n: u32) -> std::time::SystemTime {
+        let serial = Self::serial(n);
+        let row = self.work_order_row(&serial, "WO-4713", "IN_PROCESS");
+        self.gauge
+            .set_f32_cdab(1, 100, 25.0 + (n % 5) as f32 * 0.001);
+        let plc = self.plc();
+        plc.set("WorkOrder", "WO-4713");
+        plc.set("PartSerial", serial.as_str());
+        // Two publishing intervals: the serial is in the agent before the pulse.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rose = std::time::SystemTime::now();
+        plc.set("PartComplete", true);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        plc.set("PartComplete", false);
+        self.publish_check(&serial, "VIS-1", "pass").await;
+        self.update_row(row, "COMPLETE");
+        rose
+    }
+
+    /// The vision station publishes one check (QoS 1). False if the client refused it.
+    pub async fn publish_check(&self, serial: &str, feature: &str, result: &str) -> bool {
+        self.vision
             .publish(
                 "plant1/cell1/station10/visual",
                 rumqttc::QoS::AtLeastOnce,
                 false,
-                json!({ "serial": serial, "feature": "VIS-1", "result": visual, "operator": "J. Doe" })
+                json!({ "serial": serial, "feature": feature, "result": result, "operator": "J. Doe" })
                     .to_string(),
             )
-            .await;
-        self.update_row(row, "COMPLETE");
+            .await
+            .is_ok()
     }
 
     fn work_order_row(&self, serial: &str, work_order: &str, status: &str) -> usize {
