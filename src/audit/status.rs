@@ -70,6 +70,8 @@ pub struct Status {
     pub used_bytes: u64,
     /// The configured limit (0: none).
     pub max_disk_bytes: u64,
+    /// Bytes free for the agent on the file system holding the journal (None: not known).
+    pub disk_free_bytes: Option<u64>,
     /// Whether the agent stopped cleanly last time (false also while it runs).
     pub clean_shutdown: bool,
     /// First and last seq held.
@@ -134,6 +136,7 @@ fn collect_with(config: &Config, kinds: bool) -> Result<Status, JournalError> {
         journal: store.path().display().to_string(),
         used_bytes: store.used_bytes()?,
         max_disk_bytes: config.journal.max_disk_bytes,
+        disk_free_bytes: disk_free(&config.agent.data_dir),
         clean_shutdown: store.meta("clean_shutdown")?.as_deref() != Some("false"),
         first_seq,
         last_seq: head.seq,
@@ -152,6 +155,16 @@ fn collect_with(config: &Config, kinds: bool) -> Result<Status, JournalError> {
     Ok(status)
 }
 
+/// Below this much free space on the journal's disk, health is degraded: the journal refuses
+/// records when the disk is full, and SQLite needs room for its write-ahead log before that.
+pub const LOW_DISK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+fn disk_free(dir: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / 1_048_576.0)
 }
@@ -168,6 +181,12 @@ impl Status {
             reasons.push(format!(
                 "journal full ({} of {} bytes): new records are refused; get the sinks delivering or raise journal.max_disk_bytes",
                 self.used_bytes, self.max_disk_bytes
+            ));
+        }
+        if let Some(free) = self.disk_free_bytes.filter(|f| *f < LOW_DISK_BYTES) {
+            reasons.push(format!(
+                "disk holding the journal almost full ({} free): records are refused when it is full; free space on that file system",
+                mib(free)
             ));
         }
         for k in self.sinks.iter().filter(|k| k.configured) {
@@ -220,6 +239,9 @@ impl Status {
             )
         };
         let _ = writeln!(s, "journal   {}  {}", self.journal, limit);
+        if let Some(free) = self.disk_free_bytes {
+            let _ = writeln!(s, "disk      {} free", mib(free));
+        }
         let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let _ = writeln!(
             s,

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod config_cases;
+mod disk_full;
 mod e2e;
 mod file_sink;
 mod http_sink;

@@ -16,7 +16,8 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn toml(port: u16, client_id: &str, data_dir: &str) -> String {
+/// An MQTT source on `port` turning `plant1/+/inspection` messages into inspections.
+pub(crate) fn toml(port: u16, client_id: &str, data_dir: &str) -> String {
     format!(
         r#"
 [agent]
@@ -44,7 +45,8 @@ dedupe_key = "{{/seq}}"
     )
 }
 
-fn message(seq: usize) -> (String, Vec<u8>) {
+/// Message `seq` (serial `SN-<seq>`).
+pub(crate) fn message(seq: usize) -> (String, Vec<u8>) {
     (
         "plant1/cell1/inspection".to_string(),
         json!({ "seq": seq, "serial": format!("SN-{seq:05}"), "measured": 25.0 + seq as f64 / 10_000.0 })
