@@ -50,7 +50,12 @@ pub struct Inner {
     pub script: Mutex<VecDeque<Step>>,
     /// Refuse (400) any batch holding a record whose JSON contains this text.
     pub poison: Mutex<Option<String>>,
+    /// When set, accepted events go here instead of into `events` (long load runs).
+    pub tap: Mutex<Option<Tap>>,
 }
+
+/// Receives each accepted batch instead of the event store.
+pub type Tap = Box<dyn FnMut(Vec<serde_json::Value>) + Send>;
 
 pub struct Qms {
     pub addr: SocketAddr,
@@ -96,7 +101,10 @@ async fn receive(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Byte
                 seen.status = 400;
                 (StatusCode::BAD_REQUEST, "record refused: poison").into_response()
             } else {
-                state.events.lock().expect("lock").extend(events);
+                match state.tap.lock().expect("lock").as_mut() {
+                    Some(tap) => tap(events),
+                    None => state.events.lock().expect("lock").extend(events),
+                }
                 if let Some(Step::StoreThenDelay(d)) = step {
                     // Logged before the wait: the connection may be dropped during it.
                     state.requests.lock().expect("lock").push(seen.clone());
