@@ -45,6 +45,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every record of a part, lot or work order in time order with the gaps overlapping it; or
+    /// every inspection made with a gauge and how it stood against the gauge's calibrations.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["serial", "lot", "work_order", "gauge"])))]
+    Trace {
+        /// A part's serial number.
+        #[arg(long)]
+        serial: Option<String>,
+        /// A lot.
+        #[arg(long)]
+        lot: Option<String>,
+        /// A work order.
+        #[arg(long)]
+        work_order: Option<String>,
+        /// A gauge (instrument id): its inspections, the overdue ones, and those since its last
+        /// passing calibration.
+        #[arg(long)]
+        gauge: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-walk the journal's hash chain; exits 1 and names the first bad seq if it is broken.
     Verify {
         /// Print JSON instead of text.

@@ -24,6 +24,15 @@ fn load(cli: &cli::Cli, opts: LoadOptions) -> Result<Config, ExitCode> {
     })
 }
 
+/// The journal of the configured data directory, read-only.
+fn open_journal(cli: &cli::Cli) -> Result<Store, ExitCode> {
+    let config = load(cli, LoadOptions { environment: false })?;
+    Store::open_ro(&config.agent.data_dir).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EX_IOERR)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match dispatch(&cli) {
@@ -108,17 +117,37 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json } => {
-            let config = match load(cli, LoadOptions { environment: false }) {
-                Ok(c) => c,
+        Command::Trace {
+            serial,
+            lot,
+            work_order,
+            gauge,
+            json,
+        } => {
+            use audit::trace::Query;
+            // clap requires exactly one of them.
+            let query = match (serial, lot, work_order) {
+                (Some(s), ..) => Query::Serial(s.clone()),
+                (_, Some(l), _) => Query::Lot(l.clone()),
+                (_, _, Some(w)) => Query::WorkOrder(w.clone()),
+                _ => Query::Gauge(gauge.clone().unwrap_or_default()),
+            };
+            let store = match open_journal(cli) {
+                Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let store = match Store::open_ro(&config.agent.data_dir) {
+            let trace = audit::trace::trace(&store, &query)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&trace)?);
+            } else {
+                print!("{}", trace.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { json } => {
+            let store = match open_journal(cli) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(EX_IOERR));
-                }
+                Err(code) => return Ok(code),
             };
             let report = audit::verify::verify(&store)?;
             if *json {

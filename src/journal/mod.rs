@@ -155,6 +155,9 @@ pub enum JournalError {
     /// Any other SQLite error.
     #[error("journal database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored record is not what the journal wrote (not JSON, say).
+    #[error("journal record unreadable: {0}")]
+    Unreadable(String),
     /// File system error outside SQLite.
     #[error("journal i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -74,16 +74,22 @@ pub fn normalize_result(s: &str) -> Option<&'static str> {
 }
 
 /// The last instant a due date allows: a date is valid through its whole (UTC) day.
-fn due_instant(due: &str) -> Option<time::OffsetDateTime> {
-    if let Some(t) = crate::time::parse(due) {
+pub fn due_instant(due: &str) -> Option<time::OffsetDateTime> {
+    instant(due, (23, 59, 59))
+}
+
+/// The instant of a calibration date: a date alone counts from the start of its (UTC) day.
+pub fn calibrated_instant(at: &str) -> Option<time::OffsetDateTime> {
+    instant(at, (0, 0, 0))
+}
+
+fn instant(s: &str, (h, m, sec): (u8, u8, u8)) -> Option<time::OffsetDateTime> {
+    if let Some(t) = crate::time::parse(s) {
         return Some(t);
     }
-    let date = time::Date::parse(
-        due,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
-    Some(date.with_hms(23, 59, 59).ok()?.assume_utc())
+    let date =
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    Some(date.with_hms(h, m, sec).ok()?.assume_utc())
 }
 
 impl Enricher {

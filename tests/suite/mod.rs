@@ -1,5 +1,6 @@
 //! Integration test modules (index in `tests/integration.rs`).
 
+mod audit;
 mod bad_input;
 mod cli;
 mod config_cases;
@@ -7,7 +8,7 @@ mod disk_full;
 mod e2e;
 mod file_sink;
 mod http_sink;
-mod journal;
+pub(crate) mod journal;
 mod kill9;
 mod metrics;
 mod modbus;

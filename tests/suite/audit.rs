@@ -1,0 +1,313 @@
+//! Audit tools on a journal built here: four parts over two work orders, two gauges, a calibration
+//! that expires mid-run, a failed calibration and the passing one after it, gaps inside and outside
+//! a part's time.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use shopfloor_agent::audit::trace::{trace, GaugeStanding, Query, Trace};
+use shopfloor_agent::journal::{Journal, JournalOptions, NewRecord, Store};
+use shopfloor_agent::records::model::{Calibration, Traveler};
+use shopfloor_agent::records::{QualityRecord, RecordContext, RecordKind};
+
+use crate::support::{agent_bin, tempdir};
+
+fn ctx() -> RecordContext {
+    RecordContext {
+        gateway_id: "plant1-cell1-gw01".into(),
+        config_sha256: "ab".repeat(32),
+    }
+}
+
+/// `2026-MM-DDTHH:MM:00.000Z`.
+fn at(day: &str, hm: &str) -> String {
+    format!("2026-{day}T{hm}:00.000Z")
+}
+
+fn traveler(serial: &str, work_order: &str, status: &str, when: String) -> QualityRecord {
+    let mut r = QualityRecord::new(&ctx(), RecordKind::Traveler);
+    r.captured_at = when;
+    r.subject.serial = Some(serial.into());
+    r.subject.work_order = Some(work_order.into());
+    r.subject.operation = Some("OP-30".into());
+    r.subject.station = Some("cell1/station10".into());
+    r.traveler = Some(Traveler {
+        status: Some(status.into()),
+        work_center: Some("cell1/station10".into()),
+        ..Traveler::default()
+    });
+    r
+}
+
+fn inspection(
+    serial: &str,
+    work_order: &str,
+    gauge: &str,
+    value: f64,
+    when: String,
+) -> QualityRecord {
+    let mut r = crate::suite::journal::inspection(serial, value);
+    r.captured_at = when;
+    r.subject.work_order = Some(work_order.into());
+    if let Some(i) = r.inspection.as_mut() {
+        i.gauge_id = Some(gauge.into());
+        i.gauge_calibration = None;
+    }
+    r
+}
+
+fn calibration(gauge: &str, on: &str, result: &str, due: &str, certificate: &str) -> QualityRecord {
+    let mut r = QualityRecord::new(&ctx(), RecordKind::Calibration);
+    r.captured_at = at(on, "12:00");
+    r.calibration = Some(Calibration {
+        instrument_id: gauge.into(),
+        calibrated_at: Some(format!("2026-{on}")),
+        due_at: Some(due.into()),
+        result: Some(result.into()),
+        certificate: Some(certificate.into()),
+        ..Calibration::default()
+    });
+    r
+}
+
+fn gap(source: &str, from: String, to: String) -> QualityRecord {
+    let mut r = QualityRecord::gap(&ctx(), source, from, to, "connection lost");
+    r.captured_at = shopfloor_agent::time::now_rfc3339();
+    r
+}
+
+/// The journal under `dir`; returns it closed.
+fn build(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let journal = Journal::open(JournalOptions::new(dir), ctx()).expect("journal");
+        let mut sn3 = inspection("SN-3", "WO-2", "G-1", 25.011, at("07-02", "09:00"));
+        sn3.subject.lot = Some("L-7".into());
+        let records = vec![
+            calibration("G-1", "01-01", "pass", "2026-06-30", "CAL-1"),
+            // The same calibration read again from the ERP.
+            calibration("G-1", "01-01", "pass", "2026-06-30", "CAL-1"),
+            traveler("SN-1", "WO-1", "started", at("06-29", "08:00")),
+            inspection("SN-1", "WO-1", "G-1", 25.001, at("06-29", "08:10")),
+            traveler("SN-1", "WO-1", "completed", at("06-29", "08:20")),
+            // G-1 is due on 06-30: from here on it is overdue.
+            traveler("SN-2", "WO-1", "started", at("07-01", "08:00")),
+            gap("plc", at("07-01", "08:05"), at("07-01", "08:07")),
+            inspection("SN-2", "WO-1", "G-1", 25.004, at("07-01", "08:10")),
+            traveler("SN-2", "WO-1", "completed", at("07-01", "08:20")),
+            sn3,
+            inspection("SN-3", "WO-2", "G-2", 11.2, at("07-02", "09:05")),
+            gap("erp", at("07-03", "10:00"), at("07-03", "11:00")),
+            calibration("G-1", "07-05", "fail", "2026-07-05", "CAL-2"),
+            calibration("G-1", "07-06", "pass", "2027-01-06", "CAL-3"),
+            inspection("SN-4", "WO-2", "G-1", 24.999, at("07-07", "10:00")),
+        ];
+        for r in records {
+            journal
+                .append(vec![NewRecord::new(r)])
+                .await
+                .expect("append");
+        }
+        journal.close().await;
+    });
+}
+
+fn part(t: Trace) -> shopfloor_agent::audit::trace::PartTrace {
+    match t {
+        Trace::Part(p) => p,
+        Trace::Gauge(g) => panic!("a part trace, not {g:?}"),
+    }
+}
+
+fn what(e: &shopfloor_agent::audit::trace::Entry) -> String {
+    let r = &e.record;
+    format!(
+        "{} {} {}",
+        r["subject"]["serial"].as_str().unwrap_or("-"),
+        r["kind"].as_str().unwrap_or("-"),
+        r["traveler"]["status"]
+            .as_str()
+            .or(r["inspection"]["gauge_id"].as_str())
+            .unwrap_or("-")
+    )
+}
+
+#[test]
+fn trace_follows_a_part_a_lot_and_a_work_order_with_the_gaps_in_their_time() {
+    let dir = tempdir();
+    build(dir.path());
+    let store = Store::open_ro(dir.path()).expect("journal");
+
+    let sn2 = part(trace(&store, &Query::Serial("SN-2".into())).expect("trace"));
+    let seen: Vec<String> = sn2.records.iter().map(what).collect();
+    assert_eq!(
+        seen,
+        [
+            "SN-2 traveler started",
+            "SN-2 inspection G-1",
+            "SN-2 traveler completed"
+        ]
+    );
+    assert_eq!(sn2.from.as_deref(), Some("2026-07-01T08:00:00.000Z"));
+    assert_eq!(sn2.to.as_deref(), Some("2026-07-01T08:20:00.000Z"));
+    // The PLC's gap lies in the part's time; the ERP's two days later does not.
+    let gaps: Vec<&str> = sn2
+        .gaps
+        .iter()
+        .map(|g| g.record["gap"]["source"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(gaps, ["plc"]);
+
+    let sn1 = part(trace(&store, &Query::Serial("SN-1".into())).expect("trace"));
+    assert_eq!(sn1.records.len(), 3);
+    assert!(sn1.gaps.is_empty());
+
+    let wo1 = part(trace(&store, &Query::WorkOrder("WO-1".into())).expect("trace"));
+    let serials: Vec<&str> = wo1
+        .records
+        .iter()
+        .map(|e| e.record["subject"]["serial"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(serials, ["SN-1", "SN-1", "SN-1", "SN-2", "SN-2", "SN-2"]);
+    assert_eq!(wo1.gaps.len(), 1, "the PLC gap, inside WO-1's time");
+
+    let lot = part(trace(&store, &Query::Lot("L-7".into())).expect("trace"));
+    assert_eq!(
+        lot.records.iter().map(what).collect::<Vec<_>>(),
+        ["SN-3 inspection G-1"]
+    );
+
+    let none = part(trace(&store, &Query::Serial("SN-9".into())).expect("trace"));
+    assert!(none.records.is_empty() && none.gaps.is_empty());
+    assert!(Trace::Part(none)
+        .render()
+        .contains("no records in the journal"));
+}
+
+#[test]
+fn trace_of_a_gauge_names_the_overdue_inspections_and_those_a_failed_calibration_puts_in_doubt() {
+    let dir = tempdir();
+    build(dir.path());
+    let store = Store::open_ro(dir.path()).expect("journal");
+    let Trace::Gauge(g1) = trace(&store, &Query::Gauge("G-1".into())).expect("trace") else {
+        panic!("a gauge trace");
+    };
+    let certificates: Vec<&str> = g1
+        .calibrations
+        .iter()
+        .map(|c| c.certificate.as_deref().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        certificates,
+        ["CAL-1", "CAL-2", "CAL-3"],
+        "the repeated CAL-1 is one calibration"
+    );
+    let uses: Vec<(&str, GaugeStanding, bool, bool)> = g1
+        .inspections
+        .iter()
+        .map(|i| {
+            (
+                i.serial.as_deref().unwrap_or("-"),
+                i.standing,
+                i.in_doubt,
+                i.since_last_pass,
+            )
+        })
+        .collect();
+    use GaugeStanding::{InCalibration, Overdue};
+    assert_eq!(
+        uses,
+        [
+            ("SN-1", InCalibration, true, false),
+            ("SN-2", Overdue, true, false),
+            ("SN-3", Overdue, true, false),
+            ("SN-4", InCalibration, false, true),
+        ]
+    );
+    assert_eq!((g1.overdue, g1.in_doubt, g1.since_last_pass), (2, 3, 1));
+    assert_eq!(g1.failures.len(), 1);
+    let f = &g1.failures[0];
+    assert_eq!(f.calibration.certificate.as_deref(), Some("CAL-2"));
+    assert_eq!(f.since.as_deref(), Some("2026-01-01"));
+    assert_eq!(f.until.as_deref(), Some("2026-07-06"));
+    let doubted: Vec<i64> = g1
+        .inspections
+        .iter()
+        .filter(|i| i.in_doubt)
+        .map(|i| i.seq)
+        .collect();
+    assert_eq!(f.inspections, doubted);
+
+    let Trace::Gauge(g2) = trace(&store, &Query::Gauge("G-2".into())).expect("trace") else {
+        panic!("a gauge trace");
+    };
+    assert_eq!(g2.inspections.len(), 1);
+    assert_eq!(
+        g2.inspections[0].standing,
+        GaugeStanding::NoCalibrationKnown
+    );
+    assert!(g2.failures.is_empty() && g2.last_pass.is_none());
+}
+
+#[test]
+fn the_trace_command_prints_a_table_or_json_and_asks_what_to_follow() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    build(&data);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let run = |args: &[&str]| {
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("trace")
+            .args(args)
+            .output()
+            .expect("trace")
+    };
+    let out = run(&["--gauge", "G-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED calibration on 2026-07-05 (certificate CAL-2): 3 inspection(s) made from 2026-01-01 until 2026-07-06 are in doubt"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 inspection(s) made while the gauge was overdue"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("IN DOUBT").count(),
+        4,
+        "header and three rows: {text}"
+    );
+
+    let out = run(&["--serial", "SN-2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 GAP(S) overlap this time"), "{text}");
+    assert!(
+        text.contains("plc 2026-07-01T08:05:00.000Z -> 2026-07-01T08:07:00.000Z"),
+        "{text}"
+    );
+
+    let out = run(&["--serial", "SN-2", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["records"].as_array().map(Vec::len), Some(3));
+    assert_eq!(json["gaps"][0]["record"]["gap"]["source"], "plc");
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--serial") && err.contains("--gauge"), "{err}");
+}
