@@ -66,11 +66,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write an evidence package: the records journaled in a time range, their chain segment,
+    /// gaps, the configurations and agent versions in force, and a manifest of SHA-256 sums.
+    Export {
+        /// Start of the range (RFC 3339, e.g. 2026-06-01T00:00:00Z).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339).
+        #[arg(long)]
+        to: String,
+        /// Only this work order's records (gaps and agent events are always included).
+        #[arg(long)]
+        work_order: Option<String>,
+        /// The package directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Re-walk the journal's hash chain; exits 1 and names the first bad seq if it is broken.
+    /// With --package, check an evidence package instead (no configuration or journal needed).
     Verify {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// An evidence package directory written by `export`.
+        #[arg(long)]
+        package: Option<PathBuf>,
     },
     /// Print the fully commented reference configuration.
     GenerateConfig,

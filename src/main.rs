@@ -16,6 +16,7 @@ use shopfloor_agent::{audit, cli};
 const EX_CONFIG: u8 = 78;
 /// sysexits: I/O error (journal cannot be opened).
 const EX_IOERR: u8 = 74;
+const EX_USAGE: u8 = 64;
 
 fn load(cli: &cli::Cli, opts: LoadOptions) -> Result<Config, ExitCode> {
     Config::load(&cli.config, opts).map_err(|e| {
@@ -144,7 +145,69 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json } => {
+        Command::Export {
+            from,
+            to,
+            work_order,
+            out,
+        } => {
+            let (Some(from_t), Some(to_t)) = (
+                shopfloor_agent::time::parse(from),
+                shopfloor_agent::time::parse(to),
+            ) else {
+                eprintln!("error: --from and --to take RFC 3339 times, e.g. 2026-06-01T00:00:00Z (got {from} and {to})");
+                return Ok(ExitCode::from(EX_USAGE));
+            };
+            let store = match open_journal(cli) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let query = audit::export::ExportQuery {
+                from: from_t,
+                to: to_t,
+                work_order: work_order.clone(),
+            };
+            match audit::export::export(&store, &query, out) {
+                Ok(e) => {
+                    println!(
+                        "package {}: {} records (seq {}..{}), {} gap(s), {} configuration(s); chain ends at hash {}\ncheck it anywhere with: shopfloor-agent verify --package {}",
+                        e.dir.display(),
+                        e.records,
+                        e.first_seq,
+                        e.last_seq,
+                        e.gaps,
+                        e.configs,
+                        e.last_hash,
+                        e.dir.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EX_IOERR))
+                }
+            }
+        }
+        Command::Verify {
+            json,
+            package: Some(dir),
+        } => {
+            let report = audit::export::verify_package(dir);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render(dir));
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify {
+            json,
+            package: None,
+        } => {
             let store = match open_journal(cli) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),

@@ -1,6 +1,8 @@
 //! Audit tools that read the journal: `verify` (the hash chain), `status` (health for OT staff)
-//! and `trace` (the thread of a part, lot, work order or gauge).
+//! `trace` (the thread of a part, lot, work order or gauge) and `export` (evidence packages, checked
+//! offline by `verify --package`).
 
+pub mod export;
 pub mod status;
 pub mod trace;
 pub mod verify;

@@ -26,7 +26,7 @@
 //!    appends are grouped into one transaction (group commit), each caller is answered after commit.
 //!    Readers (sinks, `status`, `verify`) use their own connections (WAL lets them read while it writes).
 //!
-//! # On-disk schema (version 2, `PRAGMA user_version`)
+//! # On-disk schema (version 3, `PRAGMA user_version`)
 //!
 //! | table | rows | key columns |
 //! |---|---|---|
@@ -36,6 +36,7 @@
 //! | `dead_letters` | one per rejected record | `sink`, `seq`, `record_id`, `reason`, `retried_at` |
 //! | `source_state` | one per source key | `source`, `key`, `value` (watermarks, cursors) |
 //! | `quarantine` | one per unusable payload | `source`, `topic`, `payload` (first 64 KiB), `size`, `reason` |
+//! | `configs` | one per configuration run | `sha256` (as in the records' provenance), `first_used`, `toml` (secret references unresolved) |
 //! | `meta` | settings | `journal_id`, `created_at`, `last_config_sha256`, `clean_shutdown` |
 //!
 //! The exact DDL is in [`schema`].

@@ -85,6 +85,15 @@ pub const MIGRATIONS: &[&str] = &[
         received_at TEXT NOT NULL
     ) STRICT;
     "#,
+    // 3: every configuration the agent ran with, by the hash its records carry (secret references
+    // unresolved), so that an evidence package can include the configurations in force.
+    r#"
+    CREATE TABLE configs (
+        sha256     TEXT PRIMARY KEY,
+        first_used TEXT NOT NULL,
+        toml       TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this agent writes.

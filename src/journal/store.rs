@@ -335,6 +335,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Keeps a configuration's text under its hash (the first use is kept).
+    pub fn remember_config(&self, sha256: &str, toml: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO configs (sha256, first_used, toml) VALUES (?1, ?2, ?3)",
+            params![sha256, crate::time::now_rfc3339(), toml],
+        )?;
+        Ok(())
+    }
+
+    /// A configuration's text by its hash.
+    pub fn config(&self, sha256: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT toml FROM configs WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Up to `limit` rows after `after`, in seq order.
     pub fn read_after(&self, after: i64, limit: usize) -> Result<Vec<JournalRow>, JournalError> {
         self.read_range(after, i64::MAX, limit)

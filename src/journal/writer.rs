@@ -39,6 +39,9 @@ pub struct JournalOptions {
     pub max_page_count: Option<u64>,
     /// Where commits are counted and timed (`/metrics`).
     pub metrics: Option<crate::metrics::Metrics>,
+    /// The configuration's effective TOML (secret references unresolved), kept in the journal
+    /// under the hash the records carry, for evidence packages.
+    pub config_toml: Option<String>,
 }
 
 impl JournalOptions {
@@ -53,6 +56,7 @@ impl JournalOptions {
             sinks: Vec::new(),
             max_page_count: None,
             metrics: None,
+            config_toml: None,
         }
     }
 }
@@ -153,6 +157,9 @@ impl Journal {
         };
         store.set_meta("clean_shutdown", "false")?;
         store.set_meta("last_config_sha256", &ctx.config_sha256)?;
+        if let Some(text) = &opts.config_toml {
+            store.remember_config(&ctx.config_sha256, text)?;
+        }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed, _) = watch::channel(head.seq);
         let shared = Arc::new(Shared {

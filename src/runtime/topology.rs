@@ -99,6 +99,7 @@ impl Agent {
             sinks: config.sinks.keys().cloned().collect(),
             max_page_count: None,
             metrics: Some(metrics.clone()),
+            config_toml: Some(config.effective_toml()),
         };
         metrics.declare(config.sources.keys(), config.sinks.keys());
         let journal = Journal::open(opts, ctx.clone())?;

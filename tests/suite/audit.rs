@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use shopfloor_agent::audit::export::{config_hash, export, verify_package, ExportQuery};
 use shopfloor_agent::audit::trace::{trace, GaugeStanding, Query, Trace};
 use shopfloor_agent::journal::{Journal, JournalOptions, NewRecord, Store};
 use shopfloor_agent::records::model::{Calibration, Traveler};
@@ -13,10 +14,13 @@ use shopfloor_agent::records::{QualityRecord, RecordContext, RecordKind};
 
 use crate::support::{agent_bin, tempdir};
 
+/// The configuration the records name (kept in the journal, as `run` does).
+const CONFIG: &str = "[agent]\ngateway_id = \"plant1-cell1-gw01\"\ndata_dir = \"data\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"https://qms.example.com/events\"\nauth = { type = \"bearer\", token = \"${env:QMS_TOKEN}\" }\n";
+
 fn ctx() -> RecordContext {
     RecordContext {
         gateway_id: "plant1-cell1-gw01".into(),
-        config_sha256: "ab".repeat(32),
+        config_sha256: config_hash(CONFIG).expect("config hash"),
     }
 }
 
@@ -84,7 +88,9 @@ fn build(dir: &Path) {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let journal = Journal::open(JournalOptions::new(dir), ctx()).expect("journal");
+        let mut opts = JournalOptions::new(dir);
+        opts.config_toml = Some(CONFIG.to_string());
+        let journal = Journal::open(opts, ctx()).expect("journal");
         let mut sn3 = inspection("SN-3", "WO-2", "G-1", 25.011, at("07-02", "09:00"));
         sn3.subject.lot = Some("L-7".into());
         let records = vec![
@@ -310,4 +316,221 @@ fn the_trace_command_prints_a_table_or_json_and_asks_what_to_follow() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--serial") && err.contains("--gauge"), "{err}");
+}
+
+fn everything() -> ExportQuery {
+    let now = shopfloor_agent::time::now();
+    ExportQuery {
+        from: now - time::Duration::hours(1),
+        to: now + time::Duration::hours(1),
+        work_order: None,
+    }
+}
+
+/// A copy of the package at `from` in `to`, with `change` applied to one file.
+fn tampered(from: &Path, to: &Path, file: &str, change: impl FnOnce(String) -> String) {
+    std::fs::create_dir_all(to.join("configs")).expect("dir");
+    let mut files = Vec::new();
+    for sub in ["", "configs"] {
+        for e in std::fs::read_dir(from.join(sub)).expect("read").flatten() {
+            if e.path().is_file() {
+                files.push(Path::new(sub).join(e.file_name()));
+            }
+        }
+    }
+    for f in files {
+        std::fs::copy(from.join(&f), to.join(&f)).expect("copy");
+    }
+    let text = std::fs::read_to_string(to.join(file)).expect("file");
+    std::fs::write(to.join(file), change(text)).expect("write");
+}
+
+/// The manifest of the package in `dir` updated to the files' new sums, as a forger would.
+fn reseal(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("json");
+    let names: Vec<String> = manifest["files"]
+        .as_object()
+        .expect("files")
+        .keys()
+        .cloned()
+        .collect();
+    for name in names {
+        let bytes = std::fs::read(dir.join(&name)).expect("file");
+        manifest["files"][&name] = Value::from(shopfloor_agent::journal::chain::sha256_hex(&bytes));
+    }
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&manifest).expect("json"),
+    )
+    .expect("write");
+}
+
+fn problems(dir: &Path) -> Vec<String> {
+    verify_package(dir).problems
+}
+
+#[test]
+fn an_exported_package_verifies_offline_and_any_altered_byte_is_named() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    build(&data);
+    let store = Store::open_ro(&data).expect("journal");
+    let package = dir.path().join("package");
+    let exported = export(&store, &everything(), &package).expect("export");
+    assert_eq!((exported.first_seq, exported.last_seq), (1, 15));
+    // The inspections name a configuration the journal never kept (as from an older agent).
+    assert_eq!(
+        (exported.records, exported.gaps, exported.configs),
+        (15, 2, 2)
+    );
+    // The package's last hash is the journal's head: what ties it to the gateway.
+    let head = shopfloor_agent::audit::verify::verify(&store)
+        .expect("verify")
+        .head_hash;
+    assert_eq!(exported.last_hash, head);
+
+    let report = verify_package(&package);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(
+        (
+            report.records,
+            report.configs_checked,
+            report.configs_unchecked,
+            report.files
+        ),
+        (15, 1, 1, 7)
+    );
+    let configs = std::fs::read_to_string(package.join("configs.json")).expect("configs");
+    assert!(
+        configs.contains("the journal does not hold this configuration's text"),
+        "{configs}"
+    );
+    let config =
+        std::fs::read_to_string(package.join(format!("configs/{}.toml", ctx().config_sha256)))
+            .expect("config");
+    assert!(
+        config.contains("${env:QMS_TOKEN}"),
+        "references stay: {config}"
+    );
+
+    // Through the command, on a machine without the configuration or the journal.
+    let out = Command::new(agent_bin())
+        .args(["--config", "/nonexistent/agent.toml", "verify", "--package"])
+        .arg(&package)
+        .output()
+        .expect("verify --package");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("intact"),
+        "{out:?}"
+    );
+
+    // One byte of a record.
+    let one_byte = dir.path().join("one-byte");
+    tampered(&package, &one_byte, "records.jsonl", |t| {
+        t.replacen("25.004", "25.005", 1)
+    });
+    let found = problems(&one_byte);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("records.jsonl: altered"), "{found:?}");
+    // The forger also rewrites the manifest: the chain still names the record.
+    reseal(&one_byte);
+    let found = problems(&one_byte);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("records.jsonl line 8 (seq 8): does not match its hash in the chain"),
+        "{found:?}"
+    );
+    let out = Command::new(agent_bin())
+        .args(["verify", "--package"])
+        .arg(&one_byte)
+        .output()
+        .expect("verify --package");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NOT INTACT"),
+        "{out:?}"
+    );
+
+    // A record dropped with its chain entry: the chain breaks there.
+    let dropped = dir.path().join("dropped");
+    tampered(&package, &dropped, "chain.jsonl", |t| {
+        t.lines()
+            .filter(|l| !l.contains("\"seq\":5,"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    reseal(&dropped);
+    let found = problems(&dropped);
+    assert!(
+        found.iter().any(
+            |p| p == "chain.jsonl line 5: seq 6 follows seq 4: entries missing or out of order"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("is not in the chain")),
+        "{found:?}"
+    );
+
+    // The configuration edited.
+    let edited = dir.path().join("edited");
+    let name = format!("configs/{}.toml", ctx().config_sha256);
+    tampered(&package, &edited, &name, |t| {
+        t.replace("qms.example.com", "evil.example.com")
+    });
+    reseal(&edited);
+    assert_eq!(
+        problems(&edited),
+        [format!(
+            "{name}: does not hash to {}: the configuration was altered",
+            ctx().config_sha256
+        )]
+    );
+
+    // A file slipped in.
+    let added = dir.path().join("added");
+    tampered(&package, &added, "README.txt", |t| t);
+    std::fs::write(added.join("extra.jsonl"), "{}\n").expect("write");
+    assert_eq!(
+        problems(&added),
+        ["extra.jsonl: not listed in the manifest (added after export)"]
+    );
+}
+
+#[test]
+fn a_work_order_package_holds_its_records_with_every_gap_and_the_whole_chain() {
+    let dir = tempdir();
+    build(dir.path());
+    let store = Store::open_ro(dir.path()).expect("journal");
+    let package = dir.path().join("wo1");
+    let query = ExportQuery {
+        work_order: Some("WO-1".into()),
+        ..everything()
+    };
+    let exported = export(&store, &query, &package).expect("export");
+    // SN-1 and SN-2 (three records each) and both gaps.
+    assert_eq!((exported.records, exported.gaps), (8, 2));
+    let chain = std::fs::read_to_string(package.join("chain.jsonl")).expect("chain");
+    assert_eq!(chain.lines().count(), 15, "every seq of the segment");
+    assert_eq!(chain.matches("\"included\":false").count(), 7);
+    let report = verify_package(&package);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 8);
+
+    // A package is never written over another, and an empty range says what the journal holds.
+    let again = export(&store, &query, &package).expect_err("exists");
+    assert!(
+        again.to_string().contains("exists and is not empty"),
+        "{again}"
+    );
+    let old = ExportQuery {
+        from: shopfloor_agent::time::parse("2020-01-01T00:00:00Z").expect("t"),
+        to: shopfloor_agent::time::parse("2020-01-02T00:00:00Z").expect("t"),
+        work_order: None,
+    };
+    let none = export(&store, &old, &dir.path().join("empty")).expect_err("nothing");
+    assert!(none.to_string().contains("no records were journaled between 2020-01-01T00:00:00.000Z and 2020-01-02T00:00:00.000Z (the journal holds records journaled from"), "{none}");
 }
