@@ -91,7 +91,13 @@ pub enum Command {
         /// An evidence package directory written by `export`.
         #[arg(long)]
         package: Option<PathBuf>,
+        /// Check signatures with this Ed25519 public key (hex, from `public-key`); by default the
+        /// gateway's own key file, or for a package the key its manifest names.
+        #[arg(long)]
+        public_key: Option<String>,
     },
+    /// Print the gateway's Ed25519 public key (made on the first run with journal.sign = true).
+    PublicKey,
     /// Print the fully commented reference configuration.
     GenerateConfig,
     /// Measure journal append throughput and commit latency on this machine's storage.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use shopfloor_agent::config::{Config, LoadOptions, LogFormat};
+use shopfloor_agent::journal::signing::{self, Signer};
 use shopfloor_agent::journal::{loadgen, Journal, JournalOptions, Store};
 use shopfloor_agent::records::RecordContext;
 use shopfloor_agent::runtime::{logging, topology};
@@ -191,8 +192,18 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
         Command::Verify {
             json,
             package: Some(dir),
+            public_key,
         } => {
-            let report = audit::export::verify_package(dir);
+            if let Some(bad) = public_key
+                .as_deref()
+                .filter(|k| !signing::is_public_key_hex(k))
+            {
+                eprintln!(
+                    "error: --public-key takes the 64 hex digits `public-key` prints (got {bad})"
+                );
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+            let report = audit::export::verify_package(dir, public_key.as_deref());
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -207,43 +218,30 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
         Command::Verify {
             json,
             package: None,
-        } => {
-            let store = match open_journal(cli) {
-                Ok(s) => s,
+            public_key,
+        } => verify_journal(cli, *json, public_key.as_deref()),
+        Command::PublicKey => {
+            let config = match load(cli, LoadOptions { environment: false }) {
+                Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let report = audit::verify::verify(&store)?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                match &report.problem {
-                    None => println!(
-                        "journal {}: chain verified, {} records (seq {}..{}){}, head {}",
-                        store.path().display(),
-                        report.checked,
-                        report.first_seq.unwrap_or(0),
-                        report.last_seq.unwrap_or(0),
-                        report
-                            .checkpoint
-                            .as_ref()
-                            .map(|(s, _)| format!(", from retention checkpoint at seq {s}"))
-                            .unwrap_or_default(),
-                        report.head_hash
-                    ),
-                    Some(p) => println!(
-                        "journal {}: CHAIN BROKEN at seq {}: {} ({} records before it verified)",
-                        store.path().display(),
-                        p.seq,
-                        p.what,
-                        report.checked
-                    ),
+            match Signer::load(&config.agent.data_dir) {
+                Ok(Some(signer)) => {
+                    println!("{}", signer.public_key_hex());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "error: no signing key in {}: it is made on the first run with journal.sign = true",
+                        config.agent.data_dir.join(signing::KEY_FILE).display()
+                    );
+                    Ok(ExitCode::from(EX_IOERR))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EX_IOERR))
                 }
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
         }
         Command::BenchJournal {
             dir,
@@ -253,6 +251,74 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             print_acks,
         } => bench_journal(dir, *records, *producers, *record_bytes, *print_acks),
     }
+}
+
+/// `verify` of the configured journal; signatures are checked with `public_key`, else with the
+/// gateway's own key file when there is one.
+fn verify_journal(
+    cli: &cli::Cli,
+    json: bool,
+    public_key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(bad) = public_key.filter(|k| !signing::is_public_key_hex(k)) {
+        eprintln!("error: --public-key takes the 64 hex digits `public-key` prints (got {bad})");
+        return Ok(ExitCode::from(EX_USAGE));
+    }
+    let config = match load(cli, LoadOptions { environment: false }) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = match Store::open_ro(&config.agent.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EX_IOERR));
+        }
+    };
+    let own_key = Signer::load(&config.agent.data_dir)
+        .ok()
+        .flatten()
+        .map(|s| s.public_key_hex());
+    let key = public_key.map(str::to_string).or(own_key);
+    let report = audit::verify::verify_signed(&store, key.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &report.problem {
+            None => println!(
+                "journal {}: chain verified, {} records (seq {}..{}){}, head {}{}",
+                store.path().display(),
+                report.checked,
+                report.first_seq.unwrap_or(0),
+                report.last_seq.unwrap_or(0),
+                report
+                    .checkpoint
+                    .as_ref()
+                    .map(|(s, _)| format!(", from retention checkpoint at seq {s}"))
+                    .unwrap_or_default(),
+                report.head_hash,
+                match (&report.signatures_checked_with, report.signed) {
+                    (_, 0) => String::new(),
+                    (Some(k), n) => format!("\n{n} signatures verified with public key {k}"),
+                    (None, n) => format!(
+                        "\n{n} signed records NOT checked: no public key (give --public-key)"
+                    ),
+                }
+            ),
+            Some(p) => println!(
+                "journal {}: CHAIN BROKEN at seq {}: {} ({} records before it verified)",
+                store.path().display(),
+                p.seq,
+                p.what,
+                report.checked
+            ),
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Appends synthetic records from concurrent producers; reports rate and commit latency.

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::journal::chain::{canonical_json, chain_hash, sha256_hex, to_canonical_json, GENESIS};
+use crate::journal::signing::{verify_signature, Signer};
 use crate::journal::{JournalError, Store};
 
 /// The manifest's `format`.
@@ -106,6 +107,8 @@ struct ChainEntry {
     prev_hash: String,
     hash: String,
     included: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +269,7 @@ pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported
                 prev_hash: row.prev_hash.clone(),
                 hash: row.hash.clone(),
                 included: wanted,
+                signature: row.signature.clone(),
             };
             chain.push_str(&serde_json::to_string(&entry).unwrap_or_default());
             chain.push('\n');
@@ -360,6 +364,11 @@ pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported
         "created_by": format!("shopfloor-agent {}", crate::AGENT_VERSION),
         "gateway_id": gateway,
         "journal_id": store.meta("journal_id")?,
+        "signing_public_key": store
+            .path()
+            .parent()
+            .and_then(|d| Signer::load(d).ok().flatten())
+            .map(|k| k.public_key_hex()),
         "query": {
             "from": crate::time::format(query.from),
             "to": crate::time::format(query.to),
@@ -427,6 +436,10 @@ pub struct PackageReport {
     pub configs_checked: usize,
     /// Configurations that could not be checked (text missing or secrets removed).
     pub configs_unchecked: usize,
+    /// Chain entries carrying a signature.
+    pub signed: usize,
+    /// The public key the signatures were checked with, and where it came from.
+    pub signatures_checked_with: Option<(String, &'static str)>,
     /// Every problem found, each naming the file and the line or seq.
     pub problems: Vec<String>,
 }
@@ -457,6 +470,24 @@ impl PackageReport {
                     String::new()
                 }
             );
+            match (&self.signatures_checked_with, self.signed) {
+                (_, 0) => {}
+                (Some((key, "given")), n) => {
+                    let _ = writeln!(s, "{n} signatures verified with public key {key}");
+                }
+                (Some((key, _)), n) => {
+                    let _ = writeln!(
+                        s,
+                        "{n} signatures verified with public key {key}, the key the manifest names: compare it with the gateway's (`shopfloor-agent public-key`) or pass --public-key"
+                    );
+                }
+                (None, n) => {
+                    let _ = writeln!(
+                        s,
+                        "{n} signatures NOT checked: no public key (pass --public-key)"
+                    );
+                }
+            }
         } else {
             let _ = writeln!(
                 s,
@@ -498,8 +529,9 @@ fn listed_files(dir: &Path, base: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// Checks the package in `dir` (see the module documentation for what is checked).
-pub fn verify_package(dir: &Path) -> PackageReport {
+/// Checks the package in `dir` (see the module documentation for what is checked); signatures
+/// with `public_key` (hex), else with the key the manifest names.
+pub fn verify_package(dir: &Path, public_key: Option<&str>) -> PackageReport {
     let mut report = PackageReport::default();
     let Some(manifest_text) = read(dir, "manifest.json", &mut report) else {
         return report;
@@ -553,8 +585,13 @@ pub fn verify_package(dir: &Path) -> PackageReport {
         }
     }
 
-    // 2. The chain's continuity.
+    // 2. The chain's continuity, and its signatures.
     let c = &manifest["chain"];
+    report.signatures_checked_with = match (public_key, manifest["signing_public_key"].as_str()) {
+        (Some(k), _) => Some((k.to_string(), "given")),
+        (None, Some(k)) => Some((k.to_string(), "named by the manifest")),
+        (None, None) => None,
+    };
     let mut by_id: HashMap<String, ChainEntry> = HashMap::new();
     if let Some(text) = read(dir, "chain.jsonl", &mut report) {
         let mut prev: Option<ChainEntry> = None;
@@ -589,6 +626,17 @@ pub fn verify_package(dir: &Path) -> PackageReport {
                         report.problems.push(format!(
                             "chain.jsonl line {n} (seq {}): prev_hash does not match the hash of seq {}: the chain was altered",
                             e.seq, p.seq
+                        ));
+                    }
+                }
+            }
+            if let Some(sig) = &e.signature {
+                report.signed += 1;
+                if let Some((key, _)) = &report.signatures_checked_with {
+                    if !verify_signature(key, &e.hash, sig) {
+                        report.problems.push(format!(
+                            "chain.jsonl line {n} (seq {}): the signature does not verify with public key {key}: the hash or the signature was altered, or another key signed it",
+                            e.seq
                         ));
                     }
                 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::journal::chain::{canonical_json, chain_hash, GENESIS};
+use crate::journal::signing::verify_signature;
 use crate::journal::{JournalError, Store};
 
 /// The result of a chain walk.
@@ -18,6 +19,10 @@ pub struct VerifyReport {
     pub checkpoint: Option<(i64, String)>,
     /// Hash of the last row: publish it to anchor the chain.
     pub head_hash: String,
+    /// Rows carrying a signature.
+    pub signed: u64,
+    /// The public key the signatures were checked with (None: not checked).
+    pub signatures_checked_with: Option<String>,
     /// The first problem found.
     pub problem: Option<Problem>,
 }
@@ -38,8 +43,16 @@ impl VerifyReport {
     }
 }
 
-/// Walks every row of the journal.
+/// Walks every row of the journal (signatures are not checked).
 pub fn verify(store: &Store) -> Result<VerifyReport, JournalError> {
+    verify_signed(store, None)
+}
+
+/// Walks every row of the journal and checks each signature with `public_key` (hex), if given.
+pub fn verify_signed(
+    store: &Store,
+    public_key: Option<&str>,
+) -> Result<VerifyReport, JournalError> {
     let checkpoint = store.checkpoint()?;
     let (mut prev_seq, mut prev_hash) = match &checkpoint {
         Some(c) => (c.seq, c.hash.clone()),
@@ -51,6 +64,8 @@ pub fn verify(store: &Store) -> Result<VerifyReport, JournalError> {
         last_seq: None,
         checkpoint: checkpoint.map(|c| (c.seq, c.hash)),
         head_hash: prev_hash.clone(),
+        signed: 0,
+        signatures_checked_with: public_key.map(str::to_string),
         problem: None,
     };
     let mut after = i64::MIN;
@@ -80,7 +95,17 @@ pub fn verify(store: &Store) -> Result<VerifyReport, JournalError> {
             } else if chain_hash(&prev_hash, row.body.as_bytes()) != row.hash {
                 Some("record body does not match its hash: the record was altered".to_string())
             } else {
-                check_columns(row)
+                check_columns(row).or_else(|| {
+                    let signature = row.signature.as_deref()?;
+                    report.signed += 1;
+                    let key = public_key?;
+                    (!verify_signature(key, &row.hash, signature)).then(|| {
+                        format!(
+                            "signature does not verify with public key {}: the record's hash or its signature was altered, or another key signed it",
+                            short(key)
+                        )
+                    })
+                })
             };
             if let Some(what) = problem {
                 report.problem = Some(Problem { seq: row.seq, what });

@@ -43,6 +43,8 @@ pub struct JournalConfig {
     pub prune_interval_s: u64,
     /// Most records committed in one transaction (group commit).
     pub max_batch_records: usize,
+    /// Sign each record's hash with the gateway's Ed25519 key (created on first run).
+    pub sign: bool,
 }
 
 impl Default for JournalConfig {
@@ -53,6 +55,7 @@ impl Default for JournalConfig {
             retention_days: 30,
             prune_interval_s: 3600,
             max_batch_records: 1000,
+            sign: false,
         }
     }
 }

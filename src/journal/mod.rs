@@ -44,6 +44,7 @@
 pub mod chain;
 pub mod loadgen;
 pub mod schema;
+pub mod signing;
 pub mod store;
 pub mod writer;
 

@@ -101,6 +101,8 @@ pub struct PruneOutcome {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Signs each appended record's hash (`journal.sign`).
+    signer: Option<std::sync::Arc<super::signing::Signer>>,
 }
 
 fn open_error(path: &Path, e: impl std::fmt::Display, hint: &str) -> JournalError {
@@ -155,7 +157,11 @@ impl Store {
             JournalError::Sqlite(e) => classify_open(&path, e),
             other => other,
         })?;
-        let store = Store { conn, path };
+        let store = Store {
+            conn,
+            path,
+            signer: None,
+        };
         if store.meta("journal_id")?.is_none() {
             store.set_meta("journal_id", &uuid::Uuid::now_v7().to_string())?;
             store.set_meta("created_at", &crate::time::now_rfc3339())?;
@@ -188,7 +194,11 @@ impl Store {
                 known: schema::current_version(),
             });
         }
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            signer: None,
+        })
     }
 
     /// Path of the database file.
@@ -290,8 +300,8 @@ impl Store {
         {
             let mut find = tx.prepare_cached("SELECT seq FROM records WHERE dedupe_key = ?1")?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for r in records {
                 if let Some(key) = &r.dedupe_key {
@@ -315,6 +325,7 @@ impl Store {
                     r.canonical,
                     hash,
                     new_hash,
+                    self.signer.as_ref().map(|k| k.sign(&new_hash)),
                 ])?;
                 hash = new_hash;
                 out.push(Appended::New { seq });
@@ -344,8 +355,16 @@ impl Store {
         Ok(())
     }
 
-    /// A configuration's text by its hash.
+    /// A configuration's text by its hash (None also for a journal older than schema 3).
     pub fn config(&self, sha256: &str) -> Result<Option<String>, JournalError> {
+        let kept: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'configs'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !kept {
+            return Ok(None);
+        }
         Ok(self
             .conn
             .query_row(
@@ -354,6 +373,11 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Signs every record appended from now on.
+    pub fn set_signer(&mut self, signer: Option<std::sync::Arc<super::signing::Signer>>) {
+        self.signer = signer;
     }
 
     /// Up to `limit` rows after `after`, in seq order.

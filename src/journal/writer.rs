@@ -42,6 +42,8 @@ pub struct JournalOptions {
     /// The configuration's effective TOML (secret references unresolved), kept in the journal
     /// under the hash the records carry, for evidence packages.
     pub config_toml: Option<String>,
+    /// Signs each record's hash (`journal.sign`).
+    pub signer: Option<Arc<super::signing::Signer>>,
 }
 
 impl JournalOptions {
@@ -57,6 +59,7 @@ impl JournalOptions {
             max_page_count: None,
             metrics: None,
             config_toml: None,
+            signer: None,
         }
     }
 }
@@ -140,7 +143,8 @@ impl Journal {
     /// Opens the journal and starts its writer thread. `ctx` is used for the records the journal
     /// writes itself (the gap after a refusal).
     pub fn open(opts: JournalOptions, ctx: RecordContext) -> Result<Journal, JournalError> {
-        let store = Store::open_rw(&opts.data_dir, opts.synchronous)?;
+        let mut store = Store::open_rw(&opts.data_dir, opts.synchronous)?;
+        store.set_signer(opts.signer.clone());
         if let Some(pages) = opts.max_page_count {
             store.connection().query_row(
                 &format!("PRAGMA max_page_count = {pages}"),

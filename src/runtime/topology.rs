@@ -7,6 +7,7 @@ use tokio::task::JoinSet;
 
 use super::shutdown::{self, ShutdownTrigger, Signal};
 use crate::config::{Config, ConfigErrors};
+use crate::journal::signing::Signer;
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::records::engine::Engine;
@@ -90,6 +91,19 @@ impl Agent {
 
     async fn start_as(config: Config, why: Start, metrics: Metrics) -> Result<Agent, StartError> {
         let ctx = config.record_context();
+        let signer = if config.journal.sign {
+            let (signer, created) = Signer::load_or_create(&config.agent.data_dir)?;
+            if created {
+                tracing::info!(
+                    "made the gateway's signing key {} (public key {}); back it up with the journal, and give the public key to whoever checks the records (`shopfloor-agent public-key`)",
+                    config.agent.data_dir.join(crate::journal::signing::KEY_FILE).display(),
+                    signer.public_key_hex()
+                );
+            }
+            Some((std::sync::Arc::new(signer), created))
+        } else {
+            None
+        };
         let opts = JournalOptions {
             data_dir: config.agent.data_dir.clone(),
             synchronous: config.journal.synchronous,
@@ -100,6 +114,7 @@ impl Agent {
             max_page_count: None,
             metrics: Some(metrics.clone()),
             config_toml: Some(config.effective_toml()),
+            signer: signer.as_ref().map(|(s, _)| s.clone()),
         };
         metrics.declare(config.sources.keys(), config.sinks.keys());
         let journal = Journal::open(opts, ctx.clone())?;
@@ -118,6 +133,14 @@ impl Agent {
                 from,
                 crate::time::now_rfc3339(),
                 "the agent stopped without a clean shutdown (crash, kill or power loss); nothing was captured until it restarted",
+            ));
+        }
+        if let Some((signer, true)) = &signer {
+            first.push(QualityRecord::agent_event(
+                &ctx,
+                "signing_key_created",
+                "the gateway's Ed25519 signing key was created; records from here on are signed",
+                json!({ "public_key": signer.public_key_hex(), "algorithm": "Ed25519" }),
             ));
         }
         let files: Vec<String> = config

@@ -368,7 +368,7 @@ fn reseal(dir: &Path) {
 }
 
 fn problems(dir: &Path) -> Vec<String> {
-    verify_package(dir).problems
+    verify_package(dir, None).problems
 }
 
 #[test]
@@ -391,7 +391,7 @@ fn an_exported_package_verifies_offline_and_any_altered_byte_is_named() {
         .head_hash;
     assert_eq!(exported.last_hash, head);
 
-    let report = verify_package(&package);
+    let report = verify_package(&package, None);
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(
         (
@@ -516,7 +516,7 @@ fn a_work_order_package_holds_its_records_with_every_gap_and_the_whole_chain() {
     let chain = std::fs::read_to_string(package.join("chain.jsonl")).expect("chain");
     assert_eq!(chain.lines().count(), 15, "every seq of the segment");
     assert_eq!(chain.matches("\"included\":false").count(), 7);
-    let report = verify_package(&package);
+    let report = verify_package(&package, None);
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.records, 8);
 
@@ -533,4 +533,168 @@ fn a_work_order_package_holds_its_records_with_every_gap_and_the_whole_chain() {
     };
     let none = export(&store, &old, &dir.path().join("empty")).expect_err("nothing");
     assert!(none.to_string().contains("no records were journaled between 2020-01-01T00:00:00.000Z and 2020-01-02T00:00:00.000Z (the journal holds records journaled from"), "{none}");
+}
+
+/// Rewrites `dir`'s journal from `seq` on with `edit` applied to that record's body and a
+/// consistent new chain (as a forger with write access would), keeping the old signatures.
+fn rewrite_chain(dir: &Path, seq: i64, edit: impl Fn(String) -> String) {
+    use shopfloor_agent::journal::chain::chain_hash;
+    let conn = rusqlite::Connection::open(dir.join("journal.sqlite")).expect("open");
+    conn.execute_batch("DROP TRIGGER IF EXISTS records_append_only")
+        .expect("drop trigger");
+    let mut prev: String = conn
+        .query_row("SELECT prev_hash FROM records WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .expect("row");
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, body FROM records WHERE seq >= ?1 ORDER BY seq")
+        .expect("prepare")
+        .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (s, body) in rows {
+        let body = if s == seq { edit(body) } else { body };
+        let hash = chain_hash(&prev, body.as_bytes());
+        conn.execute(
+            "UPDATE records SET body = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![body, prev, hash, s],
+        )
+        .expect("update");
+        prev = hash;
+    }
+}
+
+#[test]
+fn signed_records_verify_with_the_gateways_key_and_a_consistently_rewritten_chain_does_not() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw-sign\"\ndata_dir = \"{}\"\n\n[journal]\nsign = true\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let agent = |args: &[&str]| {
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("agent")
+    };
+    // Two runs: the key is made by the first, the records of both are signed.
+    for head in [2, 4] {
+        let mut child = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run");
+        crate::support::eventually_blocking(
+            std::time::Duration::from_secs(20),
+            "the start records",
+            || {
+                Store::open_ro(&data)
+                    .and_then(|s| s.head())
+                    .is_ok_and(|h| h.seq >= head)
+            },
+        );
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(child.wait().expect("wait").success());
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = data.join(shopfloor_agent::journal::signing::KEY_FILE);
+        let mode = std::fs::metadata(&key_file)
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = agent(&["public-key"]);
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(key.len(), 64, "{key}");
+
+    let store = Store::open_ro(&data).expect("journal");
+    let made: Vec<Value> = store
+        .bodies_of_kind("agent_event")
+        .expect("events")
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).expect("json"))
+        .filter(|e| e["agent_event"]["event"] == "signing_key_created")
+        .collect();
+    assert_eq!(made.len(), 1, "the key is made once");
+    assert_eq!(
+        made[0]["agent_event"]["details"]["public_key"],
+        key.as_str()
+    );
+    let unsigned: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM records WHERE signature IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(unsigned, 0);
+    let records = store.head().expect("head").seq;
+
+    let out = agent(&["verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!(
+            "{records} signatures verified with public key {key}"
+        )),
+        "{text}"
+    );
+    let other = agent(&["verify", "--public-key", &"cd".repeat(32)]);
+    assert_eq!(other.status.code(), Some(1), "another key: {other:?}");
+    assert!(
+        String::from_utf8_lossy(&other.stdout)
+            .contains("CHAIN BROKEN at seq 1: signature does not verify"),
+        "{other:?}"
+    );
+
+    // An evidence package carries the signatures; checked with the key given.
+    let package = dir.path().join("package");
+    let now = shopfloor_agent::time::now();
+    export(
+        &store,
+        &ExportQuery {
+            from: now - time::Duration::hours(1),
+            to: now + time::Duration::hours(1),
+            work_order: None,
+        },
+        &package,
+    )
+    .expect("export");
+    let report = verify_package(&package, Some(&key));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.signed as i64, records);
+    drop(store);
+
+    // A forger rewrites the start record and the whole chain after it: the chain alone verifies,
+    // the signatures do not.
+    rewrite_chain(&data, 2, |b| b.replace("started", "STARTED"));
+    let store = Store::open_ro(&data).expect("journal");
+    assert!(shopfloor_agent::audit::verify::verify(&store)
+        .expect("verify")
+        .ok());
+    let out = agent(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("CHAIN BROKEN at seq 2: signature does not verify with public key"),
+        "{out:?}"
+    );
 }
