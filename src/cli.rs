@@ -96,6 +96,28 @@ pub enum Command {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Send records to a sink again (after the QMS was fixed or lost data); the running agent
+    /// does it and records who asked in an agent_event.
+    Replay {
+        /// The sink (as in [sinks.<id>]).
+        #[arg(long)]
+        sink: String,
+        /// First seq to send again.
+        #[arg(long)]
+        from: i64,
+        /// Last seq (default: the journal's last).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Why, for the record (a ticket number, say).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Records a sink refused for good: list them, or re-send them once the peer is fixed.
+    DeadLetters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
     /// Print the gateway's Ed25519 public key (made on the first run with journal.sign = true).
     PublicKey,
     /// Print the fully commented reference configuration.
@@ -118,4 +140,32 @@ pub enum Command {
         #[arg(long)]
         print_acks: bool,
     },
+}
+
+/// `dead-letters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// The open dead letters with the peer's reason.
+    List {
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running agent to send them again (all, one sink's, or one seq).
+    Retry {
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only the dead letter of this seq.
+        #[arg(long)]
+        seq: Option<i64>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The replay and retry requests, pending and done, with their outcome.
+    Requests,
 }

@@ -29,6 +29,11 @@ fn load(cli: &cli::Cli, opts: LoadOptions) -> Result<Config, ExitCode> {
 /// The journal of the configured data directory, read-only.
 fn open_journal(cli: &cli::Cli) -> Result<Store, ExitCode> {
     let config = load(cli, LoadOptions { environment: false })?;
+    store_of(&config)
+}
+
+/// The journal of `config`, read-only.
+fn store_of(config: &Config) -> Result<Store, ExitCode> {
     Store::open_ro(&config.agent.data_dir).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EX_IOERR)
@@ -220,6 +225,60 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             package: None,
             public_key,
         } => verify_journal(cli, *json, public_key.as_deref()),
+        Command::Replay {
+            sink,
+            from,
+            to,
+            reason,
+        } => {
+            let config = match load(cli, LoadOptions { environment: false }) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            requested(audit::resend::request_replay(
+                &config,
+                sink,
+                *from,
+                *to,
+                reason.as_deref(),
+            ))
+        }
+        Command::DeadLetters { action } => {
+            let config = match load(cli, LoadOptions { environment: false }) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            use cli::DeadLettersAction;
+            match action {
+                DeadLettersAction::Retry { sink, seq, reason } => requested(
+                    audit::resend::request_retry(&config, sink.as_deref(), *seq, reason.as_deref()),
+                ),
+                DeadLettersAction::List { sink, json } => {
+                    let store = match store_of(&config) {
+                        Ok(s) => s,
+                        Err(code) => return Ok(code),
+                    };
+                    let letters = store.dead_letters(sink.as_deref())?;
+                    if *json {
+                        println!("{}", serde_json::to_string_pretty(&letters)?);
+                    } else {
+                        print!("{}", audit::resend::render_dead_letters(&letters));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                DeadLettersAction::Requests => {
+                    let store = match store_of(&config) {
+                        Ok(s) => s,
+                        Err(code) => return Ok(code),
+                    };
+                    print!(
+                        "{}",
+                        audit::resend::render_requests(&store.requests(None, false)?)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
         Command::PublicKey => {
             let config = match load(cli, LoadOptions { environment: false }) {
                 Ok(c) => c,
@@ -253,6 +312,24 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A request's confirmation, or why it was not made.
+fn requested(r: Result<String, audit::resend::RequestError>) -> anyhow::Result<ExitCode> {
+    match r {
+        Ok(message) => {
+            println!("{}", message.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(audit::resend::RequestError::Invalid(why)) => {
+            eprintln!("error: {why}");
+            Ok(ExitCode::from(EX_USAGE))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EX_IOERR))
+        }
+    }
+}
+
 /// `verify` of the configured journal; signatures are checked with `public_key`, else with the
 /// gateway's own key file when there is one.
 fn verify_journal(
@@ -268,12 +345,9 @@ fn verify_journal(
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = match Store::open_ro(&config.agent.data_dir) {
+    let store = match store_of(&config) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EX_IOERR));
-        }
+        Err(code) => return Ok(code),
     };
     let own_key = Signer::load(&config.agent.data_dir)
         .ok()

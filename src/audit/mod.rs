@@ -1,8 +1,10 @@
 //! Audit tools that read the journal: `verify` (the hash chain), `status` (health for OT staff)
 //! `trace` (the thread of a part, lot, work order or gauge) and `export` (evidence packages, checked
-//! offline by `verify --package`).
+//! offline by `verify --package`), `replay` and `dead-letters` (re-send requests the running agent
+//! performs).
 
 pub mod export;
+pub mod resend;
 pub mod status;
 pub mod trace;
 pub mod verify;

@@ -94,6 +94,23 @@ pub const MIGRATIONS: &[&str] = &[
         toml       TEXT NOT NULL
     ) STRICT;
     "#,
+    // 4: re-sends asked for from the command line (`replay`, `dead-letters retry`), performed by
+    // the running agent's sink driver.
+    r#"
+    CREATE TABLE requests (
+        id           INTEGER PRIMARY KEY,
+        sink         TEXT NOT NULL,
+        action       TEXT NOT NULL,        -- replay | retry_dead_letters
+        from_seq     INTEGER,
+        to_seq       INTEGER,
+        requested_by TEXT NOT NULL,
+        reason       TEXT,
+        requested_at TEXT NOT NULL,
+        done_at      TEXT,
+        outcome      TEXT
+    ) STRICT;
+    CREATE INDEX requests_open ON requests(sink) WHERE done_at IS NULL;
+    "#,
 ];
 
 /// The schema version this agent writes.

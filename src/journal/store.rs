@@ -74,7 +74,7 @@ pub struct SinkCursor {
 }
 
 /// A record the peer rejected for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
     /// Sink id.
     pub sink: String,
@@ -86,6 +86,31 @@ pub struct DeadLetter {
     pub reason: String,
     /// When.
     pub at: String,
+}
+
+/// A re-send asked for from the command line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Request {
+    /// Request id.
+    pub id: i64,
+    /// Sink id.
+    pub sink: String,
+    /// `replay` or `retry_dead_letters`.
+    pub action: String,
+    /// First seq (replay; a dead letter's seq, or all of the sink's).
+    pub from_seq: Option<i64>,
+    /// Last seq.
+    pub to_seq: Option<i64>,
+    /// Who asked (user name as the system knows it).
+    pub requested_by: String,
+    /// Why, as given.
+    pub reason: Option<String>,
+    /// When.
+    pub requested_at: String,
+    /// When it was done (None: pending).
+    pub done_at: Option<String>,
+    /// What was done.
+    pub outcome: Option<String>,
 }
 
 /// What a prune run did.
@@ -558,6 +583,73 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Asks the running agent to re-send (see [`Request`]); returns the request id.
+    pub fn request(
+        &self,
+        sink: &str,
+        action: &str,
+        seqs: (Option<i64>, Option<i64>),
+        requested_by: &str,
+        reason: Option<&str>,
+    ) -> Result<i64, JournalError> {
+        self.conn.execute(
+            "INSERT INTO requests (sink, action, from_seq, to_seq, requested_by, reason, requested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![sink, action, seqs.0, seqs.1, requested_by, reason, crate::time::now_rfc3339()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Requests for `sink` (pending only, or all), oldest first.
+    pub fn requests(
+        &self,
+        sink: Option<&str>,
+        pending: bool,
+    ) -> Result<Vec<Request>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, sink, action, from_seq, to_seq, requested_by, reason, requested_at, done_at, outcome
+             FROM requests WHERE (?1 IS NULL OR sink = ?1) AND (?2 = 0 OR done_at IS NULL) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![sink, pending], |r| {
+            Ok(Request {
+                id: r.get(0)?,
+                sink: r.get(1)?,
+                action: r.get(2)?,
+                from_seq: r.get(3)?,
+                to_seq: r.get(4)?,
+                requested_by: r.get(5)?,
+                reason: r.get(6)?,
+                requested_at: r.get(7)?,
+                done_at: r.get(8)?,
+                outcome: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a request done with its outcome, and the dead letters it re-sent as retried.
+    pub fn settle_request(
+        &mut self,
+        id: i64,
+        outcome: &str,
+        retried: &[(String, i64)],
+    ) -> Result<(), JournalError> {
+        let now = crate::time::now_rfc3339();
+        let tx = self.conn.transaction()?;
+        for (sink, seq) in retried {
+            tx.execute(
+                "UPDATE dead_letters SET retried_at = ?1 WHERE sink = ?2 AND seq = ?3 AND retried_at IS NULL",
+                params![now, sink, seq],
+            )?;
+        }
+        tx.execute(
+            "UPDATE requests SET done_at = ?1, outcome = ?2 WHERE id = ?3",
+            params![now, outcome, id],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Source state of `source`, as (key, value, updated_at).

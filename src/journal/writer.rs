@@ -120,6 +120,12 @@ enum Command {
         reason: String,
         reply: Reply<()>,
     },
+    Settle {
+        request: i64,
+        outcome: String,
+        retried: Vec<(String, i64)>,
+        reply: Reply<()>,
+    },
     Close,
 }
 
@@ -130,6 +136,7 @@ struct Shared {
     refused: AtomicU64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     startup: Startup,
+    ctx: RecordContext,
 }
 
 /// Handle to the journal. Cheap to clone; every clone talks to the same writer thread.
@@ -173,6 +180,7 @@ impl Journal {
             refused: AtomicU64::new(0),
             thread: Mutex::new(None),
             startup,
+            ctx: ctx.clone(),
         });
         let writer = Writer {
             store,
@@ -299,6 +307,27 @@ impl Journal {
             seq,
             record_id,
             reason,
+            reply,
+        })
+        .await
+    }
+
+    /// The gateway and configuration the journal's own records name.
+    pub fn context(&self) -> RecordContext {
+        self.shared.ctx.clone()
+    }
+
+    /// Marks a re-send request done, and the dead letters it re-sent as retried.
+    pub async fn settle_request(
+        &self,
+        request: i64,
+        outcome: String,
+        retried: Vec<(String, i64)>,
+    ) -> Result<(), JournalError> {
+        self.call(|reply| Command::Settle {
+            request,
+            outcome,
+            retried,
             reply,
         })
         .await
@@ -453,6 +482,14 @@ impl Writer {
                 reply,
             } => {
                 let _ = reply.send(self.store.dead_letter(&sink, seq, &record_id, &reason));
+            }
+            Command::Settle {
+                request,
+                outcome,
+                retried,
+                reply,
+            } => {
+                let _ = reply.send(self.store.settle_request(request, &outcome, &retried));
             }
             Command::RegisterSink { sink, reply } => {
                 let _ = reply.send(self.store.register_sink(&sink));

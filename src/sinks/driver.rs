@@ -29,6 +29,9 @@ pub struct DeliveryOptions {
     pub retry_max: Duration,
 }
 
+/// How often the driver looks for `replay` and `dead-letters retry` requests.
+const REQUEST_CHECK: Duration = Duration::from_secs(1);
+
 /// Longest wait honoured from a peer's `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -84,17 +87,14 @@ impl Driver {
     }
 
     async fn read_batch(&self) -> Result<Vec<JournalRow>, JournalError> {
-        let reader = self.reader.clone();
-        let (after, max_records, max_bytes) = (
-            self.cursor,
-            self.opts.batch_max_records,
-            self.opts.batch_max_bytes,
-        );
-        tokio::task::spawn_blocking(move || {
-            let store = reader
-                .lock()
-                .map_err(|_| JournalError::Failed("reader lock poisoned".into()))?;
-            let mut rows = store.read_after(after, max_records)?;
+        self.read(self.cursor, i64::MAX).await
+    }
+
+    /// Rows after `after` up to `to`, within the batch limits.
+    async fn read(&self, after: i64, to: i64) -> Result<Vec<JournalRow>, JournalError> {
+        let (max_records, max_bytes) = (self.opts.batch_max_records, self.opts.batch_max_bytes);
+        self.with_reader(move |store| {
+            let mut rows = store.read_range(after, to, max_records)?;
             let mut bytes = 0usize;
             let mut keep = 0usize;
             for r in &rows {
@@ -106,6 +106,20 @@ impl Driver {
             }
             rows.truncate(keep);
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = reader
+                .lock()
+                .map_err(|_| JournalError::Failed("reader lock poisoned".into()))?;
+            f(&store)
         })
         .await
         .map_err(|e| JournalError::Failed(e.to_string()))?
@@ -120,10 +134,15 @@ impl Driver {
             self.sink.target(),
             self.cursor + 1
         );
+        let mut requests_checked = std::time::Instant::now() - REQUEST_CHECK;
         loop {
             // After shutdown the driver keeps delivering while it can (the stop record included),
             // and leaves at the first empty read or failure; the caller bounds this with a grace time.
             let draining = shutdown.is_triggered();
+            if !draining && requests_checked.elapsed() >= REQUEST_CHECK {
+                requests_checked = std::time::Instant::now();
+                self.serve_requests(&mut shutdown).await;
+            }
             let rows = match self.read_batch().await {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -139,8 +158,8 @@ impl Driver {
                 tokio::select! {
                     _ = committed.changed() => {}
                     _ = shutdown.wait() => {}
-                    // A safety net: also look again now and then.
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    // Requests from the command line, and a safety net.
+                    _ = tokio::time::sleep(REQUEST_CHECK) => {}
                 }
                 continue;
             }
@@ -180,28 +199,13 @@ impl Driver {
 
     async fn one_by_one(&mut self, rows: Vec<JournalRow>, shutdown: &mut Shutdown) {
         for row in rows {
-            loop {
-                match self.sink.send(std::slice::from_ref(&row)).await {
-                    Ok(()) => {
-                        self.metrics.sent(&self.id, 1);
-                        self.delivered(row.seq).await;
-                        break;
-                    }
-                    Err(SendError::Reject { reason }) => {
-                        self.reject(&row, &reason).await;
-                        break;
-                    }
-                    Err(SendError::Retry {
-                        reason,
-                        retry_after,
-                    }) => {
-                        let delay = self.failed(&reason, retry_after);
-                        if shutdown.is_triggered() {
-                            return;
-                        }
-                        self.pause(shutdown, delay).await;
-                    }
-                }
+            match self
+                .send_answered(std::slice::from_ref(&row), shutdown)
+                .await
+            {
+                Some(Ok(())) => self.delivered(row.seq).await,
+                Some(Err(reason)) => self.reject(&row, &reason).await,
+                None => return,
             }
         }
     }
@@ -256,6 +260,199 @@ impl Driver {
         self.delivered(row.seq).await;
     }
 
+    /// Performs the pending `replay` and `dead-letters retry` requests for this sink, each
+    /// recorded by an `agent_event` and a log line. A request cut short by shutdown stays pending
+    /// and runs again after the next start (the QMS sees the same ids again).
+    async fn serve_requests(&mut self, shutdown: &mut Shutdown) {
+        let id = self.id.clone();
+        let pending = match self.with_reader(move |s| s.requests(Some(&id), true)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("sink {}: cannot read requests: {e}", self.id);
+                return;
+            }
+        };
+        for r in pending {
+            let done = match r.action.as_str() {
+                "replay" => self.replay(&r, shutdown).await,
+                "retry_dead_letters" => self.retry_dead_letters(&r, shutdown).await,
+                other => Some(Resent {
+                    outcome: format!("unknown request {other}: ignored"),
+                    ..Resent::default()
+                }),
+            };
+            let Some(done) = done else { return };
+            self.settle(&r, done).await;
+        }
+    }
+
+    async fn settle(&mut self, r: &crate::journal::store::Request, done: Resent) {
+        tracing::info!(
+            "sink {}: {} (request {} by {} at {}{})",
+            self.id,
+            done.outcome,
+            r.id,
+            r.requested_by,
+            r.requested_at,
+            r.reason
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default()
+        );
+        let event = crate::records::QualityRecord::agent_event(
+            &self.journal.context(),
+            if r.action == "replay" {
+                "replay"
+            } else {
+                "dead_letters_retried"
+            },
+            done.outcome.clone(),
+            serde_json::json!({
+                "sink": self.id,
+                "request": r.id,
+                "requested_by": r.requested_by,
+                "requested_at": r.requested_at,
+                "reason": r.reason,
+                "from_seq": r.from_seq,
+                "to_seq": r.to_seq,
+                "sent": done.sent,
+                "refused": done
+                    .refused
+                    .iter()
+                    .map(|(seq, why)| serde_json::json!({ "seq": seq, "reason": why }))
+                    .collect::<Vec<_>>(),
+            }),
+        );
+        if let Err(e) = self.journal.append_record(event).await {
+            tracing::error!("sink {}: cannot record request {}: {e}", self.id, r.id);
+            return;
+        }
+        let retried = done
+            .retried
+            .into_iter()
+            .map(|seq| (self.id.clone(), seq))
+            .collect();
+        if let Err(e) = self
+            .journal
+            .settle_request(r.id, done.outcome, retried)
+            .await
+        {
+            tracing::error!("sink {}: cannot mark request {} done: {e}", self.id, r.id);
+        }
+    }
+
+    /// Sends `rows` until the peer answers for good: `Some(Ok)` sent, `Some(Err)` refused, `None`
+    /// if shutdown came first.
+    async fn send_answered(
+        &mut self,
+        rows: &[JournalRow],
+        shutdown: &mut Shutdown,
+    ) -> Option<Result<(), String>> {
+        loop {
+            match self.sink.send(rows).await {
+                Ok(()) => {
+                    self.metrics.sent(&self.id, rows.len() as u64);
+                    return Some(Ok(()));
+                }
+                Err(SendError::Reject { reason }) => return Some(Err(reason)),
+                Err(SendError::Retry {
+                    reason,
+                    retry_after,
+                }) => {
+                    let delay = self.failed(&reason, retry_after);
+                    if shutdown.is_triggered() {
+                        return None;
+                    }
+                    self.pause(shutdown, delay).await;
+                    if shutdown.is_triggered() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn replay(
+        &mut self,
+        r: &crate::journal::store::Request,
+        shutdown: &mut Shutdown,
+    ) -> Option<Resent> {
+        let (from, to) = (r.from_seq.unwrap_or(1), r.to_seq.unwrap_or(i64::MAX));
+        let mut done = Resent::default();
+        let mut after = from - 1;
+        let mut last = None;
+        while after < to {
+            let rows = self.read(after, to).await.ok()?;
+            let Some(tail) = rows.last() else { break };
+            after = tail.seq;
+            last = Some(tail.seq);
+            match self.send_answered(&rows, shutdown).await? {
+                Ok(()) => done.sent += rows.len() as u64,
+                // One by one, to send all but the refused ones.
+                Err(_) => {
+                    for row in &rows {
+                        match self
+                            .send_answered(std::slice::from_ref(row), shutdown)
+                            .await?
+                        {
+                            Ok(()) => done.sent += 1,
+                            Err(why) => done.refused.push((row.seq, why)),
+                        }
+                    }
+                }
+            }
+        }
+        done.outcome = match last {
+            Some(last) => format!(
+                "replayed seq {from}..{last}: {} record(s) sent again{}",
+                done.sent,
+                refused_note(&done.refused)
+            ),
+            None => format!("replay of seq {from}..: no records in that range"),
+        };
+        Some(done)
+    }
+
+    async fn retry_dead_letters(
+        &mut self,
+        r: &crate::journal::store::Request,
+        shutdown: &mut Shutdown,
+    ) -> Option<Resent> {
+        let id = self.id.clone();
+        let letters = self
+            .with_reader(move |s| s.dead_letters(Some(&id)))
+            .await
+            .ok()?;
+        let mut done = Resent::default();
+        for d in letters
+            .iter()
+            .filter(|d| r.from_seq.is_none_or(|s| s == d.seq))
+        {
+            let rows = self.read(d.seq - 1, d.seq).await.ok()?;
+            let Some(row) = rows.first() else {
+                done.refused
+                    .push((d.seq, "the record is no longer in the journal".into()));
+                continue;
+            };
+            match self
+                .send_answered(std::slice::from_ref(row), shutdown)
+                .await?
+            {
+                Ok(()) => {
+                    done.sent += 1;
+                    done.retried.push(d.seq);
+                }
+                Err(why) => done.refused.push((d.seq, why)),
+            }
+        }
+        done.outcome = format!(
+            "dead letters re-sent: {} delivered{}",
+            done.sent,
+            refused_note(&done.refused)
+        );
+        Some(done)
+    }
+
     fn failed(&mut self, reason: &str, retry_after: Option<Duration>) -> Duration {
         self.metrics.retry(&self.id);
         let delay = match retry_after {
@@ -290,5 +487,27 @@ impl Driver {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait() => {}
         }
+    }
+}
+
+/// What a request re-sent.
+#[derive(Debug, Default)]
+struct Resent {
+    outcome: String,
+    sent: u64,
+    /// Seqs of dead letters now delivered.
+    retried: Vec<i64>,
+    /// Seqs the peer refused again, with its reason.
+    refused: Vec<(i64, String)>,
+}
+
+fn refused_note(refused: &[(i64, String)]) -> String {
+    match refused {
+        [] => String::new(),
+        [(seq, why), ..] => format!(
+            ", {} refused again (seq {seq}: {why}{})",
+            refused.len(),
+            if refused.len() > 1 { ", …" } else { "" }
+        ),
     }
 }

@@ -698,3 +698,182 @@ fn signed_records_verify_with_the_gateways_key_and_a_consistently_rewritten_chai
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_replays_are_re_sent_by_the_running_agent_and_recorded_with_who_asked() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let d = data.clone();
+    std::thread::spawn(move || build(&d))
+        .join()
+        .expect("journal built");
+    let qms = crate::support::qms::Qms::start().await;
+    // The QMS refuses part SN-3's records (two inspections) until it is fixed.
+    *qms.state.poison.lock().expect("lock") = Some("SN-3".into());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw-resend\"\ndata_dir = \"{}\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"http://{}/events\"\nretry_initial_ms = 100\nretry_max_ms = 300\n",
+            data.display(),
+            qms.addr
+        ),
+    )
+    .expect("config");
+    let cli = |args: &[&str]| {
+        Command::new(agent_bin())
+            .env("USER", "auditor")
+            .env_remove("SUDO_USER")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("agent")
+    };
+    let mut agent = crate::support::KillOnDrop(
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    let arrivals = |id: &str| {
+        qms.state
+            .events
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| e["id"] == id)
+            .count()
+    };
+    let open_letters = || {
+        Store::open_ro(&data)
+            .and_then(|s| s.dead_letters(None))
+            .map(|d| d.len())
+            .unwrap_or(0)
+    };
+    let events = |event: &str| -> Vec<Value> {
+        Store::open_ro(&data)
+            .and_then(|s| s.bodies_of_kind("agent_event"))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter(|e| e["agent_event"]["event"] == event)
+            .collect()
+    };
+    let wait = std::time::Duration::from_secs(30);
+    crate::support::eventually(wait, "SN-3's two records dead-lettered", || {
+        open_letters() == 2
+    })
+    .await;
+
+    let out = cli(&["dead-letters", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("qms ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("poison"), "{text}");
+
+    // The QMS is fixed; the dead letters are re-sent on request.
+    *qms.state.poison.lock().expect("lock") = None;
+    let out = cli(&["dead-letters", "retry", "--reason", "QMS fixed, ticket 42"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("re-send 2 dead letter(s) to sink qms, asked by auditor"),
+        "{out:?}"
+    );
+    crate::support::eventually(wait, "the retry recorded", || {
+        !events("dead_letters_retried").is_empty()
+    })
+    .await;
+    assert_eq!(open_letters(), 0);
+    let retried = &events("dead_letters_retried")[0]["agent_event"];
+    assert_eq!(retried["details"]["requested_by"], "auditor");
+    assert_eq!(retried["details"]["reason"], "QMS fixed, ticket 42");
+    assert_eq!(retried["details"]["sent"], 2);
+    let sn3: Vec<String> = Store::open_ro(&data)
+        .expect("journal")
+        .read_after(0, 100)
+        .expect("rows")
+        .into_iter()
+        .filter(|r| r.body.contains("SN-3"))
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(sn3.len(), 2);
+    assert!(
+        sn3.iter().all(|id| arrivals(id) == 1),
+        "each SN-3 record arrived once"
+    );
+
+    // The QMS lost seq 2..4: replayed on request, each id arrives a second time.
+    let ids: Vec<String> = Store::open_ro(&data)
+        .expect("journal")
+        .read_range(1, 4, 10)
+        .expect("rows")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert!(ids.iter().all(|id| arrivals(id) == 1));
+    let out = cli(&[
+        "replay",
+        "--sink",
+        "qms",
+        "--from",
+        "2",
+        "--to",
+        "4",
+        "--reason",
+        "QMS restore",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    crate::support::eventually(wait, "the replay recorded", || !events("replay").is_empty()).await;
+    assert!(
+        ids.iter().all(|id| arrivals(id) == 2),
+        "seq 2..4 sent again"
+    );
+    let replay = &events("replay")[0]["agent_event"];
+    assert_eq!(replay["details"]["sent"], 3);
+    assert_eq!(replay["details"]["requested_by"], "auditor");
+    assert!(
+        replay["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("replayed seq 2..4"),
+        "{replay}"
+    );
+    let out = cli(&["dead-letters", "requests"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.matches(" done ").count(), 2, "{text}");
+
+    // Requests that cannot be done are refused with the reason.
+    let out = cli(&["replay", "--sink", "mes", "--from", "1"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no sink `mes` in the configuration (sinks: qms)"),
+        "{out:?}"
+    );
+    let out = cli(&["replay", "--sink", "qms", "--from", "0", "--to", "99999"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the journal holds seq 1.."),
+        "{out:?}"
+    );
+    let out = cli(&["dead-letters", "retry"]);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "nothing left to retry: {out:?}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status();
+    assert!(agent.0.wait().expect("wait").success());
+    assert!(cli(&["verify"]).status.success());
+}
