@@ -44,6 +44,10 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Reconcile instead: per work order or per day, records captured vs acknowledged by
+        /// each sink (and receipt ids from the QMS).
+        #[arg(long, value_enum)]
+        by: Option<ReconcileBy>,
     },
     /// Every record of a part, lot or work order in time order with the gaps overlapping it; or
     /// every inspection made with a gauge and how it stood against the gauge's calibrations.
@@ -168,4 +172,13 @@ pub enum DeadLettersAction {
     },
     /// The replay and retry requests, pending and done, with their outcome.
     Requests,
+}
+
+/// `status --by`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReconcileBy {
+    /// Per work order.
+    WorkOrder,
+    /// Per capture day (UTC).
+    Day,
 }

@@ -109,7 +109,24 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Status { json } => {
+        Command::Status { json, by: Some(by) } => {
+            let store = match open_journal(cli) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let by = match by {
+                cli::ReconcileBy::WorkOrder => audit::reconcile::By::WorkOrder,
+                cli::ReconcileBy::Day => audit::reconcile::By::Day,
+            };
+            let all = audit::reconcile::reconcile(&store, by)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print!("{}", audit::reconcile::render(&all, by));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, by: None } => {
             let config = match load(cli, LoadOptions { environment: false }) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),

@@ -26,7 +26,7 @@
 //!    appends are grouped into one transaction (group commit), each caller is answered after commit.
 //!    Readers (sinks, `status`, `verify`) use their own connections (WAL lets them read while it writes).
 //!
-//! # On-disk schema (version 4, `PRAGMA user_version`)
+//! # On-disk schema (version 5, `PRAGMA user_version`)
 //!
 //! | table | rows | key columns |
 //! |---|---|---|
@@ -38,6 +38,7 @@
 //! | `quarantine` | one per unusable payload | `source`, `topic`, `payload` (first 64 KiB), `size`, `reason` |
 //! | `configs` | one per configuration run | `sha256` (as in the records' provenance), `first_used`, `toml` (secret references unresolved) |
 //! | `requests` | one per `replay` / `dead-letters retry` | `sink`, `action`, `from_seq`, `to_seq`, `requested_by`, `reason`, `requested_at`, `done_at`, `outcome` |
+//! | `receipts` | one per record a sink's peer answered for | `sink`, `seq`, `record_id`, `receipt` (the QMS's id), `at` |
 //! | `meta` | settings | `journal_id`, `created_at`, `last_config_sha256`, `clean_shutdown` |
 //!
 //! The exact DDL is in [`schema`].

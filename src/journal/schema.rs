@@ -111,6 +111,17 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX requests_open ON requests(sink) WHERE done_at IS NULL;
     "#,
+    // 5: the receipt ids a QMS answered with, for reconciliation (`status --by`).
+    r#"
+    CREATE TABLE receipts (
+        sink      TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        receipt   TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        PRIMARY KEY (sink, seq)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this agent writes.

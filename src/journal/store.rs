@@ -629,6 +629,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Keeps receipt ids a sink's peer answered with: (seq, record id, receipt).
+    pub fn keep_receipts(
+        &mut self,
+        sink: &str,
+        receipts: &[(i64, String, String)],
+    ) -> Result<(), JournalError> {
+        let now = crate::time::now_rfc3339();
+        let tx = self.conn.transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO receipts (sink, seq, record_id, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(sink, seq) DO UPDATE SET receipt = excluded.receipt, at = excluded.at",
+            )?;
+            for (seq, id, receipt) in receipts {
+                put.execute(params![sink, seq, id, receipt, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Marks a request done with its outcome, and the dead letters it re-sent as retried.
     pub fn settle_request(
         &mut self,

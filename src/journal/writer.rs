@@ -120,6 +120,10 @@ enum Command {
         reason: String,
         reply: Reply<()>,
     },
+    Receipts {
+        sink: String,
+        receipts: Vec<(i64, String, String)>,
+    },
     Settle {
         request: i64,
         outcome: String,
@@ -317,6 +321,15 @@ impl Journal {
         self.shared.ctx.clone()
     }
 
+    /// Keeps receipt ids a sink's peer answered with, as (seq, record id, receipt). Fire and
+    /// forget: a receipt lost in a crash only leaves that record unreconciled.
+    pub fn keep_receipts(&self, sink: &str, receipts: Vec<(i64, String, String)>) {
+        let _ = self.tx.try_send(Command::Receipts {
+            sink: sink.to_string(),
+            receipts,
+        });
+    }
+
     /// Marks a re-send request done, and the dead letters it re-sent as retried.
     pub async fn settle_request(
         &self,
@@ -482,6 +495,14 @@ impl Writer {
                 reply,
             } => {
                 let _ = reply.send(self.store.dead_letter(&sink, seq, &record_id, &reason));
+            }
+            Command::Receipts { sink, receipts } => {
+                if let Err(e) = self.store.keep_receipts(&sink, &receipts) {
+                    tracing::warn!(
+                        "sink {sink}: cannot keep {} receipt id(s): {e}",
+                        receipts.len()
+                    );
+                }
             }
             Command::Settle {
                 request,

@@ -164,7 +164,8 @@ impl Driver {
                 continue;
             }
             match self.sink.send(&rows).await {
-                Ok(()) => {
+                Ok(receipts) => {
+                    self.keep_receipts(&rows, receipts);
                     let last = rows[rows.len() - 1].seq;
                     self.metrics.sent(&self.id, rows.len() as u64);
                     self.delivered(last).await;
@@ -350,7 +351,8 @@ impl Driver {
     ) -> Option<Result<(), String>> {
         loop {
             match self.sink.send(rows).await {
-                Ok(()) => {
+                Ok(receipts) => {
+                    self.keep_receipts(rows, receipts);
                     self.metrics.sent(&self.id, rows.len() as u64);
                     return Some(Ok(()));
                 }
@@ -370,6 +372,20 @@ impl Driver {
                 }
             }
         }
+    }
+
+    fn keep_receipts(&self, rows: &[JournalRow], receipts: super::Receipts) {
+        if receipts.is_empty() {
+            return;
+        }
+        let with_seq = receipts
+            .into_iter()
+            .filter_map(|(id, receipt)| {
+                let row = rows.iter().find(|r| r.id == id)?;
+                Some((row.seq, id, receipt))
+            })
+            .collect();
+        self.journal.keep_receipts(&self.id, with_seq);
     }
 
     async fn replay(

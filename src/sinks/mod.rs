@@ -89,6 +89,9 @@ impl SinkConfig {
     }
 }
 
+/// Receipt ids a peer gave for delivered records: (record id, receipt id).
+pub type Receipts = Vec<(String, String)>;
+
 /// Why a batch was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -132,14 +135,14 @@ impl Sink {
         }
     }
 
-    /// Sends one batch (journal order, at least one row).
-    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<(), SendError> {
+    /// Sends one batch (journal order, at least one row); returns the receipts the peer gave.
+    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<Receipts, SendError> {
         match self {
             #[cfg(feature = "sink-http")]
             Sink::Http(s) => s.send(rows).await,
-            Sink::File(s) => s.send(rows).await,
+            Sink::File(s) => s.send(rows).await.map(|()| Vec::new()),
             #[cfg(feature = "source-mqtt")]
-            Sink::Mqtt(s) => s.send(rows).await,
+            Sink::Mqtt(s) => s.send(rows).await.map(|()| Vec::new()),
         }
     }
 

@@ -710,6 +710,10 @@ async fn dead_letters_and_replays_are_re_sent_by_the_running_agent_and_recorded_
     let qms = crate::support::qms::Qms::start().await;
     // The QMS refuses part SN-3's records (two inspections) until it is fixed.
     *qms.state.poison.lock().expect("lock") = Some("SN-3".into());
+    // It answers with its own receipt id for each record it takes.
+    qms.state
+        .receipts
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -778,6 +782,35 @@ async fn dead_letters_and_replays_are_re_sent_by_the_running_agent_and_recorded_
     );
     assert!(text.contains("poison"), "{text}");
 
+    // Reconciliation: WO-2's SN-3 records are captured but not acknowledged.
+    let by_work_order = |cli_out: std::process::Output| -> Vec<(String, i64, i64, i64)> {
+        let v: Value = serde_json::from_slice(&cli_out.stdout).expect("json");
+        v[0]["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| {
+                (
+                    l["key"].as_str().unwrap_or("-").to_string(),
+                    l["captured"].as_i64().unwrap_or(-1),
+                    l["acknowledged"].as_i64().unwrap_or(-1),
+                    l["receipted"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let line = |k: &str, c: i64, a: i64, r: i64| (k.to_string(), c, a, r);
+    assert_eq!(
+        by_work_order(cli(&["status", "--by", "work-order", "--json"])),
+        [
+            line("(none)", 6, 6, 6),
+            line("WO-1", 6, 6, 6),
+            line("WO-2", 3, 1, 1)
+        ]
+    );
+    let text = String::from_utf8_lossy(&cli(&["status", "--by", "work-order"]).stdout).to_string();
+    assert!(text.contains("2 not acknowledged"), "{text}");
+
     // The QMS is fixed; the dead letters are re-sent on request.
     *qms.state.poison.lock().expect("lock") = None;
     let out = cli(&["dead-letters", "retry", "--reason", "QMS fixed, ticket 42"]);
@@ -808,6 +841,17 @@ async fn dead_letters_and_replays_are_re_sent_by_the_running_agent_and_recorded_
     assert!(
         sn3.iter().all(|id| arrivals(id) == 1),
         "each SN-3 record arrived once"
+    );
+    crate::support::eventually(wait, "the retried records' receipts kept", || {
+        by_work_order(cli(&["status", "--by", "work-order", "--json"]))
+            .contains(&line("WO-2", 3, 3, 3))
+    })
+    .await;
+    let out = cli(&["status", "--by", "day", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        v[0]["lines"][0]["key"], "2026-01-01",
+        "the first calibration's capture day: {v}"
     );
 
     // The QMS lost seq 2..4: replayed on request, each id arrives a second time.

@@ -52,6 +52,8 @@ pub struct Inner {
     pub poison: Mutex<Option<String>>,
     /// When set, accepted events go here instead of into `events` (long load runs).
     pub tap: Mutex<Option<Tap>>,
+    /// Answer accepted batches with a receipt id per record (`{"receipts": [{"id", "receipt"}]}`).
+    pub receipts: std::sync::atomic::AtomicBool,
 }
 
 /// Receives each accepted batch instead of the event store.
@@ -101,6 +103,17 @@ async fn receive(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Byte
                 seen.status = 400;
                 (StatusCode::BAD_REQUEST, "record refused: poison").into_response()
             } else {
+                let answer = if state.receipts.load(std::sync::atomic::Ordering::Relaxed) {
+                    let held = state.events.lock().expect("lock").len();
+                    let receipts: Vec<serde_json::Value> = events
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| serde_json::json!({ "id": e["id"], "receipt": format!("QMS-{}", held + i + 1) }))
+                        .collect();
+                    serde_json::json!({ "receipts": receipts }).to_string()
+                } else {
+                    String::new()
+                };
                 match state.tap.lock().expect("lock").as_mut() {
                     Some(tap) => tap(events),
                     None => state.events.lock().expect("lock").extend(events),
@@ -111,7 +124,7 @@ async fn receive(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Byte
                     tokio::time::sleep(d).await;
                     return StatusCode::OK.into_response();
                 }
-                StatusCode::OK.into_response()
+                (StatusCode::OK, answer).into_response()
             }
         }
     };

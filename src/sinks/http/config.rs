@@ -96,6 +96,34 @@ pub struct HttpSinkConfig {
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Where a 2xx answer holds the QMS's receipt ids (kept for reconciliation).
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
+}
+
+/// JSON pointers into the QMS's answer: `list` is the array of receipts, `record_id` and
+/// `receipt_id` point inside each element. The default reads
+/// `{"receipts": [{"id": "<record id>", "receipt": "<QMS id>"}, ...]}`; an answer without that
+/// shape (or no body) simply gives no receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// The array of receipts ("" for an answer that is the array itself).
+    pub list: String,
+    /// The record's id inside an element.
+    pub record_id: String,
+    /// The QMS's receipt id inside an element.
+    pub receipt_id: String,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            list: "/receipts".into(),
+            record_id: "/id".into(),
+            receipt_id: "/receipt".into(),
+        }
+    }
 }
 
 fn default_prefix() -> String {
@@ -138,6 +166,7 @@ impl HttpSinkConfig {
             client_key_file: None,
             auth: None,
             headers: BTreeMap::new(),
+            receipts: ReceiptsConfig::default(),
         }
     }
 

@@ -20,6 +20,7 @@ pub struct HttpSink {
     format: WireFormat,
     event_source: String,
     type_prefix: String,
+    receipts: super::config::ReceiptsConfig,
 }
 
 /// Installs ring as the process's rustls crypto provider (idempotent).
@@ -97,6 +98,7 @@ impl HttpSink {
             format: config.format,
             event_source: format!("urn:shopfloor-agent:{}", ctx.gateway_id),
             type_prefix: config.event_type_prefix.clone(),
+            receipts: config.receipts.clone(),
         })
     }
 
@@ -132,7 +134,7 @@ impl HttpSink {
     }
 
     /// POSTs one batch and classifies the answer (see the policy table in the module doc).
-    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<(), SendError> {
+    pub async fn send(&mut self, rows: &[JournalRow]) -> Result<super::super::Receipts, SendError> {
         let body = self.body(rows).map_err(|reason| SendError::Reject {
             reason: format!("record cannot be encoded: {reason}"),
         })?;
@@ -143,7 +145,7 @@ impl HttpSink {
         let key = match rows {
             [one] => one.id.clone(),
             [first, .., last] => format!("{}..{}", first.id, last.id),
-            [] => return Ok(()),
+            [] => return Ok(Vec::new()),
         };
         let mut request = self
             .client
@@ -170,7 +172,9 @@ impl HttpSink {
         };
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            // Receipts are a bonus: an answer that cannot be read is still a delivery.
+            let text = response.text().await.unwrap_or_default();
+            return Ok(receipts_in(&text, &self.receipts, rows));
         }
         if status == StatusCode::UNAUTHORIZED {
             if let Some(t) = &self.tokens {
@@ -186,6 +190,32 @@ impl HttpSink {
         let snippet: String = text.chars().take(200).collect();
         Err(classify(status, retry_after, snippet.trim()))
     }
+}
+
+/// The (record id, receipt id) pairs of a 2xx answer, for records of this batch only.
+pub fn receipts_in(
+    body: &str,
+    cfg: &super::config::ReceiptsConfig,
+    rows: &[JournalRow],
+) -> super::super::Receipts {
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(list) = answer.pointer(&cfg.list).and_then(|l| l.as_array()) else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    list.iter()
+        .filter_map(|e| {
+            let id = e.pointer(&cfg.record_id).and_then(text)?;
+            let receipt = e.pointer(&cfg.receipt_id).and_then(text)?;
+            rows.iter().any(|r| r.id == id).then_some((id, receipt))
+        })
+        .collect()
 }
 
 /// Maps an HTTP answer that is not 2xx to what the driver does (module doc of `sinks::http`).
@@ -331,6 +361,39 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipts_are_read_where_the_configuration_points_and_only_for_the_batch() {
+        let row = |id: &str| JournalRow {
+            seq: 1,
+            id: id.into(),
+            kind: "inspection".into(),
+            captured_at: String::new(),
+            body: String::new(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            signature: None,
+        };
+        let rows = [row("a"), row("b")];
+        let default = super::super::config::ReceiptsConfig::default();
+        let body = r#"{"receipts":[{"id":"a","receipt":"QMS-1"},{"id":"zz","receipt":"QMS-9"},{"id":"b","receipt":7}]}"#;
+        assert_eq!(
+            receipts_in(body, &default, &rows),
+            [("a".into(), "QMS-1".into()), ("b".into(), "7".into())]
+        );
+        assert!(receipts_in("", &default, &rows).is_empty());
+        assert!(receipts_in("<html>ok</html>", &default, &rows).is_empty());
+        let custom = super::super::config::ReceiptsConfig {
+            list: String::new(),
+            record_id: "/eventId".into(),
+            receipt_id: "/ack/number".into(),
+        };
+        let body = r#"[{"eventId":"b","ack":{"number":"N-2"}}]"#;
+        assert_eq!(
+            receipts_in(body, &custom, &rows),
+            [("b".into(), "N-2".into())]
+        );
+    }
 
     #[test]
     fn classifies_answers_per_policy() {
