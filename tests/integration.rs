@@ -15,6 +15,7 @@
 //! | `suite::rest` | in-process OData-style ERP: paging under churn, watermark resume, bad bodies, 429, OAuth 2.0, TLS |
 //! | `suite::mqtt` | a Mosquitto per test: QoS 1 after commit, SIGKILLs, quarantine, TLS, QoS 0 gaps, the MQTT sink |
 //! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
+//! | `suite::audit` | `trace` of parts, work orders, lots and gauges; evidence packages and tampering; signatures; replay and dead-letter retry; reconciliation |
 //! | `suite::metrics` | `/metrics` and `/healthz` scraped while parts flow; the verdict `status` gives |
 //! | `suite::service` | the systemd unit's own Exec lines: validate, READY, watchdog, reload with a rotated credential, stop |
 //! | `suite::disk_full` | the real binary on a tmpfs filled up mid-run: refusal logged, health degraded, every MQTT message arrives once space returns, one gap |
