@@ -3,8 +3,10 @@
 //!
 //! `benches/e2e.sh [--seconds N] [--rate R] [--report FILE]` (or `cargo bench --bench e2e -- ...`;
 //! `E2E_AGENT` names another agent binary, e.g. the gateway build `target/min/shopfloor-agent`).
-//! The agent runs `config/demo.toml` (polled faster) plus one record per change of the PLC's and
-//! the gauge's diameter. Needs `mosquitto` installed. Defaults: 60 s at 1,000 records/s offered: the PLC (OPC UA,
+//! The agent runs `config/demo.toml` (polled faster, journal without a size limit unless
+//! `--max-disk-bytes` sets one: at 1,000 records/s the journal grows by about 4 GB an hour, and
+//! retention prunes only after a day) plus one record per change of the PLC's and the gauge's
+//! diameter. Needs `mosquitto` installed. Defaults: 60 s at 1,000 records/s offered: the PLC (OPC UA,
 //! SignAndEncrypt) changes a value 10 times a second (its server samples every 100 ms), the gauge
 //! (Modbus TCP, polled every 10 ms) a tenth of the rate, the ERP (OData, polled every 100 ms) gets
 //! a fifth of the rate in new rows, the vision station publishes the rest over MQTT (QoS 1).
@@ -39,6 +41,7 @@ struct Args {
     seconds: u64,
     rate: u64,
     report: Option<PathBuf>,
+    max_disk_bytes: u64,
 }
 
 fn args() -> Args {
@@ -46,6 +49,7 @@ fn args() -> Args {
         seconds: 60,
         rate: 1000,
         report: None,
+        max_disk_bytes: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,6 +57,9 @@ fn args() -> Args {
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(60),
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()).unwrap_or(1000),
             "--report" => a.report = it.next().map(PathBuf::from),
+            "--max-disk-bytes" => {
+                a.max_disk_bytes = it.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -119,9 +126,13 @@ impl Tally {
 
 /// `config/demo.toml` (the cell's sources, its visual check and traveler rules, the QMS sink)
 /// polled faster, with two records made whenever the PLC's or the gauge's diameter changes.
-fn config(plant: &Plant, data: &Path) -> String {
+fn config(plant: &Plant, data: &Path, max_disk_bytes: u64) -> String {
     let demo = plant
         .agent_config(data, "127.0.0.1:0")
+        .replace(
+            "[journal]\n",
+            &format!("[journal]\nmax_disk_bytes = {max_disk_bytes}\n"),
+        )
         .replace("poll_interval_ms = 100\n", "poll_interval_ms = 10\n")
         .replace("poll_interval_ms = 500\n", "poll_interval_ms = 100\n")
         .replace("&$top=100", "&$top=1000");
@@ -236,7 +247,7 @@ async fn run(args: &Args) -> Value {
             .expect("the cell"),
     );
     let cfg = dir.path().join("agent.toml");
-    std::fs::write(&cfg, config(&plant, &data)).expect("config");
+    std::fs::write(&cfg, config(&plant, &data, args.max_disk_bytes)).expect("config");
 
     // Records captured in this window count as delivered during the load; it opens when the load
     // starts and closes when it stops.

@@ -697,6 +697,20 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The bodies of the last `limit` records of `kind`, in seq order.
+    pub fn recent_bodies_of_kind(
+        &self,
+        kind: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT body FROM (SELECT seq, body FROM records WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2)
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![kind, limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Keeps a payload a source could not use, with the reason (the first 64 KiB of it).
     pub fn quarantine(
         &self,

@@ -2,9 +2,11 @@
 //! written into the record with its provenance (`source = "enrichment"`).
 //!
 //! The enricher learns from every calibration and traveler record the agent journals (from any
-//! source), and from those already in the journal at start.
+//! source), and from those already in the journal at start. Travelers are kept for the last
+//! [`MAX_TRAVELERS`] serials (the parts that can still be at a station); older serials are
+//! forgotten, so memory stays bounded on a gateway that runs for months.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Value};
 
@@ -29,12 +31,55 @@ struct TravelerSeen {
     status: Option<String>,
 }
 
+/// Serials whose traveler is kept for the join (the most recently seen).
+pub const MAX_TRAVELERS: usize = 10_000;
+
 /// Caches of calibration and traveler records, and the enrichment they allow.
 #[derive(Debug, Default)]
 pub struct Enricher {
     calibrations: HashMap<String, CalibrationSeen>,
     by_station: HashMap<String, TravelerSeen>,
-    by_serial: HashMap<String, TravelerSeen>,
+    by_serial: Recent,
+}
+
+/// Travelers by serial, the most recently seen [`MAX_TRAVELERS`] of them.
+#[derive(Debug, Default)]
+struct Recent {
+    map: HashMap<String, (u64, TravelerSeen)>,
+    /// (generation, serial) in the order seen; an entry whose generation is no longer the map's
+    /// was superseded by a later sighting.
+    order: VecDeque<(u64, String)>,
+    generation: u64,
+}
+
+impl Recent {
+    fn insert(&mut self, serial: String, seen: TravelerSeen) {
+        self.generation += 1;
+        self.order.push_back((self.generation, serial.clone()));
+        self.map.insert(serial, (self.generation, seen));
+        while self.map.len() > MAX_TRAVELERS {
+            let Some((g, oldest)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&oldest).is_some_and(|(mg, _)| *mg == g) {
+                self.map.remove(&oldest);
+            }
+        }
+        // Superseded entries of serials seen again and again: drop them once they dominate.
+        if self.order.len() > 4 * MAX_TRAVELERS.max(self.map.len()) {
+            let map = &self.map;
+            self.order
+                .retain(|(g, s)| map.get(s).is_some_and(|(mg, _)| mg == g));
+        }
+    }
+
+    fn get(&self, serial: &str) -> Option<&TravelerSeen> {
+        self.map.get(serial).map(|(_, t)| t)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 /// Tolerances given instead of limits (`inspection.lower_tolerance` / `upper_tolerance`).
@@ -96,6 +141,11 @@ impl Enricher {
     /// An enricher that has seen nothing.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many serials' travelers are kept.
+    pub fn travelers_kept(&self) -> usize {
+        self.by_serial.len()
     }
 
     /// Learns from a journaled record (calibrations and travelers).
@@ -332,5 +382,49 @@ impl Enricher {
         );
         fill("subject.revision", &mut subject.revision, &found.revision);
         r.subject = subject;
+    }
+}
+
+#[cfg(test)]
+mod bounded {
+    use super::*;
+
+    fn seen(n: usize) -> TravelerSeen {
+        TravelerSeen {
+            record_id: format!("r{n}"),
+            work_order: None,
+            operation: Some(format!("OP-{n}")),
+            serial: Some(format!("SN-{n}")),
+            part_number: None,
+            revision: None,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn travelers_are_kept_for_the_most_recent_serials_only() {
+        let mut r = Recent::default();
+        for n in 0..MAX_TRAVELERS {
+            r.insert(format!("SN-{n}"), seen(n));
+        }
+        // SN-0 is seen again: it becomes recent.
+        r.insert("SN-0".into(), seen(0));
+        for n in MAX_TRAVELERS..MAX_TRAVELERS + 500 {
+            r.insert(format!("SN-{n}"), seen(n));
+        }
+        assert_eq!(r.len(), MAX_TRAVELERS);
+        assert!(r.get("SN-0").is_some(), "seen again, kept");
+        assert!(
+            r.get("SN-1").is_none() && r.get("SN-500").is_none(),
+            "oldest forgotten"
+        );
+        assert!(r.get("SN-501").is_some());
+        assert!(r.get(&format!("SN-{}", MAX_TRAVELERS + 499)).is_some());
+        // One serial updated forever does not grow the bookkeeping either.
+        for _ in 0..10 * MAX_TRAVELERS {
+            r.insert("SN-0".into(), seen(0));
+        }
+        assert!(r.order.len() <= 5 * MAX_TRAVELERS, "{}", r.order.len());
+        assert_eq!(r.len(), MAX_TRAVELERS);
     }
 }

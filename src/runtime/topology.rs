@@ -437,7 +437,8 @@ async fn learn_from_journal(engine: &mut Engine, journal: &Journal) {
     let bodies = tokio::task::spawn_blocking(move || -> Result<Vec<String>, JournalError> {
         let store = crate::journal::Store::open_ro(&dir)?;
         let mut out = store.bodies_of_kind("calibration")?;
-        out.extend(store.bodies_of_kind("traveler")?);
+        // Only the travelers the enricher would keep anyway.
+        out.extend(store.recent_bodies_of_kind("traveler", crate::records::enrich::MAX_TRAVELERS)?);
         Ok(out)
     })
     .await;
