@@ -42,6 +42,9 @@ use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
 use crate::runtime::retry::Backoff;
 use crate::runtime::Shutdown;
 
+/// The shortest session timeout the agent asks for (ms): see `client()`.
+const SESSION_TIMEOUT_MS: u128 = 30_000;
+
 /// A running OPC UA source.
 pub struct OpcUaSource {
     id: String,
@@ -175,8 +178,12 @@ impl OpcUaSource {
             .keep_alive_interval(Duration::from_millis(self.cfg.keep_alive_ms))
             .max_failed_keep_alive_count(2)
             .request_timeout(Duration::from_millis(self.cfg.request_timeout_ms))
+            // A session left behind by a crash or kill -9 is freed by the server after this: a
+            // gateway restarting in a loop must not use up a PLC's few session slots (an HMI or
+            // SCADA would be locked out), so it is short: 30 s, or the watchdog if longer.
             .session_timeout(
-                u32::try_from(self.cfg.watchdog().as_millis().max(60_000)).unwrap_or(u32::MAX),
+                u32::try_from(self.cfg.watchdog().as_millis().max(SESSION_TIMEOUT_MS))
+                    .unwrap_or(u32::MAX),
             )
             .recreate_subscriptions(false)
             // A publish of thousands of items is one message with one array of notifications;
