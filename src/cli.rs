@@ -143,6 +143,9 @@ pub enum Command {
         /// Print `ack <seq> <id>` for every acknowledged append (for crash tests).
         #[arg(long)]
         print_acks: bool,
+        /// Sign every record (journal.sign), with a key made in the scratch directory.
+        #[arg(long)]
+        sign: bool,
     },
 }
 

@@ -325,7 +325,14 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             producers,
             record_bytes,
             print_acks,
-        } => bench_journal(dir, *records, *producers, *record_bytes, *print_acks),
+            sign,
+        } => bench_journal(
+            dir,
+            *records,
+            *producers,
+            *record_bytes,
+            (*print_acks, *sign),
+        ),
     }
 }
 
@@ -418,13 +425,18 @@ fn bench_journal(
     records: u64,
     producers: u64,
     record_bytes: usize,
-    print_acks: bool,
+    (print_acks, sign): (bool, bool),
 ) -> anyhow::Result<ExitCode> {
     let ctx = RecordContext {
         gateway_id: "bench".into(),
         config_sha256: "0".repeat(64),
     };
-    let journal = Journal::open(JournalOptions::new(dir), ctx.clone())
+    let mut opts = JournalOptions::new(dir);
+    if sign {
+        let (signer, _) = Signer::load_or_create(dir)?;
+        opts.signer = Some(std::sync::Arc::new(signer));
+    }
+    let journal = Journal::open(opts, ctx.clone())
         .with_context(|| format!("cannot open a journal in {}", dir.display()))?;
     let on_ack: Option<loadgen::OnAck> = print_acks.then(|| {
         let out = std::sync::Mutex::new(std::io::stdout());

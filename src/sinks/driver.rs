@@ -6,6 +6,11 @@
 //! [`SendError::Reject`] of a batch, send its rows one by one to find the refused ones; each refused
 //! row is written to `dead_letters` with the reason and the cursor moves past it. Memory is bounded by
 //! one batch whatever the backlog.
+//!
+//! Receipt ids in the peer's answer are kept (`receipts`, for `status --by`). Once a second the driver
+//! also serves the re-send requests the command line wrote (`replay`, `dead-letters retry`): it sends
+//! those rows without moving its cursor, logs what it did and appends an `agent_event` naming who
+//! asked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
