@@ -216,14 +216,8 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             package: Some(dir),
             public_key,
         } => {
-            if let Some(bad) = public_key
-                .as_deref()
-                .filter(|k| !signing::is_public_key_hex(k))
-            {
-                eprintln!(
-                    "error: --public-key takes the 64 hex digits `public-key` prints (got {bad})"
-                );
-                return Ok(ExitCode::from(EX_USAGE));
+            if let Err(code) = check_public_key(public_key.as_deref()) {
+                return Ok(code);
             }
             let report = audit::export::verify_package(dir, public_key.as_deref());
             if *json {
@@ -354,6 +348,19 @@ fn requested(r: Result<String, audit::resend::RequestError>) -> anyhow::Result<E
     }
 }
 
+/// A `--public-key` that is not an Ed25519 key in hex is a usage error.
+fn check_public_key(public_key: Option<&str>) -> Result<(), ExitCode> {
+    match public_key.filter(|k| !signing::is_public_key_hex(k)) {
+        Some(bad) => {
+            eprintln!(
+                "error: --public-key takes the 64 hex digits `public-key` prints (got {bad})"
+            );
+            Err(ExitCode::from(EX_USAGE))
+        }
+        None => Ok(()),
+    }
+}
+
 /// `verify` of the configured journal; signatures are checked with `public_key`, else with the
 /// gateway's own key file when there is one.
 fn verify_journal(
@@ -361,9 +368,8 @@ fn verify_journal(
     json: bool,
     public_key: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(bad) = public_key.filter(|k| !signing::is_public_key_hex(k)) {
-        eprintln!("error: --public-key takes the 64 hex digits `public-key` prints (got {bad})");
-        return Ok(ExitCode::from(EX_USAGE));
+    if let Err(code) = check_public_key(public_key) {
+        return Ok(code);
     }
     let config = match load(cli, LoadOptions { environment: false }) {
         Ok(c) => c,

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::journal::chain::{canonical_json, chain_hash, sha256_hex, to_canonical_json, GENESIS};
+use crate::journal::chain::{canonical_json, chain_hash, sha256_hex, GENESIS};
 use crate::journal::signing::{verify_signature, Signer};
 use crate::journal::{JournalError, Store};
 
@@ -167,8 +167,9 @@ fn redact(value: &mut toml::Value, key: &str) -> usize {
 
 /// The hash a configuration's records carry: SHA-256 of the canonical JSON of its merged tables.
 pub fn config_hash(toml_text: &str) -> Option<String> {
-    let table: toml::Table = toml::from_str(toml_text).ok()?;
-    Some(sha256_hex(to_canonical_json(&table).as_bytes()))
+    toml::from_str(toml_text)
+        .ok()
+        .map(|t| crate::config::hash_of(&t))
 }
 
 fn write(

@@ -44,11 +44,7 @@ pub struct Reconciliation {
 /// Reconciles every sink with a cursor in the journal.
 pub fn reconcile(store: &Store, by: By) -> Result<Vec<Reconciliation>, JournalError> {
     let conn = store.connection();
-    let has_receipts: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'receipts'",
-        [],
-        |r| r.get(0),
-    )?;
+    let has_receipts = store.has_table("receipts")?;
     let key = match by {
         By::WorkOrder => "coalesce(json_extract(body, '$.subject.work_order'), '(none)')",
         By::Day => "substr(captured_at, 1, 10)",

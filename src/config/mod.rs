@@ -132,9 +132,7 @@ impl Config {
         }
         // Canonical JSON of the merged tables, written in one pass (toml's maps are sorted), not
         // through a JSON tree: a large configuration would otherwise need it twice in memory.
-        let sha256 = crate::journal::chain::sha256_hex(
-            crate::journal::chain::to_canonical_json(&merged).as_bytes(),
-        );
+        let sha256 = hash_of(&merged);
         let effective = toml::to_string(&merged).unwrap_or_default();
         let mut resolved = toml::Value::Table(merged);
         if opts.environment {
@@ -358,6 +356,11 @@ impl Config {
     pub fn effective_toml(&self) -> String {
         self.effective.clone()
     }
+}
+
+/// The configuration hash of merged tables: SHA-256 of their canonical JSON (see the module doc).
+pub fn hash_of(merged: &toml::Table) -> String {
+    crate::journal::chain::sha256_hex(crate::journal::chain::to_canonical_json(merged).as_bytes())
 }
 
 /// Checks that a component id is `[a-z0-9_]+`.

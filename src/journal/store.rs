@@ -380,14 +380,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the journal has table `name` (a read-only journal of an older schema may not).
+    pub fn has_table(&self, name: &str) -> Result<bool, JournalError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+
     /// A configuration's text by its hash (None also for a journal older than schema 3).
     pub fn config(&self, sha256: &str) -> Result<Option<String>, JournalError> {
-        let kept: bool = self.conn.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'configs'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !kept {
+        if !self.has_table("configs")? {
             return Ok(None);
         }
         Ok(self
