@@ -134,9 +134,12 @@ pub enum Command {
         /// Records to append.
         #[arg(long, default_value_t = 100_000)]
         records: u64,
-        /// Concurrent producers, each appending one record at a time.
+        /// Concurrent producers, each waiting for its append's commit before the next.
         #[arg(long, default_value_t = 64)]
         producers: u64,
+        /// Records per append (a REST page, a poll cycle); 1 for one record at a time.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
         /// Approximate size of one record in bytes.
         #[arg(long, default_value_t = 600)]
         record_bytes: usize,

@@ -317,14 +317,18 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             dir,
             records,
             producers,
+            batch,
             record_bytes,
             print_acks,
             sign,
         } => bench_journal(
             dir,
-            *records,
-            *producers,
-            *record_bytes,
+            loadgen::Load {
+                records: *records,
+                producers: *producers,
+                batch: *batch,
+                record_bytes: *record_bytes,
+            },
             (*print_acks, *sign),
         ),
     }
@@ -428,9 +432,7 @@ fn verify_journal(
 /// Appends synthetic records from concurrent producers; reports rate and commit latency.
 fn bench_journal(
     dir: &std::path::Path,
-    records: u64,
-    producers: u64,
-    record_bytes: usize,
+    load: loadgen::Load,
     (print_acks, sign): (bool, bool),
 ) -> anyhow::Result<ExitCode> {
     let ctx = RecordContext {
@@ -453,13 +455,16 @@ fn bench_journal(
             }
         }) as loadgen::OnAck
     });
-    let report = loadgen::run(&journal, &ctx, records, producers, record_bytes, on_ack);
+    let report = loadgen::run(&journal, &ctx, load, on_ack);
     journal.close_blocking();
     let report = report?;
     if !print_acks {
         println!(
-            "{} records of ~{record_bytes} bytes by {producers} producers in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
+            "{} records of ~{} bytes by {} producers, {} per append, in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
             report.records,
+            load.record_bytes,
+            load.producers,
+            load.batch,
             report.elapsed.as_secs_f64(),
             report.rate(),
             report.latency(0.5),

@@ -47,7 +47,7 @@ pub fn reconcile(store: &Store, by: By) -> Result<Vec<Reconciliation>, JournalEr
     let has_receipts = store.has_table("receipts")?;
     let key = match by {
         By::WorkOrder => "coalesce(json_extract(body, '$.subject.work_order'), '(none)')",
-        By::Day => "substr(captured_at, 1, 10)",
+        By::Day => "substr(json_extract(body, '$.captured_at'), 1, 10)",
     };
     let receipted = if has_receipts {
         "(SELECT count(*) FROM receipts x WHERE x.sink = ?1 AND x.seq = r.seq)"

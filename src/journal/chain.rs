@@ -152,6 +152,28 @@ pub fn chain_hash(prev_hash_hex: &str, canonical: &[u8]) -> String {
     to_hex(&h.finalize())
 }
 
+/// `SHA-256(prev_hash ‖ canonical)` on raw hashes: the writer's form, without hex on its hot path.
+pub fn chain_hash_raw(prev_hash: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(canonical);
+    h.finalize().into()
+}
+
+/// A hash column as lowercase hex: 32 raw bytes (schema 6 and later) are encoded, text (a journal
+/// of an older schema opened read-only) is taken as it is, anything else is shown as its bytes so
+/// that it mismatches instead of failing the read.
+pub fn hash_column_hex(value: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Blob(b) if b.len() == 32 => to_hex(b),
+        ValueRef::Blob(b) | ValueRef::Text(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+    }
+}
+
 /// SHA-256 of bytes as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
@@ -168,7 +190,8 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits as 32 bytes (None if `s` is not that).
+pub fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;

@@ -2,16 +2,19 @@
 //!
 //! # Invariants
 //!
-//! 1. **Acknowledged means committed.** [`Journal::append`] returns only after the transaction holding
-//!    the records has committed with `synchronous=FULL` (the WAL is fsynced on every commit), so a
-//!    source acknowledges upstream (MQTT PUBACK, REST watermark) only for data that survives kill -9
-//!    and power loss. `journal.synchronous = "normal"` trades the last commits on power loss for speed
-//!    and is documented as such in `config/agent.toml`.
+//! 1. **Acknowledged means on disk.** [`Journal::append`] returns only after the transaction holding
+//!    the records has committed and the WAL has been fsynced past it (`journal.synchronous = "full"`,
+//!    the default: the fsync runs on its own thread, pipelined with the next commit, see [`writer`]),
+//!    so a source acknowledges upstream (MQTT PUBACK, REST watermark) only for data that survives
+//!    kill -9 and power loss. Sinks read only up to that point ([`Journal::durable_seq`]).
+//!    `journal.synchronous = "normal"` trades the last commits on power loss for speed and is
+//!    documented as such in `config/agent.toml`.
 //! 2. **Append-only and gap-free.** `seq` starts at 1 and grows by one per record; rows are never
 //!    updated (a trigger refuses UPDATE) and only deleted by retention, from the front.
 //! 3. **Hash chain.** `hash = SHA-256(prev_hash ‖ body)` where `body` is the RFC 8785 canonical JSON of
-//!    the record and `prev_hash` is the previous row's `hash` (32 zero bytes for seq 1). Any edit,
-//!    removal or reordering of rows breaks the chain at that seq ([`crate::audit::verify`]).
+//!    the record and `prev_hash` is the previous row's `hash` (32 zero bytes for seq 1, the checkpoint's
+//!    hash after a prune). Any edit, removal or reordering of rows breaks the chain at that seq
+//!    ([`crate::audit::verify`]). `prev_hash` is not stored: readers take it from the row before.
 //! 4. **Retention keeps the chain provable.** Rows are pruned only when every configured sink
 //!    acknowledged them, no open dead letter refers to them, and they are older than `retention_days`;
 //!    the last pruned row's seq and hash stay in `checkpoints`, where verification starts.
@@ -26,11 +29,11 @@
 //!    appends are grouped into one transaction (group commit), each caller is answered after commit.
 //!    Readers (sinks, `status`, `verify`) use their own connections (WAL lets them read while it writes).
 //!
-//! # On-disk schema (version 5, `PRAGMA user_version`)
+//! # On-disk schema (version 6, `PRAGMA user_version`)
 //!
 //! | table | rows | key columns |
 //! |---|---|---|
-//! | `records` | one per record | `seq`, `id` (UUIDv7), `kind`, `captured_at`, `appended_at` (ms), `dedupe_key`, `body` (JCS), `prev_hash`, `hash`, `signature` |
+//! | `records` | one per record | `seq`, `kind`, `appended_at` (ms), `dedupe_key`, `body` (JCS), `hash` (32 bytes), `signature` (hex); the id and capture time are read from `body` |
 //! | `checkpoints` | one per prune | `seq`, `hash` of the last pruned row |
 //! | `sink_cursors` | one per sink | `acked_seq`: every record up to it was acknowledged by the sink |
 //! | `dead_letters` | one per rejected record | `sink`, `seq`, `record_id`, `reason`, `retried_at` |
@@ -52,7 +55,7 @@ pub mod writer;
 
 use std::path::PathBuf;
 
-use crate::records::QualityRecord;
+use crate::records::{QualityRecord, RecordKind};
 
 pub use store::{JournalRow, Store};
 pub use writer::{Journal, JournalOptions};
@@ -60,12 +63,15 @@ pub use writer::{Journal, JournalOptions};
 /// The journal's file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite";
 
-/// A record ready to append: its canonical JSON is computed by the caller, off the writer thread.
+/// A record ready to append: its canonical JSON is computed by the caller, off the writer thread,
+/// and the record itself is dropped there too: the writer needs only the bytes it hashes and stores.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    /// The record.
-    pub record: QualityRecord,
-    /// Canonical (JCS) JSON of `record`.
+    /// The record's id (UUIDv7).
+    pub id: uuid::Uuid,
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// Canonical (JCS) JSON of the record.
     pub canonical: String,
     /// Rule-declared key of the physical event; a second record with the same key is not appended.
     pub dedupe_key: Option<String>,
@@ -75,8 +81,9 @@ impl NewRecord {
     /// Prepares `record` for the journal.
     pub fn new(record: QualityRecord) -> Self {
         NewRecord {
+            id: record.id,
+            kind: record.kind,
             canonical: chain::to_canonical_json(&record),
-            record,
             dedupe_key: None,
         }
     }

@@ -122,6 +122,33 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sink, seq)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 6: a slimmer records row (the append path's cost follows the bytes per row): the id and
+    // capture time are read from the body, `prev_hash` from the row before (or the checkpoint), and
+    // the hash is kept as its 32 raw bytes. A malformed old hash is kept as its bytes, so `verify`
+    // still names that row. The table is rebuilt once, in this migration's transaction.
+    r#"
+    CREATE TABLE records_v6 (
+        seq         INTEGER PRIMARY KEY,   -- gap-free, starts at 1, never reused
+        kind        TEXT NOT NULL,         -- the record's kind (status and trace filter on it)
+        appended_at INTEGER NOT NULL,      -- journal clock, Unix ms; retention uses it
+        dedupe_key  TEXT,                  -- rule-declared key of the physical event
+        body        TEXT NOT NULL,         -- RFC 8785 canonical JSON of the record
+        hash        BLOB NOT NULL,         -- SHA-256(previous row's hash || body), 32 bytes
+        signature   TEXT                   -- Ed25519 signature of hash, hex (journal.sign)
+    ) STRICT;
+    INSERT INTO records_v6 (seq, kind, appended_at, dedupe_key, body, hash, signature)
+        SELECT seq, kind, appended_at, dedupe_key, body, coalesce(unhex(hash), CAST(hash AS BLOB)), signature
+        FROM records ORDER BY seq;
+    DROP TABLE records;
+    ALTER TABLE records_v6 RENAME TO records;
+
+    CREATE UNIQUE INDEX records_dedupe ON records(dedupe_key) WHERE dedupe_key IS NOT NULL;
+
+    CREATE TRIGGER records_append_only BEFORE UPDATE ON records
+    BEGIN
+        SELECT RAISE(ABORT, 'journal records are append-only');
+    END;
+    "#,
 ];
 
 /// The schema version this agent writes.

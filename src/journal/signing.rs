@@ -115,6 +115,11 @@ impl Signer {
                 .as_ref(),
         )
     }
+
+    /// Signs a record's chain hash given as its 32 raw bytes (the writer's form).
+    pub fn sign_raw(&self, hash: &[u8; 32]) -> String {
+        to_hex(self.pair.sign(hash).as_ref())
+    }
 }
 
 /// Whether `signature_hex` is the signature of `hash_hex` by `public_key_hex`.

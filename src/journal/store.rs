@@ -280,7 +280,7 @@ impl Store {
                 |r| {
                     Ok(ChainHead {
                         seq: r.get(0)?,
-                        hash: r.get(1)?,
+                        hash: chain::hash_column_hex(r.get_ref(1)?),
                     })
                 },
             )
@@ -321,12 +321,15 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(records.len());
         let mut seq = head.seq;
-        let mut hash = head.hash.clone();
+        // A head that is not 64 hex digits (a tampered checkpoint) chains from its bytes' hash, so
+        // the chain still breaks exactly there for `verify`.
+        let mut hash = chain::decode_hex32(&head.hash)
+            .unwrap_or_else(|| chain::chain_hash_raw(&[0; 32], head.hash.as_bytes()));
         {
             let mut find = tx.prepare_cached("SELECT seq FROM records WHERE dedupe_key = ?1")?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash, signature)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO records (seq, kind, appended_at, dedupe_key, body, hash, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for r in records {
                 if let Some(key) = &r.dedupe_key {
@@ -339,20 +342,16 @@ impl Store {
                     }
                 }
                 seq += 1;
-                let new_hash = chain::chain_hash(&hash, r.canonical.as_bytes());
+                hash = chain::chain_hash_raw(&hash, r.canonical.as_bytes());
                 insert.execute(params![
                     seq,
-                    r.record.id.to_string(),
-                    r.record.kind.as_str(),
-                    r.record.captured_at,
+                    r.kind.as_str(),
                     now_ms,
                     r.dedupe_key,
                     r.canonical,
-                    hash,
-                    new_hash,
-                    self.signer.as_ref().map(|k| k.sign(&new_hash)),
+                    &hash[..],
+                    self.signer.as_ref().map(|k| k.sign_raw(&hash)),
                 ])?;
-                hash = new_hash;
                 out.push(Appended::New { seq });
             }
             if !state.is_empty() {
@@ -366,8 +365,10 @@ impl Store {
             }
         }
         tx.commit()?;
-        head.seq = seq;
-        head.hash = hash;
+        if seq != head.seq {
+            head.seq = seq;
+            head.hash = chain::to_hex(&hash);
+        }
         Ok(out)
     }
 
@@ -421,23 +422,69 @@ impl Store {
         to: i64,
         limit: usize,
     ) -> Result<Vec<JournalRow>, JournalError> {
+        // The row at `after` itself is read too (when it is still there): its hash is the first
+        // row's prev_hash.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, id, kind, captured_at, body, prev_hash, hash, signature FROM records
-             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, json_extract(body, '$.id'), kind, json_extract(body, '$.captured_at'), body, hash, signature
+             FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![after, to, limit as i64], |r| {
-            Ok(JournalRow {
-                seq: r.get(0)?,
-                id: r.get(1)?,
+        let mut rows = stmt.query(params![after, to, (limit as i64).saturating_add(1)])?;
+        let mut out: Vec<JournalRow> = Vec::with_capacity(limit.min(10_000));
+        let mut prev: Option<String> = None;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let hash = chain::hash_column_hex(r.get_ref(5)?);
+            if seq == after {
+                prev = Some(hash);
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            let prev_hash = match prev.take() {
+                Some(p) => p,
+                None => self.hash_before(seq)?,
+            };
+            prev = Some(hash.clone());
+            out.push(JournalRow {
+                seq,
+                id: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 kind: r.get(2)?,
-                captured_at: r.get(3)?,
+                captured_at: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 body: r.get(4)?,
-                prev_hash: r.get(5)?,
-                hash: r.get(6)?,
-                signature: r.get(7)?,
+                prev_hash,
+                hash,
+                signature: r.get(6)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The hash `seq` chains from: the row before it, the retention checkpoint at `seq - 1`, or
+    /// genesis for seq 1. Empty when none of these exists (a row deleted outside retention; `verify`
+    /// names it).
+    fn hash_before(&self, seq: i64) -> Result<String, JournalError> {
+        if seq == 1 {
+            return Ok(chain::GENESIS.to_string());
+        }
+        let row = self
+            .conn
+            .query_row("SELECT hash FROM records WHERE seq = ?1", [seq - 1], |r| {
+                Ok(chain::hash_column_hex(r.get_ref(0)?))
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .optional()?;
+        if let Some(h) = row {
+            return Ok(h);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT hash FROM checkpoints WHERE seq = ?1",
+                [seq - 1],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default())
     }
 
     /// Ensures a cursor row exists for `sink` (a new sink starts at the beginning of the journal).
@@ -532,7 +579,7 @@ impl Store {
                        WHERE seq <= ?1 AND appended_at < ?2 ORDER BY seq LIMIT ?3)
                      ORDER BY seq DESC LIMIT 1",
                     params![bound, older_than_ms, chunk as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, chain::hash_column_hex(r.get_ref(1)?), r.get(2)?)),
                 )
                 .optional()?;
             let Some((seq, hash, n)) = last else {
@@ -754,7 +801,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT captured_at FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                "SELECT json_extract(body, '$.captured_at') FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1",
                 [seq],
                 |r| r.get(0),
             )

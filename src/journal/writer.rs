@@ -1,9 +1,21 @@
-//! The writer thread and the async handle to it: group commit, size limit, gap on resume.
+//! The writer thread and the async handle to it: group commit, pipelined fsync, size limit, gap on
+//! resume.
 //!
 //! Every write command goes through one bounded channel to one thread that owns the write connection.
 //! The thread takes the first waiting append and every further append already queued (up to
 //! `max_batch_records`) and commits them in one transaction: under load, many callers share one fsync;
-//! alone, a caller waits for just its own. Each caller is answered after the commit.
+//! alone, a caller waits for just its own.
+//!
+//! **Pipelined fsync** (`synchronous = "full"`, the default): the write connection runs SQLite's
+//! `synchronous=NORMAL` (a commit writes its WAL frames without fsync) and a second thread, the
+//! syncer, fsyncs the WAL file after each commit. Callers are answered, and sinks see the new seq,
+//! only after the fsync that covers their commit: acknowledged still means on disk. Meanwhile the
+//! writer already commits the next group, so the fsync's wait and the next group's work overlap.
+//! WAL frames are recovered as a prefix (each frame's checksum chains to the one before), so a commit
+//! can never be durable while an earlier one is not. Checkpoints stay SQLite's: in `NORMAL` it fsyncs
+//! the WAL before a checkpoint and the database after it. A failed fsync is not retried (the kernel may
+//! have dropped the pages): the callers get the error and the journal refuses every further write
+//! until the agent is restarted.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,7 +147,10 @@ enum Command {
 
 struct Shared {
     data_dir: PathBuf,
+    /// The last seq that is on disk (after the fsync covering it).
     committed: watch::Sender<i64>,
+    /// Set when an fsync of the WAL failed: nothing more is written.
+    broken: Mutex<Option<String>>,
     refusing: AtomicBool,
     refused: AtomicU64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -151,10 +166,38 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal and starts its writer thread. `ctx` is used for the records the journal
-    /// writes itself (the gap after a refusal).
+    /// Opens the journal and starts its writer and syncer threads. `ctx` is used for the records the
+    /// journal writes itself (the gap after a refusal).
     pub fn open(opts: JournalOptions, ctx: RecordContext) -> Result<Journal, JournalError> {
-        let mut store = Store::open_rw(&opts.data_dir, opts.synchronous)?;
+        let wal = opts
+            .data_dir
+            .join(super::FILE_NAME)
+            .with_extension("sqlite-wal");
+        let fsync: Option<SyncFn> = (opts.synchronous == Synchronous::Full).then(|| {
+            let mut file: Option<std::fs::File> = None;
+            Box::new(move || {
+                let f = match &file {
+                    Some(f) => f,
+                    None => file.insert(std::fs::OpenOptions::new().read(true).open(&wal)?),
+                };
+                f.sync_data()
+            }) as SyncFn
+        });
+        Self::open_with_sync(opts, ctx, fsync)
+    }
+
+    /// [`Journal::open`] with the syncer's fsync given (`None`: SQLite's own `synchronous` mode is
+    /// the whole durability).
+    fn open_with_sync(
+        opts: JournalOptions,
+        ctx: RecordContext,
+        mut fsync: Option<SyncFn>,
+    ) -> Result<Journal, JournalError> {
+        let sqlite_sync = match fsync {
+            Some(_) => Synchronous::Normal,
+            None => opts.synchronous,
+        };
+        let mut store = Store::open_rw(&opts.data_dir, sqlite_sync)?;
         store.set_signer(opts.signer.clone());
         if let Some(pages) = opts.max_page_count {
             store.connection().query_row(
@@ -175,17 +218,36 @@ impl Journal {
         if let Some(text) = &opts.config_toml {
             store.remember_config(&ctx.config_sha256, text)?;
         }
+        // What was written so far (the open's own writes, a WAL left by a crash) is made durable
+        // before anything is acknowledged.
+        if let Some(sync) = fsync.as_mut() {
+            sync().map_err(|e| JournalError::Open {
+                path: store.path().to_path_buf(),
+                message: format!("cannot fsync the journal's WAL: {e}"),
+                hint: "check the disk holding the data directory (dmesg shows I/O errors)".into(),
+            })?;
+        }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed, _) = watch::channel(head.seq);
         let shared = Arc::new(Shared {
             data_dir: opts.data_dir.clone(),
             committed,
+            broken: Mutex::new(None),
             refusing: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             thread: Mutex::new(None),
             startup,
             ctx: ctx.clone(),
         });
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let syncer = Syncer {
+            fsync,
+            shared: shared.clone(),
+            metrics: opts.metrics.clone(),
+        };
+        let syncer = std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn(move || syncer.run(sync_rx))?;
         let writer = Writer {
             store,
             head,
@@ -193,6 +255,8 @@ impl Journal {
             ctx,
             shared: shared.clone(),
             refusal: None,
+            sync: Some(sync_tx),
+            syncer: Some(syncer),
         };
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -213,9 +277,15 @@ impl Journal {
         &self.shared.data_dir
     }
 
-    /// Watches the last committed seq (sinks wake on it).
+    /// Watches the last committed seq, once it is on disk (sinks wake on it and read up to it).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.shared.committed.subscribe()
+    }
+
+    /// The last seq on disk: sinks read up to it, never beyond (a row past it is committed but its
+    /// fsync has not finished).
+    pub fn durable_seq(&self) -> i64 {
+        *self.shared.committed.borrow()
     }
 
     /// Whether new records are being refused (size limit or disk full): health is degraded.
@@ -397,6 +467,76 @@ impl Journal {
     }
 }
 
+/// The syncer's fsync of the WAL file.
+type SyncFn = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
+/// What to do once a commit is on disk (`Ok`) or its fsync failed (`Err`, the message).
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// A committed transaction waiting for its fsync.
+struct Durable {
+    /// The head seq after it (None when it appended no record).
+    seq: Option<i64>,
+    /// When its group commit started (commit latency is measured to the end of its fsync).
+    started: Option<Instant>,
+    answer: Answer,
+}
+
+/// The thread that makes commits durable: one fsync covers every commit queued while the previous
+/// one ran; callers are answered in commit order.
+struct Syncer {
+    fsync: Option<SyncFn>,
+    shared: Arc<Shared>,
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+impl Syncer {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Durable>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let result = self.sync();
+            if result.is_ok() {
+                if let Some(seq) = batch.iter().rev().find_map(|d| d.seq) {
+                    self.shared.committed.send_replace(seq);
+                }
+            }
+            for d in batch {
+                if let (Some(m), Some(t), Ok(())) = (&self.metrics, d.started, &result) {
+                    m.commit(t.elapsed().as_secs_f64());
+                }
+                (d.answer)(result.clone());
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        if let Some(broken) = self.shared.broken() {
+            return Err(broken);
+        }
+        let Some(fsync) = self.fsync.as_mut() else {
+            return Ok(());
+        };
+        fsync().map_err(|e| {
+            let message = format!(
+                "fsync of the journal's WAL failed ({e}): the last commits may not be on disk; \
+                 the journal refuses further writes: check the disk (dmesg shows I/O errors), then restart the agent"
+            );
+            tracing::error!("journal: {message}");
+            if let Ok(mut b) = self.shared.broken.lock() {
+                *b = Some(message.clone());
+            }
+            message
+        })
+    }
+}
+
+impl Shared {
+    fn broken(&self) -> Option<String> {
+        self.broken.lock().ok().and_then(|b| b.clone())
+    }
+}
+
 struct Refusal {
     since: String,
     refused: u64,
@@ -411,6 +551,9 @@ struct Writer {
     ctx: RecordContext,
     shared: Arc<Shared>,
     refusal: Option<Refusal>,
+    /// Commits on their way to the syncer (None once the writer stops).
+    sync: Option<std::sync::mpsc::Sender<Durable>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Pending {
@@ -469,18 +612,67 @@ impl Writer {
                 other => self.handle(other),
             }
         }
-        if let Err(e) = self.store.checkpoint_wal() {
-            tracing::warn!("journal: could not fold the WAL at shutdown ({e}); it will be replayed at next start");
+        // Every caller is answered before the journal is marked clean.
+        self.sync = None;
+        if let Some(h) = self.syncer.take() {
+            let _ = h.join();
+        }
+        if let Some(broken) = self.shared.broken() {
+            tracing::warn!("journal: not marked as cleanly closed: {broken}");
+            return;
         }
         if let Err(e) = self.store.set_meta("clean_shutdown", "true") {
             tracing::warn!("journal: could not mark a clean shutdown ({e})");
+        }
+        // The checkpoint fsyncs the WAL and the database, the mark included.
+        if let Err(e) = self.store.checkpoint_wal() {
+            tracing::warn!("journal: could not fold the WAL at shutdown ({e}); it will be replayed at next start");
+        }
+    }
+
+    /// Runs `answer` once everything committed so far is on disk.
+    fn after_sync(&self, seq: Option<i64>, started: Option<Instant>, answer: Answer) {
+        let durable = Durable {
+            seq,
+            started,
+            answer,
+        };
+        match &self.sync {
+            Some(tx) => {
+                if let Err(e) = tx.send(durable) {
+                    // The syncer is gone (it cannot panic; this is the shutdown path).
+                    (e.0.answer)(Err("the journal is closing".into()));
+                }
+            }
+            None => (durable.answer)(Err("the journal is closing".into())),
+        }
+    }
+
+    /// Answers `reply` with `result` once it is on disk (errors at once: nothing was written).
+    fn reply_after_sync<T: Send + 'static>(
+        &self,
+        reply: Reply<T>,
+        result: Result<T, JournalError>,
+    ) {
+        match result {
+            Ok(v) => self.after_sync(
+                None,
+                None,
+                Box::new(move |synced| {
+                    let _ = reply.send(synced.map(|()| v).map_err(JournalError::Failed));
+                }),
+            ),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Ack { sink, seq, reply } => {
-                let _ = reply.send(self.store.ack(&sink, seq));
+                let r = self.store.ack(&sink, seq);
+                self.reply_after_sync(reply, r);
             }
             Command::SinkError { sink, error } => {
                 if let Err(e) = self.store.set_sink_error(&sink, error.as_deref()) {
@@ -494,7 +686,8 @@ impl Writer {
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.store.dead_letter(&sink, seq, &record_id, &reason));
+                let r = self.store.dead_letter(&sink, seq, &record_id, &reason);
+                self.reply_after_sync(reply, r);
             }
             Command::Receipts { sink, receipts } => {
                 if let Err(e) = self.store.keep_receipts(&sink, &receipts) {
@@ -510,16 +703,20 @@ impl Writer {
                 retried,
                 reply,
             } => {
-                let _ = reply.send(self.store.settle_request(request, &outcome, &retried));
+                let r = self.store.settle_request(request, &outcome, &retried);
+                self.reply_after_sync(reply, r);
             }
             Command::RegisterSink { sink, reply } => {
-                let _ = reply.send(self.store.register_sink(&sink));
+                let r = self.store.register_sink(&sink);
+                self.reply_after_sync(reply, r);
             }
             Command::SetMeta { key, value, reply } => {
-                let _ = reply.send(self.store.set_meta(&key, &value));
+                let r = self.store.set_meta(&key, &value);
+                self.reply_after_sync(reply, r);
             }
             Command::Prune { reply } => {
-                let _ = reply.send(self.prune());
+                let r = self.prune();
+                self.reply_after_sync(reply, r);
             }
             Command::Quarantine {
                 source,
@@ -528,7 +725,8 @@ impl Writer {
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.store.quarantine(&source, &topic, &payload, &reason));
+                let r = self.store.quarantine(&source, &topic, &payload, &reason);
+                self.reply_after_sync(reply, r);
             }
             Command::Append { .. } | Command::Close => {}
         }
@@ -604,6 +802,12 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Pending>) {
+        if let Some(broken) = self.shared.broken() {
+            for p in group {
+                let _ = p.reply.send(Err(JournalError::Failed(broken.clone())));
+            }
+            return;
+        }
         if let Some(reason) = self.over_limit() {
             return self.refuse(group, reason);
         }
@@ -628,12 +832,11 @@ impl Writer {
         let started = Instant::now();
         let appended = self.store.append(&mut self.head, &records, &state);
         if let (Some(m), Ok(outcomes)) = (&self.opts.metrics, &appended) {
-            m.commit(started.elapsed().as_secs_f64());
             // One counter update per kind, not per record: this is the journal's hot path.
             let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
             for (r, o) in records.iter().zip(outcomes) {
                 if matches!(o, Appended::New { .. }) {
-                    let kind = r.record.kind.as_str();
+                    let kind = r.kind.as_str();
                     match per_kind.iter_mut().find(|(k, _)| *k == kind) {
                         Some((_, n)) => *n += 1,
                         None => per_kind.push((kind, 1)),
@@ -657,12 +860,19 @@ impl Writer {
                     }
                     self.shared.refusing.store(false, Ordering::Relaxed);
                 }
-                self.shared.committed.send_replace(self.head.seq);
-                let mut rest = outcomes.into_iter();
-                for p in group {
-                    let mine: Vec<Appended> = rest.by_ref().take(p.records.len()).collect();
-                    let _ = p.reply.send(Ok(mine));
-                }
+                self.after_sync(
+                    Some(self.head.seq),
+                    Some(started),
+                    Box::new(move |synced| {
+                        let mut rest = outcomes.into_iter();
+                        for p in group {
+                            let _ = p.reply.send(match &synced {
+                                Ok(()) => Ok(rest.by_ref().take(p.records.len()).collect()),
+                                Err(e) => Err(JournalError::Failed(e.clone())),
+                            });
+                        }
+                    }),
+                );
             }
             Err(e) if is_disk_full(&e) => self.refuse(group, "disk full".to_string()),
             Err(e) if group.len() > 1 => {
@@ -680,5 +890,145 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Condvar;
+
+    use super::*;
+
+    fn ctx() -> RecordContext {
+        RecordContext {
+            gateway_id: "gw-test".into(),
+            config_sha256: "0".repeat(64),
+        }
+    }
+
+    fn record(label: &str) -> NewRecord {
+        NewRecord::new(super::super::loadgen::padded_record(&ctx(), 300, label))
+    }
+
+    /// An fsync that waits while the gate is closed and then answers with `fail` (if set).
+    #[derive(Clone, Default)]
+    struct Gate {
+        closed: Arc<(Mutex<bool>, Condvar)>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl Gate {
+        fn set(&self, closed: bool) {
+            let (lock, cv) = &*self.closed;
+            *lock.lock().expect("gate") = closed;
+            cv.notify_all();
+        }
+
+        fn fsync(&self) -> SyncFn {
+            let gate = self.clone();
+            Box::new(move || {
+                let (lock, cv) = &*gate.closed;
+                let mut closed = lock.lock().expect("gate");
+                while *closed {
+                    closed = cv.wait(closed).expect("gate");
+                }
+                if gate.fail.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("injected I/O error"));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn callers_and_sinks_wait_for_the_fsync_that_covers_their_commit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let gate = Gate::default();
+        let journal =
+            Journal::open_with_sync(JournalOptions::new(dir.path()), ctx(), Some(gate.fsync()))
+                .expect("open");
+        gate.set(true);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let j = journal.clone();
+        let caller = std::thread::spawn(move || {
+            let _ = done_tx.send(j.append_blocking(vec![record("a"), record("b")]));
+        });
+        // Committed (another connection reads it) but not on disk yet: nobody is told.
+        let reader = Store::open_ro(dir.path()).expect("reader");
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = reader.read_after(0, 10).expect("read");
+            if !rows.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(rows.len(), 2, "the group was committed");
+        assert!(
+            done.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the caller is answered only after the fsync"
+        );
+        assert_eq!(journal.durable_seq(), 0, "sinks do not read past the disk");
+
+        gate.set(false);
+        let appended = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("answered after the fsync")
+            .expect("appended");
+        assert_eq!(
+            appended,
+            vec![Appended::New { seq: 1 }, Appended::New { seq: 2 }]
+        );
+        assert_eq!(journal.durable_seq(), 2);
+        caller.join().expect("caller");
+        journal.close_blocking();
+        assert_eq!(
+            Store::open_ro(dir.path())
+                .expect("ro")
+                .meta("clean_shutdown")
+                .expect("meta")
+                .as_deref(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_its_callers_and_refuses_every_later_write() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let gate = Gate::default();
+        let journal =
+            Journal::open_with_sync(JournalOptions::new(dir.path()), ctx(), Some(gate.fsync()))
+                .expect("open");
+        journal
+            .append_blocking(vec![record("before")])
+            .expect("a good fsync");
+        gate.fail.store(true, Ordering::SeqCst);
+        let err = journal
+            .append_blocking(vec![record("lost")])
+            .expect_err("the fsync failed");
+        assert!(
+            err.to_string()
+                .contains("fsync of the journal's WAL failed (injected I/O error)"),
+            "{err}"
+        );
+        assert_eq!(journal.durable_seq(), 1);
+        // The disk may have dropped pages: nothing more is written, even once fsync "works" again.
+        gate.fail.store(false, Ordering::SeqCst);
+        let err = journal
+            .append_blocking(vec![record("after")])
+            .expect_err("refused");
+        assert!(err.to_string().contains("restart the agent"), "{err}");
+        journal.close_blocking();
+        let store = Store::open_ro(dir.path()).expect("ro");
+        assert_eq!(
+            store.head().expect("head").seq,
+            2,
+            "only the failed group's row"
+        );
+        assert_eq!(
+            store.meta("clean_shutdown").expect("meta").as_deref(),
+            Some("false"),
+            "not marked clean"
+        );
     }
 }

@@ -91,8 +91,9 @@ impl Driver {
         })
     }
 
+    /// The next batch after the cursor, up to what is on disk.
     async fn read_batch(&self) -> Result<Vec<JournalRow>, JournalError> {
-        self.read(self.cursor, i64::MAX).await
+        self.read(self.cursor, self.journal.durable_seq()).await
     }
 
     /// Rows after `after` up to `to`, within the batch limits.

@@ -538,15 +538,16 @@ fn a_work_order_package_holds_its_records_with_every_gap_and_the_whole_chain() {
 /// Rewrites `dir`'s journal from `seq` on with `edit` applied to that record's body and a
 /// consistent new chain (as a forger with write access would), keeping the old signatures.
 fn rewrite_chain(dir: &Path, seq: i64, edit: impl Fn(String) -> String) {
-    use shopfloor_agent::journal::chain::chain_hash;
+    use shopfloor_agent::journal::chain::chain_hash_raw;
     let conn = rusqlite::Connection::open(dir.join("journal.sqlite")).expect("open");
     conn.execute_batch("DROP TRIGGER IF EXISTS records_append_only")
         .expect("drop trigger");
-    let mut prev: String = conn
-        .query_row("SELECT prev_hash FROM records WHERE seq = ?1", [seq], |r| {
+    let prev: Vec<u8> = conn
+        .query_row("SELECT hash FROM records WHERE seq = ?1", [seq - 1], |r| {
             r.get(0)
         })
         .expect("row");
+    let mut prev: [u8; 32] = prev.try_into().expect("32 bytes");
     let rows: Vec<(i64, String)> = conn
         .prepare("SELECT seq, body FROM records WHERE seq >= ?1 ORDER BY seq")
         .expect("prepare")
@@ -556,10 +557,10 @@ fn rewrite_chain(dir: &Path, seq: i64, edit: impl Fn(String) -> String) {
         .expect("rows");
     for (s, body) in rows {
         let body = if s == seq { edit(body) } else { body };
-        let hash = chain_hash(&prev, body.as_bytes());
+        let hash = chain_hash_raw(&prev, body.as_bytes());
         conn.execute(
-            "UPDATE records SET body = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
-            rusqlite::params![body, prev, hash, s],
+            "UPDATE records SET body = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![body, &hash[..], s],
         )
         .expect("update");
         prev = hash;

@@ -43,7 +43,7 @@ async fn append(agent: &Agent, serials: impl IntoIterator<Item = String>) -> Vec
         .into_iter()
         .map(|s| NewRecord::new(inspection(&s, 25.003)))
         .collect();
-    let ids = records.iter().map(|r| r.record.id.to_string()).collect();
+    let ids = records.iter().map(|r| r.id.to_string()).collect();
     agent.journal().append(records).await.expect("append");
     ids
 }

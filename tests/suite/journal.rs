@@ -123,6 +123,93 @@ async fn concurrent_appends_get_gap_free_seqs_and_a_valid_chain() {
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked, 400);
     assert_eq!(report.head_hash, rows[399].hash);
+    // prev_hash is the row before's hash, also for the first row of a read that starts mid-journal.
+    assert_eq!(rows[0].prev_hash, shopfloor_agent::journal::chain::GENESIS);
+    assert!(rows.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    let page = Store::open_ro(dir.path())
+        .expect("ro")
+        .read_range(149, 400, 10)
+        .expect("page");
+    assert_eq!(page.len(), 10);
+    assert_eq!(page[0].seq, 150);
+    assert_eq!(page[0].prev_hash, rows[148].hash);
+    assert_eq!(page, rows[149..159].to_vec());
+}
+
+/// Writes a journal as schema 5 laid it out (id, captured_at and prev_hash columns, hex hashes).
+fn schema5_journal(dir: &Path, n: usize) -> Vec<(String, String)> {
+    use shopfloor_agent::journal::{chain, schema};
+    let conn = rusqlite::Connection::open(dir.join("journal.sqlite")).expect("open");
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .expect("wal");
+    for sql in &schema::MIGRATIONS[..5] {
+        conn.execute_batch(sql).expect("old schema");
+    }
+    conn.pragma_update(None, "user_version", 5)
+        .expect("version");
+    let mut prev = chain::GENESIS.to_string();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let r = NewRecord::new(inspection(&format!("SN-{i}"), 25.0));
+        let hash = chain::chain_hash(&prev, r.canonical.as_bytes());
+        conn.execute(
+            "INSERT INTO records (seq, id, kind, captured_at, appended_at, dedupe_key, body, prev_hash, hash)
+             VALUES (?1, ?2, 'inspection', ?3, 1763720130123, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                i as i64 + 1,
+                r.id.to_string(),
+                shopfloor_agent::time::now_rfc3339(),
+                format!("key-{i}"),
+                r.canonical,
+                prev,
+                hash
+            ],
+        )
+        .expect("old row");
+        out.push((r.id.to_string(), hash.clone()));
+        prev = hash;
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_schema_5_journal_is_read_as_it_is_and_migrated_with_its_chain_intact() {
+    let dir = tempdir();
+    let old = schema5_journal(dir.path(), 25);
+
+    // Read-only tools (verify, status) read the old layout without changing it.
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify old");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.head_hash, old[24].1);
+
+    // The agent migrates it: same ids, hashes and prev_hashes, dedupe keys still count, and the
+    // chain grows on from the old head.
+    let journal = open(dir.path(), |_| {});
+    let again = NewRecord::new(inspection("SN-3", 25.0)).with_dedupe_key("key-3");
+    assert_eq!(
+        journal.append(vec![again]).await.expect("dup"),
+        vec![Appended::Duplicate { seq: 4 }]
+    );
+    journal
+        .append(vec![NewRecord::new(inspection("SN-new", 25.0))])
+        .await
+        .expect("append");
+    journal.close().await;
+    let store = Store::open_ro(dir.path()).expect("ro");
+    let version: i64 = store
+        .connection()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, shopfloor_agent::journal::schema::current_version());
+    let rows = all_rows(dir.path());
+    assert_eq!(rows.len(), 26);
+    for (row, (id, hash)) in rows.iter().zip(&old) {
+        assert_eq!((&row.id, &row.hash), (id, hash));
+    }
+    assert_eq!(rows[25].prev_hash, old[24].1);
+    let report = verify(&store).expect("verify migrated");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 26);
 }
 
 fn tamper(dir: &Path, sql: &str) {
@@ -180,16 +267,46 @@ async fn a_deleted_row_or_a_rewritten_hash_is_found() {
 
     let dir = tempdir();
     journal_with(dir.path(), 30).await;
-    // A forger who also recomputes the row's own hash still breaks the link to the next row.
+    // A forger who edits a body and stores a made-up hash is caught at that row...
     tamper(
         dir.path(),
-        "UPDATE records SET body = replace(body, 'SN-20', 'SN-99'), hash = 'ab' || substr(hash, 3) WHERE seq = 21",
+        "UPDATE records SET body = replace(body, 'SN-20', 'SN-99'), hash = zeroblob(32) WHERE seq = 21",
     );
     let p = verify(&Store::open_ro(dir.path()).expect("ro"))
         .expect("verify")
         .problem
         .expect("detected");
     assert_eq!(p.seq, 21);
+
+    // ...and one who recomputes that row's hash correctly still breaks the link to the next row.
+    let dir = tempdir();
+    journal_with(dir.path(), 30).await;
+    let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).expect("open");
+    let prev: Vec<u8> = conn
+        .query_row("SELECT hash FROM records WHERE seq = 20", [], |r| r.get(0))
+        .expect("seq 20");
+    let body: String = conn
+        .query_row("SELECT body FROM records WHERE seq = 21", [], |r| r.get(0))
+        .expect("seq 21");
+    let forged = body.replace("SN-20", "SN-99");
+    assert_ne!(forged, body);
+    let hash = shopfloor_agent::journal::chain::chain_hash_raw(
+        &prev.try_into().expect("32 bytes"),
+        forged.as_bytes(),
+    );
+    conn.execute_batch("DROP TRIGGER records_append_only")
+        .expect("drop trigger");
+    conn.execute(
+        "UPDATE records SET body = ?1, hash = ?2 WHERE seq = 21",
+        rusqlite::params![forged, &hash[..]],
+    )
+    .expect("forge");
+    drop(conn);
+    let p = verify(&Store::open_ro(dir.path()).expect("ro"))
+        .expect("verify")
+        .problem
+        .expect("detected");
+    assert_eq!(p.seq, 22, "{}", p.what);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,8 +382,13 @@ async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies()
     assert_eq!(rows.last().map(|r| r.seq), Some(110));
     let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.checkpoint.map(|c| c.0), Some(49));
+    assert_eq!(report.checkpoint.as_ref().map(|c| c.0), Some(49));
     assert_eq!(report.checked, 61);
+    assert_eq!(
+        Some(&rows[0].prev_hash),
+        report.checkpoint.as_ref().map(|c| &c.1),
+        "the first row after a prune chains from the checkpoint"
+    );
 
     // Tampering after a prune is still found.
     tamper(
