@@ -96,7 +96,10 @@ fn write_string(out: &mut String, s: &str) {
 pub fn to_canonical_json<T: serde::Serialize>(value: &T) -> String {
     let mut out = Vec::with_capacity(768);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, JcsFormatter);
-    let fast = value.serialize(&mut ser).is_ok() && !out.iter().any(|&b| b >= 0xEE);
+    // ASCII (the usual case) is checked a machine word at a time; only other text is scanned for
+    // the lead bytes of U+E000 and above.
+    let fast = value.serialize(&mut ser).is_ok()
+        && (out.is_ascii() || !out.iter().fold(false, |seen, &b| seen | (b >= 0xEE)));
     if fast {
         if let Ok(text) = String::from_utf8(out) {
             return text;

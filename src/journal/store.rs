@@ -179,6 +179,11 @@ impl Store {
         };
         setup(&conn).map_err(|e| classify_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| match e {
+            JournalError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) => open_error(
+                &path,
+                e,
+                "upgrading the journal's schema rewrites its records table once and needs free space of about the size of journal.sqlite: free space on that disk (nothing was changed), then start the agent again",
+            ),
             JournalError::Sqlite(e) => classify_open(&path, e),
             other => other,
         })?;

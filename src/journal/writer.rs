@@ -255,6 +255,7 @@ impl Journal {
             ctx,
             shared: shared.clone(),
             refusal: None,
+            room: 0,
             sync: Some(sync_tx),
             syncer: Some(syncer),
         };
@@ -551,6 +552,8 @@ struct Writer {
     ctx: RecordContext,
     shared: Arc<Shared>,
     refusal: Option<Refusal>,
+    /// Bytes that can surely be appended before `max_disk_bytes` is read again ([`Writer::over_limit`]).
+    room: u64,
     /// Commits on their way to the syncer (None once the writer stops).
     sync: Option<std::sync::mpsc::Sender<Durable>>,
     syncer: Option<std::thread::JoinHandle<()>>,
@@ -747,16 +750,40 @@ impl Writer {
         Ok(out)
     }
 
-    fn over_limit(&self) -> Option<String> {
-        if self.opts.max_disk_bytes == 0 {
+    /// Whether `max_disk_bytes` is reached. The exact size (page counts and the WAL's length) is
+    /// read only when the group could use up the room left at the last reading: `room` is half of
+    /// what was free then, and a group is taken to need three times its records' bytes plus two
+    /// pages per record (rows, index, WAL frames), far more than it does. Near the limit that
+    /// means every group; far from it, a reading now and then.
+    fn over_limit(&mut self, group: &[Pending]) -> Option<String> {
+        let limit = self.opts.max_disk_bytes;
+        if limit == 0 {
+            return None;
+        }
+        let need: u64 = group
+            .iter()
+            .flat_map(|p| &p.records)
+            .map(|r| 3 * r.canonical.len() as u64 + 8192)
+            .sum();
+        if self.refusal.is_none() && need < self.room {
+            self.room -= need;
             return None;
         }
         match self.store.used_bytes() {
-            Ok(used) if used >= self.opts.max_disk_bytes => Some(format!(
-                "max_disk_bytes reached: {used} of {} bytes used",
-                self.opts.max_disk_bytes
-            )),
-            _ => None,
+            Ok(used) if used >= limit => {
+                self.room = 0;
+                Some(format!(
+                    "max_disk_bytes reached: {used} of {limit} bytes used"
+                ))
+            }
+            Ok(used) => {
+                self.room = (limit - used) / 2;
+                None
+            }
+            Err(_) => {
+                self.room = 0;
+                None
+            }
         }
     }
 
@@ -808,7 +835,7 @@ impl Writer {
             }
             return;
         }
-        if let Some(reason) = self.over_limit() {
+        if let Some(reason) = self.over_limit(&group) {
             return self.refuse(group, reason);
         }
         let gap = self.refusal.as_ref().map(|r| {

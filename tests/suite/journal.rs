@@ -431,6 +431,15 @@ async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
     assert_eq!(refused, 3, "the limit must be reached");
     assert!(journal.is_refusing());
     assert_eq!(journal.refused_total(), 30);
+    // The size is not read before every commit, but the limit holds within a group's worth.
+    let used = Store::open_ro(dir.path())
+        .expect("ro")
+        .used_bytes()
+        .expect("size");
+    assert!(
+        ((1 << 20)..(1 << 20) + (1 << 17)).contains(&used),
+        "{used} bytes used for a limit of 1 MiB"
+    );
     // Nothing undelivered was deleted.
     assert_eq!(
         Store::open_ro(dir.path())
