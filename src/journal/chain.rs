@@ -146,13 +146,15 @@ impl serde_json::ser::Formatter for JcsFormatter {
 /// `SHA-256(prev_hash ‖ canonical)` as lowercase hex. `prev_hash` is hex; a malformed one hashes as given
 /// (so a tampered `prev_hash` column cannot make verification panic, it only mismatches).
 pub fn chain_hash(prev_hash_hex: &str, canonical: &[u8]) -> String {
-    let mut h = Sha256::new();
     match decode_hex32(prev_hash_hex) {
-        Some(bytes) => h.update(bytes),
-        None => h.update(prev_hash_hex.as_bytes()),
+        Some(prev) => to_hex(&chain_hash_raw(&prev, canonical)),
+        None => {
+            let mut h = Sha256::new();
+            h.update(prev_hash_hex.as_bytes());
+            h.update(canonical);
+            to_hex(&h.finalize())
+        }
     }
-    h.update(canonical);
-    to_hex(&h.finalize())
 }
 
 /// `SHA-256(prev_hash ‖ canonical)` on raw hashes: the writer's form, without hex on its hot path.

@@ -107,17 +107,8 @@ impl Signer {
         to_hex(self.pair.public_key().as_ref())
     }
 
-    /// The signature (hex) of a chain hash given in hex.
-    pub fn sign(&self, hash_hex: &str) -> String {
-        to_hex(
-            self.pair
-                .sign(&from_hex(hash_hex).unwrap_or_default())
-                .as_ref(),
-        )
-    }
-
-    /// Signs a record's chain hash given as its 32 raw bytes (the writer's form).
-    pub fn sign_raw(&self, hash: &[u8; 32]) -> String {
+    /// The signature (hex) of a record's chain hash, given as its 32 raw bytes (the writer's form).
+    pub fn sign(&self, hash: &[u8; 32]) -> String {
         to_hex(self.pair.sign(hash).as_ref())
     }
 }
@@ -172,7 +163,7 @@ mod tests {
         assert_eq!(again.public_key_hex(), signer.public_key_hex());
 
         let hash = "ab".repeat(32);
-        let sig = signer.sign(&hash);
+        let sig = signer.sign(&[0xab; 32]);
         assert_eq!(sig.len(), 128);
         let key = signer.public_key_hex();
         assert!(verify_signature(&key, &hash, &sig));

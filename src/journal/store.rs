@@ -355,7 +355,7 @@ impl Store {
                     r.dedupe_key,
                     r.canonical,
                     &hash[..],
-                    self.signer.as_ref().map(|k| k.sign_raw(&hash)),
+                    self.signer.as_ref().map(|k| k.sign(&hash)),
                 ])?;
                 out.push(Appended::New { seq });
             }

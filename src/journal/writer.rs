@@ -640,14 +640,13 @@ impl Writer {
             started,
             answer,
         };
-        match &self.sync {
-            Some(tx) => {
-                if let Err(e) = tx.send(durable) {
-                    // The syncer is gone (it cannot panic; this is the shutdown path).
-                    (e.0.answer)(Err("the journal is closing".into()));
-                }
-            }
-            None => (durable.answer)(Err("the journal is closing".into())),
+        // Without a syncer (the writer is stopping) nothing can be made durable any more.
+        let unsent = match &self.sync {
+            Some(tx) => tx.send(durable).err().map(|e| e.0),
+            None => Some(durable),
+        };
+        if let Some(d) = unsent {
+            (d.answer)(Err("the journal is closing".into()));
         }
     }
 
@@ -967,13 +966,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn callers_and_sinks_wait_for_the_fsync_that_covers_their_commit() {
+    /// A journal in a fresh directory whose fsync goes through a new (open) gate.
+    fn gated() -> (tempfile::TempDir, Gate, Journal) {
         let dir = tempfile::tempdir().expect("tmp");
         let gate = Gate::default();
         let journal =
             Journal::open_with_sync(JournalOptions::new(dir.path()), ctx(), Some(gate.fsync()))
                 .expect("open");
+        (dir, gate, journal)
+    }
+
+    #[test]
+    fn callers_and_sinks_wait_for_the_fsync_that_covers_their_commit() {
+        let (dir, gate, journal) = gated();
         gate.set(true);
         let (done_tx, done) = std::sync::mpsc::channel();
         let j = journal.clone();
@@ -1021,11 +1026,7 @@ mod tests {
 
     #[test]
     fn a_failed_fsync_fails_its_callers_and_refuses_every_later_write() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let gate = Gate::default();
-        let journal =
-            Journal::open_with_sync(JournalOptions::new(dir.path()), ctx(), Some(gate.fsync()))
-                .expect("open");
+        let (dir, gate, journal) = gated();
         journal
             .append_blocking(vec![record("before")])
             .expect("a good fsync");
