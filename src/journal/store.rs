@@ -1,6 +1,8 @@
 //! Synchronous access to the journal database: the writer thread's operations and the readers' queries.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
@@ -825,10 +827,71 @@ impl Store {
             .optional()?)
     }
 
+    /// Hands checkpointing to [`Checkpointer`]: SQLite's automatic checkpoint (which runs in the
+    /// committing thread) is replaced by a hook that adds the WAL frames each commit wrote to
+    /// `written`. Only past `backstop` frames in the WAL (the checkpointer could not keep up, or
+    /// readers kept it from finishing) does a commit checkpoint in place, as SQLite would.
+    pub fn hand_off_checkpoints(
+        &mut self,
+        written: Arc<AtomicU64>,
+        backstop: u64,
+    ) -> Result<(), JournalError> {
+        let mut last = 0u64;
+        self.conn.wal_hook(Some(
+            move |wal: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+                let frames = u64::try_from(frames).unwrap_or(0);
+                // Fewer frames than after the last commit: the WAL started over after a checkpoint.
+                let new = if frames >= last {
+                    frames - last
+                } else {
+                    frames
+                };
+                last = frames;
+                written.fetch_add(new, Ordering::Relaxed);
+                if frames >= backstop {
+                    // An error here would be reported as the commit's although the commit is done:
+                    // it is ignored, as SQLite's own automatic checkpoint ignores it.
+                    let _ = wal.checkpoint();
+                }
+                Ok(())
+            },
+        ))?;
+        Ok(())
+    }
+
     /// `PRAGMA wal_checkpoint(TRUNCATE)`: folds the WAL into the database at a clean shutdown.
     pub fn checkpoint_wal(&self) -> Result<(), JournalError> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// A second connection that folds the WAL into the database (`PASSIVE` checkpoints) beside the
+/// writer, so that the copying and its two fsyncs do not stall commits ([`Store::hand_off_checkpoints`]).
+pub struct Checkpointer {
+    conn: Connection,
+}
+
+impl Checkpointer {
+    /// Opens the journal in `data_dir` for checkpointing; `sync` as the writer's connection (in
+    /// `NORMAL` and `FULL`, a checkpoint fsyncs the WAL before copying and the database after).
+    pub fn open(data_dir: &Path, sync: Synchronous) -> Result<Checkpointer, JournalError> {
+        let path = data_dir.join(FILE_NAME);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify_open(&path, e))?;
+        conn.pragma_update(None, "synchronous", sync.pragma())?;
+        Ok(Checkpointer { conn })
+    }
+
+    /// Copies what it can of the WAL into the database without waiting for anyone; the next commit
+    /// starts the WAL over once all of it is copied.
+    pub fn checkpoint(&self) -> Result<(), JournalError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 }

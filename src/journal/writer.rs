@@ -12,10 +12,18 @@
 //! only after the fsync that covers their commit: acknowledged still means on disk. Meanwhile the
 //! writer already commits the next group, so the fsync's wait and the next group's work overlap.
 //! WAL frames are recovered as a prefix (each frame's checksum chains to the one before), so a commit
-//! can never be durable while an earlier one is not. Checkpoints stay SQLite's: in `NORMAL` it fsyncs
-//! the WAL before a checkpoint and the database after it. A failed fsync is not retried (the kernel may
+//! can never be durable while an earlier one is not. A failed fsync is not retried (the kernel may
 //! have dropped the pages): the callers get the error and the journal refuses every further write
 //! until the agent is restarted.
+//!
+//! **Checkpoints beside the writer**: SQLite folds the WAL into the database in the committing
+//! thread once the WAL holds 1,000 pages, which stalls commits for the copy and its two fsyncs. Here
+//! the writer's WAL hook only counts the frames it wrote; after every 1,000 the syncer wakes a third
+//! thread that runs a `PASSIVE` checkpoint on its own connection while commits and fsyncs go on. The
+//! checkpoint itself is SQLite's (in `NORMAL` and `FULL` it fsyncs the WAL before copying and the
+//! database after), and the WAL starts over at the next commit once all of it is copied. While commits
+//! keep coming a checkpoint rarely catches up completely; past 4,000 frames (about 16 MiB) a commit
+//! checkpoints in place, as SQLite would, which bounds the WAL.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,12 +32,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::store::{is_disk_full, ChainHead, PruneOutcome, Synchronous};
+use super::store::{is_disk_full, ChainHead, Checkpointer, PruneOutcome, Synchronous};
 use super::{Appended, JournalError, NewRecord, StateUpdate, Store};
 use crate::records::{QualityRecord, RecordContext};
 
 /// Depth of the command queue: callers wait (backpressure) beyond it.
 const QUEUE_DEPTH: usize = 1024;
+
+/// WAL frames (pages) written between two checkpoints by the syncer: SQLite's own default.
+const CHECKPOINT_FRAMES: u64 = 1000;
+
+/// WAL frames beyond which a commit checkpoints in place (the syncer's checkpoints cannot finish
+/// while the writer keeps appending): bounds the WAL at about 16 MiB with 4 KiB pages.
+const CHECKPOINT_BACKSTOP: u64 = 4 * CHECKPOINT_FRAMES;
 
 /// How the journal is opened.
 #[derive(Debug, Clone)]
@@ -199,6 +214,9 @@ impl Journal {
         };
         let mut store = Store::open_rw(&opts.data_dir, sqlite_sync)?;
         store.set_signer(opts.signer.clone());
+        let wal_written = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::open(&opts.data_dir, sqlite_sync)?;
+        store.hand_off_checkpoints(wal_written.clone(), CHECKPOINT_BACKSTOP)?;
         if let Some(pages) = opts.max_page_count {
             store.connection().query_row(
                 &format!("PRAGMA max_page_count = {pages}"),
@@ -240,8 +258,23 @@ impl Journal {
             ctx: ctx.clone(),
         });
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        // The checkpoint thread ends when the syncer drops its end of the channel.
+        let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpoint_thread = std::thread::Builder::new()
+            .name("journal-ckpt".into())
+            .spawn(move || {
+                while checkpoint_rx.recv().is_ok() {
+                    if let Err(e) = checkpointer.checkpoint() {
+                        // The next one, or the writer's backstop, folds what this one could not.
+                        tracing::debug!("journal: checkpoint failed ({e})");
+                    }
+                }
+            })?;
         let syncer = Syncer {
             fsync,
+            checkpoint: Some(checkpoint_tx),
+            checkpoint_thread: Some(checkpoint_thread),
+            wal_written,
             shared: shared.clone(),
             metrics: opts.metrics.clone(),
         };
@@ -484,9 +517,16 @@ struct Durable {
 }
 
 /// The thread that makes commits durable: one fsync covers every commit queued while the previous
-/// one ran; callers are answered in commit order.
+/// one ran; callers are answered in commit order. After a durable commit it asks the checkpoint
+/// thread to fold the WAL into the database when the writer has written [`CHECKPOINT_FRAMES`] frames
+/// since the last time; the writer's commits and the syncer's fsyncs go on meanwhile.
 struct Syncer {
     fsync: Option<SyncFn>,
+    /// Wakes the checkpoint thread (full: one is already asked for).
+    checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    checkpoint_thread: Option<std::thread::JoinHandle<()>>,
+    /// WAL frames the writer's commits wrote, counted by its WAL hook.
+    wal_written: Arc<AtomicU64>,
     shared: Arc<Shared>,
     metrics: Option<crate::metrics::Metrics>,
 }
@@ -508,6 +548,18 @@ impl Syncer {
                 }
                 (d.answer)(result.clone());
             }
+            if let (Ok(()), Some(tx)) = (&result, &self.checkpoint) {
+                if self.wal_written.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
+                    && tx.try_send(()).is_ok()
+                {
+                    self.wal_written.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        // The writer is stopping: the checkpoint in progress ends before its final one.
+        self.checkpoint = None;
+        if let Some(h) = self.checkpoint_thread.take() {
+            let _ = h.join();
         }
     }
 

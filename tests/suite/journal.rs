@@ -576,3 +576,46 @@ async fn source_state_is_committed_with_its_records() {
     assert_eq!(state[0].1, "watermark:WorkOrders");
     assert_eq!(state[0].2, "2026-11-21T10:00:00Z");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
+    // The writer's commits do not checkpoint (SQLite's automatic checkpoint is handed to a thread
+    // beside it): after ~1,000 WAL pages that thread must have copied them into the database, with
+    // the journal still open (closing folds the WAL anyway).
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    let ctx = ctx();
+    for b in 0..24 {
+        let records = (0..500)
+            .map(|i| {
+                NewRecord::new(shopfloor_agent::journal::loadgen::padded_record(
+                    &ctx,
+                    600,
+                    &format!("batch {b} record {i}"),
+                ))
+            })
+            .collect();
+        journal.append(records).await.expect("append");
+    }
+    let db = dir.path().join("journal.sqlite");
+    let wal = dir.path().join("journal.sqlite-wal");
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size(&db) < 4 << 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        size(&db) >= 4 << 20,
+        "12,000 records (~7 MB) appended, yet the database file holds {} bytes: no checkpoint ran",
+        size(&db)
+    );
+    assert!(
+        size(&wal) <= 20 << 20,
+        "the WAL grew to {} bytes",
+        size(&wal)
+    );
+    journal.close().await;
+    assert_eq!(all_rows(dir.path()).len(), 12_000);
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
+    assert!(report.ok(), "{report:?}");
+}
