@@ -68,7 +68,7 @@ for t in "$@"; do
       build=(zigbuild)
       # zig supplies musl's start files and libunwind; the ones rustc would bring are not in a
       # -Zbuild-std sysroot.
-      flags="-C link-self-contained=no"
+      flags="-C link-self-contained=no -C link-arg=-static -C link-arg=-pie"
       ;;
   esac
   log "building $t (profile min${flags:+, $flags})"

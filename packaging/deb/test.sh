@@ -51,6 +51,11 @@ for deb in "$@"; do
   if command -v file >/dev/null; then
     file -b "$x/usr/bin/shopfloor-agent" | grep -q "$want" || fail "the binary is not $want: $(file -b "$x/usr/bin/shopfloor-agent")"
   fi
+  # Static: the package depends on no libc, so the binary must not ask for a program interpreter.
+  interp=$(readelf -l "$x/usr/bin/shopfloor-agent" | grep -i "program interpreter" || true)
+  [ -z "$interp" ] || fail "the binary is not static: $interp"
+  depends=$(dpkg-deb -f "$deb" Depends)
+  case $depends in *libc*) fail "a static binary's package depends on libc: $depends" ;; esac
   rm -rf "$x" "$ctl"
 done
 [ -n "$amd64" ] || { log "no amd64 package: nothing to install here"; exit 0; }
