@@ -7,9 +7,10 @@
 #
 # Uses Debian's Rust toolchain (rustc-web/cargo-web >= the crate's rust-version) with -Zbuild-std, the
 # Debian gcc cross compilers (for SQLite and ring's C) and qemu-user; installs them with apt when
-# missing. The *-musl targets are static binaries for any Linux (no glibc floor): they link with zig
-# (from PyPI, in a venv under $INTEROP_HOME) through cargo-zigbuild (from crates.io). rustup's own toolchain is left alone (x86_64 builds keep using it). Binaries land in
-# target/<triple>/min/shopfloor-agent.
+# missing. The *-musl targets are static binaries for any Linux (no glibc floor; the Debian packages
+# hold them): they link with zig (from PyPI, in a venv under $INTEROP_HOME) through cargo-zigbuild
+# (from crates.io), as static PIE. rustup's own toolchain is left alone (x86_64 glibc builds keep
+# using it). Binaries land in target/<triple>/min/shopfloor-agent.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
