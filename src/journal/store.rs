@@ -900,3 +900,62 @@ impl Checkpointer {
 pub fn is_disk_full(e: &JournalError) -> bool {
     matches!(e, JournalError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commits `n` transactions of one ~100 KiB row each (about 25 WAL frames apiece).
+    fn commit_rows(store: &Store, n: usize) {
+        for _ in 0..n {
+            store
+                .connection()
+                .execute("INSERT INTO scratch(x) VALUES (zeroblob(100000))", [])
+                .expect("insert");
+        }
+    }
+
+    fn sizes(dir: &Path) -> (u64, u64) {
+        let size = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        (size(FILE_NAME), size(&format!("{FILE_NAME}-wal")))
+    }
+
+    #[test]
+    fn commits_count_their_wal_frames_and_checkpoint_only_past_the_backstop() {
+        for (backstop, expect_folded) in [(u64::MAX, false), (100, true)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut store = Store::open_rw(dir.path(), Synchronous::Normal).expect("open");
+            store
+                .connection()
+                .execute("CREATE TABLE scratch(x BLOB)", [])
+                .expect("table");
+            let written = Arc::new(AtomicU64::new(0));
+            store
+                .hand_off_checkpoints(written.clone(), backstop)
+                .expect("hook");
+            let (db_before, _) = sizes(dir.path());
+            // 1,500 frames or more: past SQLite's own automatic checkpoint (1,000), were it active.
+            commit_rows(&store, 60);
+            let frames = written.load(Ordering::Relaxed);
+            assert!(
+                frames >= 60 * 100_000 / 4096,
+                "the hook counted {frames} WAL frames for ~6 MB committed"
+            );
+            let (db, wal) = sizes(dir.path());
+            if expect_folded {
+                // Past 100 frames a commit checkpoints in place: the rows reach the database file
+                // and the WAL starts over instead of growing.
+                assert!(db >= 5_000_000, "database file {db} bytes: no checkpoint");
+                assert!(wal < 1_500_000, "WAL {wal} bytes: it did not start over");
+            } else {
+                // No commit checkpoints by itself any more (SQLite's automatic one is replaced).
+                assert_eq!(db, db_before, "a commit checkpointed without the backstop");
+                assert!(wal >= 6_000_000, "WAL {wal} bytes");
+            }
+        }
+    }
+}
