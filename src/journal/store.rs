@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
@@ -829,12 +829,15 @@ impl Store {
 
     /// Hands checkpointing to [`Checkpointer`]: SQLite's automatic checkpoint (which runs in the
     /// committing thread) is replaced by a hook that adds the WAL frames each commit wrote to
-    /// `written`. Only past `backstop` frames in the WAL (the checkpointer could not keep up, or
-    /// readers kept it from finishing) does a commit checkpoint in place, as SQLite would.
+    /// `written`. Only past `backstop` frames in the WAL (while commits keep coming, a `PASSIVE`
+    /// checkpoint never catches up with all of it) does a commit checkpoint in place: it waits for
+    /// the checkpointer's run in progress (`turn`; SQLite would answer busy without waiting), then
+    /// copies everything and truncates the WAL, so it starts over.
     pub fn hand_off_checkpoints(
         &mut self,
         written: Arc<AtomicU64>,
         backstop: u64,
+        turn: Arc<Mutex<()>>,
     ) -> Result<(), JournalError> {
         let mut last = 0u64;
         self.conn.wal_hook(Some(
@@ -849,9 +852,13 @@ impl Store {
                 last = frames;
                 written.fetch_add(new, Ordering::Relaxed);
                 if frames >= backstop {
+                    // RESTART waits (busy timeout) for readers, not for another checkpoint; the WAL
+                    // file is kept and written over from its start (no truncation: an fsync into
+                    // blocks already allocated stays cheap).
                     // An error here would be reported as the commit's although the commit is done:
                     // it is ignored, as SQLite's own automatic checkpoint ignores it.
-                    let _ = wal.checkpoint();
+                    let _turn = turn.lock();
+                    let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART);
                 }
                 Ok(())
             },
@@ -871,6 +878,8 @@ impl Store {
 /// writer, so that the copying and its two fsyncs do not stall commits ([`Store::hand_off_checkpoints`]).
 pub struct Checkpointer {
     conn: Connection,
+    /// Held while checkpointing: a commit past the backstop waits for it.
+    turn: Arc<Mutex<()>>,
 }
 
 impl Checkpointer {
@@ -884,12 +893,21 @@ impl Checkpointer {
         )
         .map_err(|e| classify_open(&path, e))?;
         conn.pragma_update(None, "synchronous", sync.pragma())?;
-        Ok(Checkpointer { conn })
+        Ok(Checkpointer {
+            conn,
+            turn: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// What a commit past the backstop waits on ([`Store::hand_off_checkpoints`]).
+    pub fn turn(&self) -> Arc<Mutex<()>> {
+        self.turn.clone()
     }
 
     /// Copies what it can of the WAL into the database without waiting for anyone; the next commit
     /// starts the WAL over once all of it is copied.
     pub fn checkpoint(&self) -> Result<(), JournalError> {
+        let _turn = self.turn.lock();
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
@@ -935,7 +953,7 @@ mod tests {
                 .expect("table");
             let written = Arc::new(AtomicU64::new(0));
             store
-                .hand_off_checkpoints(written.clone(), backstop)
+                .hand_off_checkpoints(written.clone(), backstop, Arc::new(Mutex::new(())))
                 .expect("hook");
             let (db_before, _) = sizes(dir.path());
             // 1,500 frames or more: past SQLite's own automatic checkpoint (1,000), were it active.

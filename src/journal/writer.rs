@@ -22,8 +22,9 @@
 //! thread that runs a `PASSIVE` checkpoint on its own connection while commits and fsyncs go on. The
 //! checkpoint itself is SQLite's (in `NORMAL` and `FULL` it fsyncs the WAL before copying and the
 //! database after), and the WAL starts over at the next commit once all of it is copied. While commits
-//! keep coming a checkpoint rarely catches up completely; past 4,000 frames (about 16 MiB) a commit
-//! checkpoints in place, as SQLite would, which bounds the WAL.
+//! keep coming a `PASSIVE` checkpoint never catches up completely (the WAL only starts over once all
+//! of it is copied); past 4,000 frames (about 16 MiB) a commit waits for the checkpoint thread's run
+//! in progress and checkpoints in place (`TRUNCATE`), which bounds the WAL.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -216,7 +217,11 @@ impl Journal {
         store.set_signer(opts.signer.clone());
         let wal_written = Arc::new(AtomicU64::new(0));
         let checkpointer = Checkpointer::open(&opts.data_dir, sqlite_sync)?;
-        store.hand_off_checkpoints(wal_written.clone(), CHECKPOINT_BACKSTOP)?;
+        store.hand_off_checkpoints(
+            wal_written.clone(),
+            CHECKPOINT_BACKSTOP,
+            checkpointer.turn(),
+        )?;
         if let Some(pages) = opts.max_page_count {
             store.connection().query_row(
                 &format!("PRAGMA max_page_count = {pages}"),
