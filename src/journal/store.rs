@@ -832,7 +832,7 @@ impl Store {
     /// `written`. Only past `backstop` frames in the WAL (while commits keep coming, a `PASSIVE`
     /// checkpoint never catches up with all of it) does a commit checkpoint in place: it waits for
     /// the checkpointer's run in progress (`turn`; SQLite would answer busy without waiting), then
-    /// copies everything and truncates the WAL, so it starts over.
+    /// copies everything (`RESTART`), so the WAL is written over from its start.
     pub fn hand_off_checkpoints(
         &mut self,
         written: Arc<AtomicU64>,
@@ -904,8 +904,9 @@ impl Checkpointer {
         self.turn.clone()
     }
 
-    /// Copies what it can of the WAL into the database without waiting for anyone; the next commit
-    /// starts the WAL over once all of it is copied.
+    /// Copies what it can of the WAL into the database without waiting for readers or the writer
+    /// (only for a backstop checkpoint in progress, through `turn`); the next commit starts the WAL
+    /// over once all of it is copied.
     pub fn checkpoint(&self) -> Result<(), JournalError> {
         let _turn = self.turn.lock();
         self.conn
