@@ -10,7 +10,8 @@
 # missing. The *-musl targets are static binaries for any Linux (no glibc floor; the Debian packages
 # hold them): they link with zig (from PyPI, in a venv under $INTEROP_HOME) through cargo-zigbuild
 # (from crates.io), as static PIE. rustup's own toolchain is left alone (x86_64 glibc builds keep
-# using it). Binaries land in target/<triple>/min/shopfloor-agent.
+# using it). Binaries land in target/<triple>/min/shopfloor-agent. With CROSS_PRUNE=1 the build's
+# intermediate files (~650 MB per target) are removed once its binary has passed, keeping the binary.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -106,4 +107,8 @@ TOML
   $qemu "$bin" --config "$work/agent.toml" verify
   log "$t: OK ($lines records written, chain verified)"
   rm -rf "$work"
+  if [ "${CROSS_PRUNE:-0}" = 1 ]; then
+    rm -rf "target/$t/min/deps" "target/$t/min/build" "target/$t/min/.fingerprint" "target/$t/min/incremental"
+    log "pruned target/$t/min to its binary ($(du -sh "target/$t" | cut -f1) left)"
+  fi
 done
