@@ -577,6 +577,19 @@ async fn source_state_is_committed_with_its_records() {
     assert_eq!(state[0].2, "2026-11-21T10:00:00Z");
 }
 
+/// `n` records of ~600 bytes, labelled `{label} record {i}`.
+fn padded_records(ctx: &RecordContext, n: usize, label: &str) -> Vec<NewRecord> {
+    (0..n)
+        .map(|i| {
+            NewRecord::new(shopfloor_agent::journal::loadgen::padded_record(
+                ctx,
+                600,
+                &format!("{label} record {i}"),
+            ))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     // The writer's commits do not checkpoint (SQLite's automatic checkpoint is handed to a thread
@@ -586,15 +599,7 @@ async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     let journal = open(dir.path(), |_| {});
     let ctx = ctx();
     for b in 0..24 {
-        let records = (0..500)
-            .map(|i| {
-                NewRecord::new(shopfloor_agent::journal::loadgen::padded_record(
-                    &ctx,
-                    600,
-                    &format!("batch {b} record {i}"),
-                ))
-            })
-            .collect();
+        let records = padded_records(&ctx, 500, &format!("batch {b}"));
         journal.append(records).await.expect("append");
     }
     let db = dir.path().join("journal.sqlite");
@@ -616,6 +621,55 @@ async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     );
     journal.close().await;
     assert_eq!(all_rows(dir.path()).len(), 12_000);
+    let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
+    assert!(report.ok(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_while_producers_never_pause() {
+    // A checkpoint beside a writer that commits without pause never copies the whole WAL, so the
+    // WAL would never start over: past its backstop (4,000 frames, ~16 MiB) the writer checkpoints
+    // in place. Four producers append ~60,000 records (~10,000 WAL frames) back to back while the
+    // WAL's size is sampled; without the backstop it grows past 40 MB.
+    let dir = tempdir();
+    let journal = open(dir.path(), |_| {});
+    let wal = dir.path().join("journal.sqlite-wal");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut largest = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            largest
+        })
+    };
+    let ctx = ctx();
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let journal = journal.clone();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for b in 0..60 {
+                    let records = padded_records(&ctx, 250, &format!("producer {p} batch {b}"));
+                    journal.append(records).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.expect("producer");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let largest = sampler.join().expect("sampler");
+    assert!(
+        largest <= 24 << 20,
+        "the WAL grew to {largest} bytes while 60,000 records were appended without pause"
+    );
+    journal.close().await;
+    assert_eq!(all_rows(dir.path()).len(), 60_000);
     let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
     assert!(report.ok(), "{report:?}");
 }
