@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::journal::chain::{canonical_json, chain_hash, GENESIS};
+use crate::journal::chain::{canonical_json, chain_hash, decode_hex32, GENESIS};
 use crate::journal::signing::verify_signature;
 use crate::journal::{JournalError, Store};
 
@@ -68,6 +68,18 @@ pub fn verify_signed(
         signatures_checked_with: public_key.map(str::to_string),
         problem: None,
     };
+    if let Some((seq, hash)) = &report.checkpoint {
+        if decode_hex32(hash).is_none() {
+            report.problem = Some(Problem {
+                seq: *seq,
+                what: format!(
+                    "the retention checkpoint's hash {} is not 64 hex digits: the checkpoint was altered",
+                    short(hash)
+                ),
+            });
+            return Ok(report);
+        }
+    }
     let mut after = i64::MIN;
     loop {
         let rows = store.read_after(after, 10_000)?;

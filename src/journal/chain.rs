@@ -146,13 +146,19 @@ impl serde_json::ser::Formatter for JcsFormatter {
 /// `SHA-256(prev_hash ‖ canonical)` as lowercase hex. `prev_hash` is hex; a malformed one hashes as given
 /// (so a tampered `prev_hash` column cannot make verification panic, it only mismatches).
 pub fn chain_hash(prev_hash_hex: &str, canonical: &[u8]) -> String {
+    to_hex(&chain_hash_from_hex(prev_hash_hex, canonical))
+}
+
+/// [`chain_hash`] as raw bytes: how the writer chains its first row from the head's hex (the last
+/// row's, or a retention checkpoint's), the same way `verify` does, malformed hex included.
+pub fn chain_hash_from_hex(prev_hash_hex: &str, canonical: &[u8]) -> [u8; 32] {
     match decode_hex32(prev_hash_hex) {
-        Some(prev) => to_hex(&chain_hash_raw(&prev, canonical)),
+        Some(prev) => chain_hash_raw(&prev, canonical),
         None => {
             let mut h = Sha256::new();
             h.update(prev_hash_hex.as_bytes());
             h.update(canonical);
-            to_hex(&h.finalize())
+            h.finalize().into()
         }
     }
 }

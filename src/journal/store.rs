@@ -328,10 +328,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(records.len());
         let mut seq = head.seq;
-        // A head that is not 64 hex digits (a tampered checkpoint) chains from its bytes' hash, so
-        // the chain still breaks exactly there for `verify`.
-        let mut hash = chain::decode_hex32(&head.hash)
-            .unwrap_or_else(|| chain::chain_hash_raw(&[0; 32], head.hash.as_bytes()));
+        // The first new row chains from the head's hex as `verify` does (a head that is not 64 hex
+        // digits is only a tampered checkpoint, which `verify` reports); the next ones from raw hashes.
+        let mut hash: Option<[u8; 32]> = None;
         {
             let mut find = tx.prepare_cached("SELECT seq FROM records WHERE dedupe_key = ?1")?;
             let mut insert = tx.prepare_cached(
@@ -349,15 +348,19 @@ impl Store {
                     }
                 }
                 seq += 1;
-                hash = chain::chain_hash_raw(&hash, r.canonical.as_bytes());
+                let next = match &hash {
+                    Some(prev) => chain::chain_hash_raw(prev, r.canonical.as_bytes()),
+                    None => chain::chain_hash_from_hex(&head.hash, r.canonical.as_bytes()),
+                };
+                hash = Some(next);
                 insert.execute(params![
                     seq,
                     r.kind.as_str(),
                     now_ms,
                     r.dedupe_key,
                     r.canonical,
-                    &hash[..],
-                    self.signer.as_ref().map(|k| k.sign(&hash)),
+                    &next[..],
+                    self.signer.as_ref().map(|k| k.sign(&next)),
                 ])?;
                 out.push(Appended::New { seq });
             }
@@ -372,7 +375,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        if seq != head.seq {
+        if let Some(hash) = hash {
             head.seq = seq;
             head.hash = chain::to_hex(&hash);
         }

@@ -401,6 +401,73 @@ async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies()
     assert_eq!(p.map(|p| p.seq), Some(61));
 }
 
+/// A journal of 20 delivered records, all pruned (checkpoint at seq 20), then 5 more appended after
+/// `before_append` has had its way with the file.
+async fn pruned_then_appended(dir: &Path, before_append: impl FnOnce(&Path)) {
+    let journal = open(dir, |o| {
+        o.retention_days = 0;
+        o.sinks = vec!["qms".into()];
+    });
+    journal.register_sink("qms").await.expect("register");
+    let records = (0..20)
+        .map(|i| NewRecord::new(inspection(&format!("SN-{i}"), 25.0)))
+        .collect();
+    journal.append(records).await.expect("append");
+    journal.ack("qms", 20).await.expect("ack");
+    let pruned = journal.prune().await.expect("prune");
+    assert_eq!((pruned.pruned, pruned.checkpoint_seq), (20, Some(20)));
+    journal.close().await;
+    before_append(dir);
+    journal_with(dir, 5).await;
+}
+
+#[tokio::test]
+async fn an_altered_retention_checkpoint_is_found() {
+    // Every row is pruned, so the next append chains from the checkpoint's hash.
+    let check = |dir: &Path| verify(&Store::open_ro(dir).expect("ro")).expect("verify");
+    let dir = tempdir();
+    pruned_then_appended(dir.path(), |_| {}).await;
+    let report = check(dir.path());
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.checked, report.first_seq), (5, Some(21)));
+
+    // Changed to another hash once rows follow it: the first of them no longer chains.
+    tamper(
+        dir.path(),
+        &format!(
+            "UPDATE checkpoints SET hash = '{}' WHERE seq = 20",
+            "ab".repeat(32)
+        ),
+    );
+    let p = check(dir.path()).problem.expect("altered checkpoint");
+    assert_eq!(p.seq, 21, "{}", p.what);
+    assert!(p.what.contains("altered"), "{}", p.what);
+
+    // Changed to something that is no hash before the writer chained from it: `verify` names the
+    // checkpoint, and the writer chained its first row the way `verify` walks it.
+    let dir = tempdir();
+    pruned_then_appended(dir.path(), |d| {
+        tamper(
+            d,
+            "UPDATE checkpoints SET hash = 'not a hash' WHERE seq = 20",
+        )
+    })
+    .await;
+    let p = check(dir.path()).problem.expect("malformed checkpoint");
+    assert_eq!(p.seq, 20, "{}", p.what);
+    assert!(
+        p.what.contains("checkpoint's hash") && p.what.contains("not 64 hex digits"),
+        "{}",
+        p.what
+    );
+    let rows = all_rows(dir.path());
+    assert_eq!(rows[0].seq, 21);
+    assert_eq!(
+        rows[0].hash,
+        shopfloor_agent::journal::chain::chain_hash("not a hash", rows[0].body.as_bytes())
+    );
+}
+
 #[tokio::test]
 async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
     let dir = tempdir();
