@@ -979,7 +979,7 @@ mod tests {
             );
             let (db, wal) = sizes(dir.path());
             if expect_folded {
-                // Past 100 frames a commit checkpoints in place: the rows reach the database file
+                // Past the backstop a commit checkpoints in place: the rows reach the database file
                 // and the WAL starts over instead of growing.
                 assert!(db >= 5_000_000, "database file {db} bytes: no checkpoint");
                 assert!(wal < 1_500_000, "WAL {wal} bytes: it did not start over");

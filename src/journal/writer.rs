@@ -24,7 +24,8 @@
 //! database after), and the WAL starts over at the next commit once all of it is copied. While commits
 //! keep coming a `PASSIVE` checkpoint never catches up completely (the WAL only starts over once all
 //! of it is copied); past 4,000 frames (about 16 MiB) a commit waits for the checkpoint thread's run
-//! in progress and checkpoints in place (`TRUNCATE`), which bounds the WAL.
+//! in progress and checkpoints in place (`RESTART`: the WAL is written over from its start, the file
+//! keeps its size), which bounds the WAL.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -644,6 +644,11 @@ async fn source_state_is_committed_with_its_records() {
     assert_eq!(state[0].2, "2026-11-21T10:00:00Z");
 }
 
+/// A file's length, 0 while it does not exist.
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
 /// `n` records of ~600 bytes, labelled `{label} record {i}`.
 fn padded_records(ctx: &RecordContext, n: usize, label: &str) -> Vec<NewRecord> {
     (0..n)
@@ -671,20 +676,19 @@ async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     }
     let db = dir.path().join("journal.sqlite");
     let wal = dir.path().join("journal.sqlite-wal");
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while size(&db) < 4 << 20 && std::time::Instant::now() < deadline {
+    while file_len(&db) < 4 << 20 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(
-        size(&db) >= 4 << 20,
+        file_len(&db) >= 4 << 20,
         "12,000 records (~7 MB) appended, yet the database file holds {} bytes: no checkpoint ran",
-        size(&db)
+        file_len(&db)
     );
     assert!(
-        size(&wal) <= 20 << 20,
+        file_len(&wal) <= 20 << 20,
         "the WAL grew to {} bytes",
-        size(&wal)
+        file_len(&wal)
     );
     journal.close().await;
     assert_eq!(all_rows(dir.path()).len(), 12_000);
@@ -707,7 +711,7 @@ async fn the_wal_stays_bounded_while_producers_never_pause() {
         std::thread::spawn(move || {
             let mut largest = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                largest = largest.max(file_len(&wal));
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
             largest
