@@ -200,12 +200,12 @@ impl Status {
             }
         }
         for id in &self.configured_sources {
-            if let Some((_, _, v, _)) = self
+            for (_, key, v, _) in self
                 .sources
                 .iter()
-                .find(|(src, key, v, _)| src == id && key == "connection" && v.starts_with("DOWN"))
+                .filter(|(src, key, v, _)| src == id && is_connection(key) && v.starts_with("DOWN"))
             {
-                reasons.push(format!("source {id} {v}"));
+                reasons.push(format!("source {} {v}", connection_label(id, key)));
             }
         }
         Health::degraded(reasons)
@@ -297,19 +297,25 @@ impl Status {
         }
         let _ = writeln!(s, "\nSOURCE          STATE");
         for id in &self.configured_sources {
-            let connection = self
-                .sources
-                .iter()
-                .find(|(src, key, _, _)| src == id && key == "connection")
-                .map(|(_, _, v, _)| v.as_str())
-                .unwrap_or("no outage recorded");
             let q = self
                 .quarantined
                 .iter()
                 .find(|(src, _)| src == id)
                 .map(|(_, n)| format!("  ({n} payloads quarantined)"))
                 .unwrap_or_default();
-            let _ = writeln!(s, "{id:<15} {connection}{q}");
+            let mut connections: Vec<(String, &str)> = self
+                .sources
+                .iter()
+                .filter(|(src, key, _, _)| src == id && is_connection(key))
+                .map(|(_, key, v, _)| (connection_label(id, key), v.as_str()))
+                .collect();
+            if connections.is_empty() {
+                connections.push((id.clone(), "no outage recorded"));
+            }
+            for (i, (label, state)) in connections.iter().enumerate() {
+                let q = if i == 0 { q.as_str() } else { "" };
+                let _ = writeln!(s, "{label:<15} {state}{q}");
+            }
         }
         if self.configured_sources.is_empty() {
             let _ = writeln!(s, "(no sources configured)");
@@ -317,7 +323,7 @@ impl Status {
         let other: Vec<_> = self
             .sources
             .iter()
-            .filter(|(_, key, _, _)| key != "connection")
+            .filter(|(_, key, _, _)| !is_connection(key))
             .collect();
         if !other.is_empty() {
             let _ = writeln!(s, "\nSOURCE STATE (watermarks, cursors)");
@@ -326,5 +332,19 @@ impl Status {
             }
         }
         s
+    }
+}
+
+/// Whether a source-state key is a connection state (`connection`, or `connection:<channel>` for
+/// one REST endpoint).
+fn is_connection(key: &str) -> bool {
+    key == "connection" || key.starts_with("connection:")
+}
+
+/// `erp` or `erp/WorkOrders`.
+fn connection_label(source: &str, key: &str) -> String {
+    match key.strip_prefix("connection:") {
+        Some(channel) => format!("{source}/{channel}"),
+        None => source.to_string(),
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod raw;
+pub mod redact;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -138,6 +139,7 @@ impl Config {
         if opts.environment {
             secrets::resolve_tree(&mut resolved, "", &mut errors);
         }
+        refuse_user_info(&resolved, "", &mut errors);
         let toml::Value::Table(mut table) = resolved else {
             return Err(ConfigErrors(errors));
         };
@@ -355,6 +357,30 @@ impl Config {
     /// The merged configuration as TOML with secret references unresolved (for `status` and export).
     pub fn effective_toml(&self) -> String {
         self.effective.clone()
+    }
+}
+
+/// Refuses user info (`user:password@`) in any URL of the configuration (after secrets are
+/// resolved): a URL is shown in provenance, logs and `/healthz`, so a password in it would be
+/// published in every record. The error names the key, never the value.
+fn refuse_user_info(value: &toml::Value, at: &str, errors: &mut Vec<ConfigError>) {
+    match value {
+        toml::Value::String(s) if s.contains("://") && redact::has_user_info(s) => errors.push(
+            ConfigError::new(at, "the URL carries user info (user:password@), which would be shown in records, logs and health")
+                .hint("remove it from the URL and give the credentials in `auth` (HTTP, REST), `username`/`password` (MQTT, OPC UA), as ${credential:…} or ${env:…}"),
+        ),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                refuse_user_info(v, &path, errors);
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                refuse_user_info(v, &format!("{at}[{i}]"), errors);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -87,6 +87,8 @@ struct Inner {
     source_age: Family<SourceLabel, FloatGauge>,
     source_quarantined: Family<SourceLabel, Gauge>,
     last_success: Mutex<HashMap<String, Instant>>,
+    /// Channels (REST endpoints; "" for the whole source) down per source.
+    down_channels: Mutex<HashMap<String, std::collections::HashSet<String>>>,
     sink_sent: Family<SinkLabel, Counter>,
     sink_retries: Family<SinkLabel, Counter>,
     sink_dead: Family<SinkLabel, Counter>,
@@ -129,6 +131,7 @@ impl Metrics {
             source_age: Family::default(),
             source_quarantined: Family::default(),
             last_success: Mutex::new(HashMap::new()),
+            down_channels: Mutex::new(HashMap::new()),
             sink_sent: Family::default(),
             sink_retries: Family::default(),
             sink_dead: Family::default(),
@@ -258,8 +261,13 @@ impl Metrics {
     }
 
     /// `source` lost its peer.
-    pub fn source_down(&self, source: &str) {
+    pub fn source_down(&self, source: &str, channel: Option<&str>) {
         self.source_error(source, "outage", 1);
+        if let Ok(mut down) = self.0.down_channels.lock() {
+            down.entry(source.to_string())
+                .or_default()
+                .insert(channel.unwrap_or("").to_string());
+        }
         self.0
             .source_up
             .get_or_create(&SourceLabel {
@@ -268,14 +276,22 @@ impl Metrics {
             .set(0);
     }
 
-    /// `source` delivers again.
-    pub fn source_up(&self, source: &str) {
+    /// `source` (or one of its channels) delivers again; the source is up once none is down.
+    pub fn source_up(&self, source: &str, channel: Option<&str>) {
+        let still_down = match self.0.down_channels.lock() {
+            Ok(mut down) => {
+                let set = down.entry(source.to_string()).or_default();
+                set.remove(channel.unwrap_or(""));
+                !set.is_empty()
+            }
+            Err(_) => false,
+        };
         self.0
             .source_up
             .get_or_create(&SourceLabel {
                 source: source.to_string(),
             })
-            .set(1);
+            .set(i64::from(!still_down));
     }
 
     fn source_error(&self, source: &str, kind: &str, n: u64) {
@@ -407,7 +423,7 @@ mod tests {
         let m = Metrics::new();
         m.declare(&["plc".to_string()], &["qms".to_string()]);
         m.observed("plc", 3);
-        m.source_down("plc");
+        m.source_down("plc", None);
         m.sent("qms", 5);
         m.appended("inspection", 1);
         m.commit(0.002);

@@ -41,7 +41,8 @@ pub struct Engine {
     by_tag: Vec<Vec<usize>>,
     message_rules: Vec<usize>,
     enricher: Enricher,
-    outages: BTreeMap<String, (i64, String)>,
+    /// Open outages by (source, channel): since when and why.
+    outages: BTreeMap<(String, Option<String>), (i64, String)>,
 }
 
 fn ms_text(ms: i64) -> String {
@@ -118,24 +119,33 @@ impl Engine {
             Observation::Messages(ms) => ms.iter().flat_map(|m| self.observe_message(m)).collect(),
             Observation::SourceDown {
                 source,
+                channel,
                 at_ms,
                 reason,
             } => {
-                if let std::collections::btree_map::Entry::Vacant(slot) = self.outages.entry(source)
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    self.outages.entry((source, channel))
                 {
                     tracing::warn!(
                         "source {}: no data from {} ({reason}); a gap record follows when it is back",
-                        slot.key(),
+                        slot.key().0,
                         ms_text(at_ms)
                     );
                     slot.insert((at_ms, reason));
                 }
                 Vec::new()
             }
-            Observation::SourceUp { source, at_ms } => match self.outages.remove(&source) {
-                Some((from, reason)) => vec![self.gap(&source, from, at_ms, reason)],
-                None => Vec::new(),
-            },
+            Observation::SourceUp {
+                source,
+                channel,
+                at_ms,
+            } => {
+                let key = (source, channel);
+                match self.outages.remove(&key) {
+                    Some((from, reason)) => vec![self.gap(&key.0, from, at_ms, reason)],
+                    None => Vec::new(),
+                }
+            }
         }
     }
 
@@ -143,7 +153,7 @@ impl Engine {
     pub fn shutdown(&mut self, at_ms: i64) -> Vec<NewRecord> {
         std::mem::take(&mut self.outages)
             .into_iter()
-            .map(|(source, (from, reason))| {
+            .map(|((source, _), (from, reason))| {
                 self.gap(
                     &source,
                     from,

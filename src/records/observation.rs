@@ -106,6 +106,9 @@ pub enum Observation {
     SourceDown {
         /// Source id.
         source: String,
+        /// The part of the source that is down when its parts fail apart (a REST endpoint), or
+        /// `None` for the whole source. Each part has its own outage and gap record.
+        channel: Option<String>,
         /// Since when.
         at_ms: i64,
         /// Why, for the gap record.
@@ -115,6 +118,8 @@ pub enum Observation {
     SourceUp {
         /// Source id.
         source: String,
+        /// As in `SourceDown`.
+        channel: Option<String>,
         /// Since when.
         at_ms: i64,
     },

@@ -91,20 +91,27 @@ pub async fn run(
 /// A source's connection state, kept in `source_state` (key `connection`) so that `status`, run
 /// from another process, shows which sources are down and why. Written on changes only.
 fn health_of(obs: &Observation) -> Option<StateUpdate> {
-    let (source, value) = match obs {
+    let (source, channel, value) = match obs {
         Observation::SourceDown {
             source,
+            channel,
             at_ms,
             reason,
         } => (
             source,
+            channel,
             format!(
                 "DOWN since {}: {reason}",
                 crate::time::format(crate::time::from_unix_ms(*at_ms))
             ),
         ),
-        Observation::SourceUp { source, at_ms } => (
+        Observation::SourceUp {
             source,
+            channel,
+            at_ms,
+        } => (
+            source,
+            channel,
             format!(
                 "up since {}",
                 crate::time::format(crate::time::from_unix_ms(*at_ms))
@@ -114,9 +121,18 @@ fn health_of(obs: &Observation) -> Option<StateUpdate> {
     };
     Some(StateUpdate {
         source: source.clone(),
-        key: "connection".into(),
+        key: connection_key(channel.as_deref()),
         value,
     })
+}
+
+/// The `source_state` key of a source's (or one of its channels') connection state: `connection`,
+/// or `connection:<channel>` (a REST endpoint). `status` shows every key that starts so.
+pub fn connection_key(channel: Option<&str>) -> String {
+    match channel {
+        Some(c) => format!("connection:{c}"),
+        None => "connection".into(),
+    }
 }
 
 /// Observations and bad values per source within one batch, counted into `/metrics` once per
@@ -153,8 +169,12 @@ impl Tally {
                     self.add(&m.source, false);
                 }
             }
-            Observation::SourceDown { source, .. } => metrics.source_down(source),
-            Observation::SourceUp { source, .. } => metrics.source_up(source),
+            Observation::SourceDown {
+                source, channel, ..
+            } => metrics.source_down(source, channel.as_deref()),
+            Observation::SourceUp {
+                source, channel, ..
+            } => metrics.source_up(source, channel.as_deref()),
         }
     }
 

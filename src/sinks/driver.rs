@@ -64,20 +64,65 @@ impl Driver {
         metrics: crate::metrics::Metrics,
     ) -> Result<Driver, JournalError> {
         let mut cursor = journal.register_sink(id).await?;
-        if let Some(held) = sink.delivered_seq() {
-            if held > cursor {
-                // The sink has records the cursor did not record (a crash between write and ack).
-                tracing::info!(
-                    "sink {id}: already holds records up to seq {held}; continuing after it"
-                );
-                journal.ack(id, held).await?;
-                cursor = held;
-            }
-        }
         let dir = journal.data_dir().to_path_buf();
         let reader = tokio::task::spawn_blocking(move || Store::open_ro(&dir))
             .await
             .map_err(|e| JournalError::Failed(e.to_string()))??;
+        let mut sink = sink;
+        if let Some(held) = sink.delivered_tail() {
+            // The sink's own account is trusted only where the journal confirms it: the record of
+            // that seq, with that hash. Anything else (a line added by hand, the output of a journal
+            // that was moved aside) would make the sink skip records.
+            let row = reader
+                .read_range(held.seq - 1, held.seq, 2)?
+                .into_iter()
+                .find(|r| r.seq == held.seq);
+            match row {
+                Some(r) if r.hash == held.hash => {
+                    if held.seq > cursor {
+                        // A crash between the write and the ack.
+                        tracing::info!(
+                            "sink {id}: already holds records up to seq {}; continuing after it",
+                            held.seq
+                        );
+                        journal.ack(id, held.seq).await?;
+                        cursor = held.seq;
+                    }
+                }
+                // Pruned by retention after every sink had it: the line cannot be checked, and
+                // cannot make the sink skip anything (delivery goes on after the cursor).
+                None if held.seq <= cursor => {}
+                other => {
+                    let why = match other {
+                        None => format!(
+                            "its last line is seq {}, which this journal does not hold",
+                            held.seq
+                        ),
+                        Some(_) => format!(
+                            "its last line (seq {}) has another hash than the journal's record of that seq",
+                            held.seq
+                        ),
+                    };
+                    let moved = sink.set_aside().map_err(JournalError::Failed)?;
+                    let names: Vec<String> =
+                        moved.iter().map(|p| p.display().to_string()).collect();
+                    tracing::warn!(
+                        "sink {id}: its output does not match the journal ({why}); moved aside: {}; delivering again from seq {}",
+                        names.join(", "),
+                        cursor + 1
+                    );
+                    let event = crate::records::QualityRecord::agent_event(
+                        &journal.context(),
+                        "sink_output_set_aside",
+                        format!("sink {id}: output did not match the journal ({why}); moved aside"),
+                        serde_json::json!({ "sink": id, "files": names, "line_seq": held.seq, "cursor": cursor }),
+                    );
+                    journal
+                        .append(vec![crate::journal::NewRecord::new(event)])
+                        .await?;
+                }
+            }
+        }
         Ok(Driver {
             id: id.to_string(),
             sink,

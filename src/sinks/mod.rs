@@ -146,25 +146,35 @@ impl Sink {
         }
     }
 
-    /// The last seq this sink already holds, when the sink can tell (a file sink reads its files).
-    pub fn delivered_seq(&self) -> Option<i64> {
+    /// The last record this sink already holds by its own account, when the sink can tell (a file
+    /// sink reads its files). Unchecked: the driver compares it with the journal.
+    pub fn delivered_tail(&self) -> Option<file::sink::Tail> {
         match self {
             #[cfg(feature = "sink-http")]
             Sink::Http(_) => None,
-            Sink::File(s) => s.delivered_seq(),
+            Sink::File(s) => s.delivered_tail(),
             #[cfg(feature = "source-mqtt")]
             Sink::Mqtt(_) => None,
         }
     }
 
-    /// Where it sends, for logs.
+    /// Moves the sink's own output aside when it does not match the journal (file sink only).
+    pub fn set_aside(&mut self) -> Result<Vec<std::path::PathBuf>, String> {
+        match self {
+            Sink::File(s) => s.set_aside(),
+            #[allow(unreachable_patterns)]
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Where it sends, for logs and `status`: URLs without user info or secret query values.
     pub fn target(&self) -> String {
         match self {
             #[cfg(feature = "sink-http")]
-            Sink::Http(s) => s.target(),
+            Sink::Http(s) => crate::config::redact::url_text(&s.target()).into_owned(),
             Sink::File(s) => s.target(),
             #[cfg(feature = "source-mqtt")]
-            Sink::Mqtt(s) => s.target(),
+            Sink::Mqtt(s) => crate::config::redact::url_text(&s.target()).into_owned(),
         }
     }
 }

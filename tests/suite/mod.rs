@@ -17,4 +17,5 @@ mod opcua;
 mod pipeline;
 mod rest;
 mod rule_cases;
+mod security;
 mod service;

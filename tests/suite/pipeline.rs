@@ -101,6 +101,7 @@ async fn an_outage_open_at_stop_is_closed_by_a_gap_record() {
         .observations()
         .send(Input::new(Observation::SourceDown {
             source: "plc1".into(),
+            channel: None,
             at_ms: at,
             reason: "connection refused".into(),
         }))

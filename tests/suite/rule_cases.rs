@@ -169,12 +169,14 @@ fn run_case(dir: &Path) -> Result<(), String> {
         } else if let Some(d) = v.get("down") {
             engine.observe(Observation::SourceDown {
                 source: d["source"].as_str().unwrap_or("").to_string(),
+                channel: None,
                 at_ms: at,
                 reason: d["reason"].as_str().unwrap_or("").to_string(),
             })
         } else if let Some(u) = v.get("up") {
             engine.observe(Observation::SourceUp {
                 source: u["source"].as_str().unwrap_or("").to_string(),
+                channel: None,
                 at_ms: at,
             })
         } else if v.get("shutdown").is_some() {

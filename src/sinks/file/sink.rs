@@ -77,17 +77,38 @@ struct Inner {
 pub struct FileSink {
     inner: Option<Inner>,
     target: String,
-    delivered: Option<i64>,
+    delivered: Option<Tail>,
+}
+
+/// The last complete line found in the files: its seq and chain hash. The driver checks it against
+/// the journal before trusting it (a line written by hand, or the output of another journal, must
+/// not make the sink skip records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// `seq` of the line.
+    pub seq: i64,
+    /// `hash` of the line (hex), empty when the line has none.
+    pub hash: String,
 }
 
 fn seq_of(line: &str) -> Option<i64> {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("seq").and_then(|s| s.as_i64()))
+    tail_of(line).map(|t| t.seq)
 }
 
-/// Drops a torn last line and returns the seq of the last complete one.
-fn recover_tail(path: &Path) -> std::io::Result<Option<i64>> {
+fn tail_of(line: &str) -> Option<Tail> {
+    let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    Some(Tail {
+        seq: v.get("seq")?.as_i64()?,
+        hash: v
+            .get("hash")
+            .and_then(|h| h.as_str())
+            .unwrap_or("")
+            .to_string(),
+    })
+}
+
+/// Drops a torn last line and returns the last complete one.
+fn recover_tail(path: &Path) -> std::io::Result<Option<Tail>> {
     let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let mut text = String::new();
     f.read_to_string(&mut text)?;
@@ -104,14 +125,14 @@ fn recover_tail(path: &Path) -> std::io::Result<Option<i64>> {
         f.set_len(complete as u64)?;
         f.sync_data()?;
     }
-    Ok(text[..complete].lines().last().and_then(seq_of))
+    Ok(text[..complete].lines().last().and_then(tail_of))
 }
 
-/// The seq of the last complete line in the newest file that has one, after dropping torn lines.
-fn recover(layout: &Layout) -> std::io::Result<Option<i64>> {
+/// The last complete line in the newest file that has one, after dropping torn lines.
+fn recover(layout: &Layout) -> std::io::Result<Option<Tail>> {
     for f in layout.files()?.iter().rev() {
-        if let Some(seq) = recover_tail(f)? {
-            return Ok(Some(seq));
+        if let Some(tail) = recover_tail(f)? {
+            return Ok(Some(tail));
         }
     }
     Ok(None)
@@ -123,7 +144,7 @@ impl FileSink {
         let layout = Layout::new(&config.path);
         std::fs::create_dir_all(&layout.dir)
             .map_err(|e| format!("cannot create {}: {e}", layout.dir.display()))?;
-        let last_seq =
+        let tail =
             recover(&layout).map_err(|e| format!("cannot read {}: {e}", layout.dir.display()))?;
         Ok(FileSink {
             target: layout.active.display().to_string(),
@@ -132,15 +153,48 @@ impl FileSink {
                 max_file_bytes: config.max_file_bytes,
                 max_files: config.max_files,
                 file: None,
-                last_seq,
+                last_seq: tail.as_ref().map(|t| t.seq),
             }),
-            delivered: last_seq,
+            delivered: tail,
         })
     }
 
-    /// The last seq already in the files.
-    pub fn delivered_seq(&self) -> Option<i64> {
-        self.delivered
+    /// The last line already in the files (unchecked: see [`Tail`]).
+    pub fn delivered_tail(&self) -> Option<Tail> {
+        self.delivered.clone()
+    }
+
+    /// Moves every file of the sink aside (`<name>.set-aside-<unix time>`), so that delivery starts
+    /// again from the journal's cursor into new files; returns the new names. Used when the files
+    /// do not match the journal.
+    pub fn set_aside(&mut self) -> Result<Vec<PathBuf>, String> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Err("file sink is busy".into());
+        };
+        inner.file = None;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut moved = Vec::new();
+        let files = inner
+            .layout
+            .files()
+            .map_err(|e| format!("cannot list {}: {e}", inner.layout.dir.display()))?;
+        for f in files {
+            let mut name = f.clone().into_os_string();
+            name.push(format!(".set-aside-{stamp}"));
+            let to = PathBuf::from(name);
+            std::fs::rename(&f, &to)
+                .map_err(|e| format!("cannot move {} aside: {e}", f.display()))?;
+            moved.push(to);
+        }
+        if let Ok(d) = File::open(&inner.layout.dir) {
+            let _ = d.sync_all();
+        }
+        inner.last_seq = None;
+        self.delivered = None;
+        Ok(moved)
     }
 
     /// The active file.
@@ -166,7 +220,6 @@ impl FileSink {
             reason: e.to_string(),
             retry_after: None,
         })?;
-        self.delivered = inner.last_seq;
         self.inner = Some(inner);
         result.map_err(|e| SendError::Retry {
             reason: format!("cannot write to {}: {e}", self.target),
@@ -229,8 +282,8 @@ impl Inner {
         if result.is_err() {
             // Start over from what is on disk: drop a torn line, forget unsynced progress.
             self.file = None;
-            if let Ok(seq) = recover(&self.layout) {
-                self.last_seq = seq;
+            if let Ok(tail) = recover(&self.layout) {
+                self.last_seq = tail.map(|t| t.seq);
             }
         }
         result

@@ -99,6 +99,11 @@ pub struct HttpSinkConfig {
     /// Where a 2xx answer holds the QMS's receipt ids (kept for reconciliation).
     #[serde(default)]
     pub receipts: ReceiptsConfig,
+    /// Follow redirects (3xx) to the same origin, never from https to http. Off by default: a 3xx
+    /// is a named error and the batch is sent again later, so the records and the credentials go
+    /// only to the configured URL.
+    #[serde(default)]
+    pub follow_redirects: bool,
 }
 
 /// JSON pointers into the QMS's answer: `list` is the array of receipts, `record_id` and
@@ -167,6 +172,7 @@ impl HttpSinkConfig {
             auth: None,
             headers: BTreeMap::new(),
             receipts: ReceiptsConfig::default(),
+            follow_redirects: false,
         }
     }
 

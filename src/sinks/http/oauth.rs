@@ -7,6 +7,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::config::HttpAuth;
+use crate::config::redact;
+
+/// Most bytes of a token answer read: a token answer is small, anything larger is refused.
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 << 10;
 
 /// Where tokens come from.
 pub struct TokenSource {
@@ -62,7 +66,7 @@ impl TokenSource {
             }
             form.finish()
         };
-        let resp = self
+        let mut resp = self
             .client
             .post(&self.token_url)
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -73,20 +77,45 @@ impl TokenSource {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("token request to {} failed: {e}", self.token_url))?;
+            .map_err(|e| {
+                format!(
+                    "token request to {} failed: {}",
+                    redact::url_text(&self.token_url),
+                    super::sink::describe_reqwest_error(&e)
+                )
+            })?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let (body, cut) = super::sink::read_capped(&mut resp, MAX_TOKEN_ANSWER_BYTES).await;
+        let text = String::from_utf8_lossy(&body);
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            return Err(format!(
+                "token endpoint {}: {}",
+                redact::url_text(&self.token_url),
+                super::sink::redirect_error(status, location)
+            ));
+        }
         if !status.is_success() {
             return Err(format!(
                 "token endpoint {} answered HTTP {status}: {} (check client_id and client_secret)",
-                self.token_url,
+                redact::url_text(&self.token_url),
                 text.chars().take(160).collect::<String>()
+            ));
+        }
+        if cut {
+            return Err(format!(
+                "token endpoint {} answered with more than {} KiB: not a token answer",
+                redact::url_text(&self.token_url),
+                MAX_TOKEN_ANSWER_BYTES >> 10
             ));
         }
         let t: TokenResponse = serde_json::from_str(&text).map_err(|e| {
             format!(
                 "token endpoint {} sent no usable token ({e})",
-                self.token_url
+                redact::url_text(&self.token_url)
             )
         })?;
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(300));

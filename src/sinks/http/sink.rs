@@ -64,7 +64,8 @@ pub fn build_client(config: &HttpSinkConfig) -> Result<reqwest::Client, String> 
         .user_agent(concat!("shopfloor-agent/", env!("CARGO_PKG_VERSION")))
         .timeout(Duration::from_millis(config.timeout_ms))
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-        .pool_idle_timeout(Duration::from_secs(30));
+        .pool_idle_timeout(Duration::from_secs(30))
+        .redirect(redirect_policy(config.follow_redirects));
     if let Some(ca) = &config.ca_file {
         let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
             .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
@@ -84,6 +85,35 @@ pub fn build_client(config: &HttpSinkConfig) -> Result<reqwest::Client, String> 
     builder
         .build()
         .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// No redirects, or (with `follow_redirects`) at most 5 within the first request's origin and never
+/// from https to http. A redirect not followed comes back as the 3xx answer, a named error
+/// ([`redirect_error`]).
+fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {
+    if !follow {
+        return reqwest::redirect::Policy::none();
+    }
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        if attempt.previous().len() > 5 || attempt.url().origin() != first.origin() {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The words for a 3xx answer that was not followed.
+pub fn redirect_error(status: StatusCode, location: Option<&str>) -> String {
+    let to = location
+        .map(|l| format!(" to {}", crate::config::redact::url_text(l)))
+        .unwrap_or_default();
+    format!(
+        "HTTP {status}: redirect{to} not followed (redirects are followed only with follow_redirects = true, and then only within the same origin): point the url at the final address"
+    )
 }
 
 impl HttpSink {
@@ -171,10 +201,32 @@ impl HttpSink {
             }
         };
         let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            return Err(SendError::Retry {
+                reason: redirect_error(status, location),
+                retry_after: None,
+            });
+        }
+        let mut response = response;
         if status.is_success() {
             // Receipts are a bonus: an answer that cannot be read is still a delivery.
-            let text = response.text().await.unwrap_or_default();
-            return Ok(receipts_in(&text, &self.receipts, rows));
+            let (body, cut) = read_capped(&mut response, MAX_ANSWER_BYTES).await;
+            if cut {
+                tracing::warn!(
+                    "the QMS at {} answered {status} with more than {} KiB: the rest was not read, and receipts in it are not kept",
+                    crate::config::redact::url_text(&self.url),
+                    MAX_ANSWER_BYTES >> 10
+                );
+            }
+            return Ok(receipts_in(
+                &String::from_utf8_lossy(&body),
+                &self.receipts,
+                rows,
+            ));
         }
         if status == StatusCode::UNAUTHORIZED {
             if let Some(t) = &self.tokens {
@@ -186,9 +238,34 @@ impl HttpSink {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = response.text().await.unwrap_or_default();
-        let snippet: String = text.chars().take(200).collect();
+        // Only the start of an error answer is read: it is shown, not kept.
+        let (body, _) = read_capped(&mut response, MAX_ERROR_BYTES).await;
+        let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         Err(classify(status, retry_after, snippet.trim()))
+    }
+}
+
+/// Most bytes of a 2xx answer read (receipts); beyond it the answer is cut and a warning logged.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// Most bytes of an error answer read (its start is shown in the error).
+pub const MAX_ERROR_BYTES: usize = 16 << 10;
+
+/// Reads at most `max` bytes of a body, and whether there was more (left unread: the connection is
+/// dropped with the response). A transport error ends the body where it broke.
+pub async fn read_capped(resp: &mut reqwest::Response, max: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max.saturating_sub(out.len());
+                if chunk.len() > room {
+                    out.extend_from_slice(&chunk[..room]);
+                    return (out, true);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) | Err(_) => return (out, false),
+        }
     }
 }
 

@@ -300,6 +300,7 @@ impl ModbusSource {
                             }
                             let up = Observation::SourceUp {
                                 source: self.id.clone(),
+                                channel: None,
                                 at_ms: crate::time::now_ms(),
                             };
                             if tx.send(Input::new(up)).await.is_err() {
@@ -361,6 +362,7 @@ impl ModbusSource {
             *down = true;
             let obs = Observation::SourceDown {
                 source: self.id.clone(),
+                channel: None,
                 at_ms: crate::time::now_ms(),
                 reason: format!("Modbus device at {} unreachable: {reason}", self.endpoint),
             };

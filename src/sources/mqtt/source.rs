@@ -133,11 +133,13 @@ impl MqttSource {
                             let now = crate::time::now_ms();
                             let down = Observation::SourceDown {
                                 source: self.id.clone(),
+                                channel: None,
                                 at_ms,
                                 reason: format!("connection to {endpoint} lost ({why}); {lost}"),
                             };
                             let up = Observation::SourceUp {
                                 source: self.id.clone(),
+                                channel: None,
                                 at_ms: now,
                             };
                             if tx.send(Input::new(down)).await.is_err()

@@ -686,6 +686,7 @@ impl OpcUaSource {
             *down = false;
             let up = Observation::SourceUp {
                 source: self.id.clone(),
+                channel: None,
                 at_ms: crate::time::now_ms(),
             };
             if tx.send(Input::new(up)).await.is_err() {
@@ -875,6 +876,7 @@ impl OpcUaSource {
                         down = true;
                         let obs = Observation::SourceDown {
                             source: self.id.clone(),
+                            channel: None,
                             at_ms: crate::time::now_ms(),
                             reason: format!("OPC UA server {}: {reason}", self.cfg.endpoint),
                         };

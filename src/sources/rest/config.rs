@@ -93,6 +93,19 @@ pub struct Endpoint {
     /// Incremental sync; without it every poll reads every page (the dedupe key drops repeats).
     #[serde(default)]
     pub watermark: Option<Watermark>,
+    /// Origins (`https://erp2.plant.local:8443`) besides the source's `url` that next links may lead
+    /// to. A next link to any other origin stops the poll: the source's credentials and headers are
+    /// sent only where they were configured for.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Most pages one poll reads; a service that offers more stops the poll with an error (a paging
+    /// bug, or a hostile service keeping the agent busy).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u64,
+}
+
+fn default_max_pages() -> u64 {
+    10_000
 }
 
 fn default_rows() -> String {
@@ -150,6 +163,10 @@ pub struct RestSourceConfig {
     /// PEM key of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+    /// Follow redirects (3xx) to the same origin, never from https to http. Off by default: a 3xx
+    /// is a named error and the endpoint is polled again later.
+    #[serde(default)]
+    pub follow_redirects: bool,
     /// The endpoints.
     pub endpoints: Vec<Endpoint>,
 }
@@ -207,6 +224,31 @@ impl RestSourceConfig {
                     );
                 }
             }
+            for (j, o) in e.allowed_origins.iter().enumerate() {
+                let ok = url::Url::parse(o).is_ok_and(|u| {
+                    (u.scheme() == "http" || u.scheme() == "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                });
+                if !ok {
+                    errors.push(
+                        ConfigError::new(
+                            format!("{eat}.allowed_origins[{j}]"),
+                            format!("{o:?} is not an origin"),
+                        )
+                        .hint("an origin is scheme, host and port only, e.g. \"https://erp2.plant.local:8443\""),
+                    );
+                }
+            }
+            if e.max_pages == 0 {
+                errors.push(ConfigError::new(
+                    format!("{eat}.max_pages"),
+                    "must be at least 1",
+                ));
+            }
             if let Some(w) = &e.watermark {
                 if !w.filter.contains("{watermark}") {
                     errors.push(
@@ -239,6 +281,7 @@ impl RestSourceConfig {
         h.ca_file = self.ca_file.clone();
         h.client_cert_file = self.client_cert_file.clone();
         h.client_key_file = self.client_key_file.clone();
+        h.follow_redirects = self.follow_redirects;
         h
     }
 }

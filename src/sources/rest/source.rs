@@ -6,16 +6,23 @@
 //! - A bad response (not 2xx, not JSON, no row array, a row without its key, too large) is an error
 //!   naming the endpoint and a snippet; nothing of that page is journaled, the watermark stays, the
 //!   endpoint retries with backoff, and the other endpoints go on.
-//! - 429 and 503 wait for `Retry-After`. A peer that cannot be reached is an outage: a gap record
-//!   when it is back.
+//! - 429 and 503 wait for `Retry-After`. A peer that cannot be reached is an outage of that
+//!   endpoint (each endpoint has its own): a gap record when it is back.
+//! - Next links are followed only to the source's own origin (scheme, host, port) or one the
+//!   endpoint lists in `allowed_origins`, never to a page already read in the same poll, and for at
+//!   most `max_pages` pages: the source's credentials and headers go only where they were configured
+//!   for, and a looping service cannot keep the agent busy. Any of these stops the poll, keeps the
+//!   watermark and counts as an outage of the endpoint.
+//! - No redirect is followed (see `sinks::http::sink::build_client`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::config::{Endpoint, Paging, RestSourceConfig};
 use super::paging::{field_text, later, link_next, odata_next, with_overlap};
+use crate::config::redact;
 use crate::journal::StateUpdate;
 use crate::records::observation::{Message, Observation, Origin};
 use crate::records::pipeline::{Input, Sender};
@@ -42,6 +49,10 @@ enum PollError {
     Wait(Duration, String),
     /// The answer is unusable: logged, retried with backoff.
     Bad(String),
+    /// The service led the poll where the agent does not follow (a next link to another origin, a
+    /// paging cycle, too many pages): the poll stops, the watermark stays, and it counts as an
+    /// outage of the endpoint (its data cannot be read) until a poll completes.
+    Refused(String),
     /// The pipeline is gone (shutdown).
     Closed,
 }
@@ -147,6 +158,7 @@ impl RestSource {
                         down = false;
                         let up = Observation::SourceUp {
                             source: self.id.clone(),
+                            channel: Some(ep.name.clone()),
                             at_ms: crate::time::now_ms(),
                         };
                         if tx.send(Input::new(up)).await.is_err() {
@@ -159,15 +171,17 @@ impl RestSource {
                 Err(e) => {
                     let (delay, reason) = match e {
                         PollError::Wait(d, why) => (d, why),
-                        PollError::Unreachable(why) => {
+                        PollError::Unreachable(why) | PollError::Refused(why) => {
                             if !down {
                                 down = true;
                                 let obs = Observation::SourceDown {
                                     source: self.id.clone(),
+                                    channel: Some(ep.name.clone()),
                                     at_ms: crate::time::now_ms(),
                                     reason: format!(
-                                        "REST service {} unreachable: {why}",
-                                        self.cfg.url
+                                        "endpoint {} of REST service {} cannot be read: {why}",
+                                        ep.name,
+                                        redact::url(&self.base)
                                     ),
                                 };
                                 if tx.send(Input::new(obs)).await.is_err() {
@@ -225,7 +239,7 @@ impl RestSource {
         ep: &Endpoint,
         url: &url::Url,
     ) -> Result<(Value, Option<String>), PollError> {
-        let what = format!("{} ({url})", ep.name);
+        let what = format!("{} ({})", ep.name, redact::url(url));
         let mut resp = self.get(url).await?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
             if let Some(t) = &self.tokens {
@@ -238,6 +252,11 @@ impl RestSource {
         let link = resp
             .headers()
             .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let retry_after = resp
@@ -284,6 +303,12 @@ impl RestSource {
             return Err(PollError::Unreachable(format!(
                 "{what}: HTTP {status}: {}",
                 snippet(&body)
+            )));
+        }
+        if status.is_redirection() {
+            return Err(PollError::Bad(format!(
+                "{what}: {}",
+                crate::sinks::http::sink::redirect_error(status, location.as_deref())
             )));
         }
         if !status.is_success() {
@@ -343,9 +368,10 @@ impl RestSource {
         }
         let first = url.clone();
         let mut offset = 0u64;
+        let mut seen = HashSet::from([url.clone()]);
         loop {
             let (body, link) = self.fetch(ep, &url).await?;
-            let what = format!("{} ({url})", ep.name);
+            let what = format!("{} ({})", ep.name, redact::url(&url));
             let rows = match body.pointer(&ep.rows) {
                 Some(Value::Array(rows)) => rows.clone(),
                 _ => {
@@ -425,11 +451,51 @@ impl RestSource {
                 *mark = page_mark;
             }
             match next {
-                Some(n) if n != url => url = n,
+                Some(n) if n != url => {
+                    self.may_follow(ep, &n, &mut seen)?;
+                    url = n;
+                }
                 _ => break,
             }
         }
         Ok(total)
+    }
+
+    /// Whether a poll may go on to `next`: only to the source's own origin (or one the endpoint
+    /// lists), never to a page read before in this poll, and within `max_pages`.
+    fn may_follow(
+        &self,
+        ep: &Endpoint,
+        next: &url::Url,
+        seen: &mut HashSet<url::Url>,
+    ) -> Result<(), PollError> {
+        let origin = next.origin();
+        let allowed = origin == self.base.origin()
+            || ep
+                .allowed_origins
+                .iter()
+                .filter_map(|o| url::Url::parse(o).ok())
+                .any(|o| o.origin() == origin);
+        if !allowed {
+            return Err(PollError::Refused(format!(
+                "the next page is on another origin ({}), not followed: the source's credentials are sent only to {}; if that service is meant, list it in allowed_origins",
+                origin.ascii_serialization(),
+                self.base.origin().ascii_serialization()
+            )));
+        }
+        if seen.len() as u64 >= ep.max_pages {
+            return Err(PollError::Refused(format!(
+                "more than max_pages ({}) pages in one poll, stopped; raise max_pages if the service really has that many",
+                ep.max_pages
+            )));
+        }
+        if !seen.insert(next.clone()) {
+            return Err(PollError::Refused(format!(
+                "the next page {} was already read in this poll: the service's paging loops, stopped",
+                redact::url(next)
+            )));
+        }
+        Ok(())
     }
 
     /// Hands a page's rows to the pipeline as one observation, with the new watermark: the records
@@ -445,7 +511,9 @@ impl RestSource {
         let received_ms = crate::time::now_ms();
         let origin = Origin {
             protocol: "rest".into(),
-            endpoint: Some(url.as_str().split('?').next().unwrap_or("").to_string()),
+            endpoint: Some(
+                redact::url_text(url.as_str().split('?').next().unwrap_or("")).into_owned(),
+            ),
             address: None,
         };
         let messages = rows

@@ -1,0 +1,503 @@
+//! Attacks: each test performs one finding of the security review against the agent and asserts
+//! that it fails. The finding is named in each test's comment ("finding N" as numbered in the
+//! review). Every test here was run with its fix reverted and failed.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shopfloor_agent::journal::Store;
+use shopfloor_agent::runtime::topology::Agent;
+
+use super::journal::inspection;
+use crate::support::hostile::{self, Hostile};
+use crate::support::{config, eventually, tempdir};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Every journaled body of `kind`.
+fn bodies(dir: &std::path::Path, kind: &str) -> Vec<Value> {
+    Store::open_ro(&dir.join("data"))
+        .and_then(|s| s.bodies_of_kind(kind))
+        .unwrap_or_default()
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("json"))
+        .collect()
+}
+
+/// The `connection*` source state of `source` (`DOWN since …` while an outage is open).
+fn connection(dir: &std::path::Path, source: &str, key: &str) -> Option<String> {
+    Store::open_ro(&dir.join("data"))
+        .ok()?
+        .source_state(Some(source))
+        .ok()?
+        .into_iter()
+        .find(|(_, k, _, _)| k == key)
+        .map(|(_, _, v, _)| v)
+}
+
+/// A REST source `erp` on `url` with basic auth and an API key header, one endpoint per name, each
+/// journaling its rows as travelers; failed polls wait a minute, so a test counts one poll.
+fn rest_agent_toml(url: &str, endpoints: &[(&str, &str)]) -> String {
+    let mut toml = format!(
+        r#"
+[agent]
+gateway_id = "gw-sec"
+data_dir = "data"
+
+[sources.erp]
+type = "rest"
+url = "{url}"
+poll_interval_ms = 60000
+retry_initial_ms = 60000
+retry_max_ms = 60000
+auth = {{ type = "basic", username = "erp-reader", password = "erp-secret" }}
+headers = {{ "X-Api-Key" = "api-key-123" }}
+"#
+    );
+    for (name, extra) in endpoints {
+        let lower = name.to_lowercase();
+        toml.push_str(&format!(
+            r#"
+[[sources.erp.endpoints]]
+name = "{name}"
+path = "{name}"
+key = "/ID"
+{extra}
+
+[[records]]
+name = "rows_{lower}"
+kind = "traveler"
+trigger = {{ type = "row", source = "erp", endpoint = "{name}" }}
+dedupe_key = "{name}/{{/ID}}"
+[records.fields]
+"subject.work_order" = {{ pointer = "/workOrder" }}
+"#
+        ));
+    }
+    toml
+}
+
+/// Finding 1: an ERP answer whose `@odata.nextLink` points to another origin made the agent send
+/// its Authorization header and API key there, and journal what that host returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_next_link_to_another_origin_gets_no_credentials_and_no_rows() {
+    let thief = Hostile::start(|_, _| {
+        hostile::json(
+            200,
+            json!({ "value": [{ "ID": "X", "workOrder": "WO-STOLEN" }] }),
+        )
+    })
+    .await;
+    let steal = format!("{}steal", thief.url());
+    let erp = Hostile::start(move |req, _| {
+        if req.target.starts_with("/WorkOrders") {
+            hostile::json(
+                200,
+                json!({ "value": [{ "ID": "1", "workOrder": "WO-1" }], "@odata.nextLink": steal }),
+            )
+        } else {
+            hostile::json(
+                200,
+                json!({ "value": [{ "ID": "2", "workOrder": "WO-2" }] }),
+            )
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let toml = rest_agent_toml(&erp.url(), &[("WorkOrders", ""), ("Other", "")]);
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "the endpoint is down for the foreign link", || {
+        connection(dir.path(), "erp", "connection:WorkOrders")
+            .is_some_and(|c| c.starts_with("DOWN") && c.contains("another origin"))
+    })
+    .await;
+    eventually(WAIT, "the other endpoint's row", || {
+        bodies(dir.path(), "traveler")
+            .iter()
+            .any(|b| b["subject"]["work_order"] == "WO-2")
+    })
+    .await;
+    agent.stop("test").await;
+    assert!(
+        thief.requests().is_empty(),
+        "the foreign origin was sent a request: {:?}",
+        thief.requests()
+    );
+    let orders: Vec<Value> = bodies(dir.path(), "traveler")
+        .iter()
+        .map(|b| b["subject"]["work_order"].clone())
+        .collect();
+    assert!(orders.contains(&json!("WO-1")), "{orders:?}");
+    assert!(!orders.contains(&json!("WO-STOLEN")), "{orders:?}");
+    // The outage is the endpoint's, not the source's (finding 13): one gap, naming it.
+    let gaps = bodies(dir.path(), "gap");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let reason = gaps[0]["gap"]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("endpoint WorkOrders"), "{reason}");
+    assert!(reason.contains("another origin"), "{reason}");
+    assert!(
+        !reason.contains("erp-secret") && !reason.contains("api-key-123"),
+        "{reason}"
+    );
+}
+
+/// Finding 1: a next link back to a page already read (A→B→A) made 6,661 requests in 10 s; more
+/// pages than any poll should read kept the agent busy the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_paging_cycles_and_endless_pages_stop_the_poll() {
+    let erp = Hostile::start(|req, _| {
+        let page: u64 = req
+            .target
+            .split("p=")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let (row, next) = if req.target.starts_with("/Loop") {
+            let next = if page == 1 { "Loop?p=2" } else { "Loop" };
+            (page, next.to_string())
+        } else {
+            (100 + page, format!("Endless?p={}", page + 1))
+        };
+        hostile::json(
+            200,
+            json!({ "value": [{ "ID": row.to_string(), "workOrder": format!("WO-{row}") }], "@odata.nextLink": next }),
+        )
+    })
+    .await;
+    let dir = tempdir();
+    let toml = rest_agent_toml(&erp.url(), &[("Loop", ""), ("Endless", "max_pages = 5")]);
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    eventually(WAIT, "both endpoints down", || {
+        connection(dir.path(), "erp", "connection:Loop").is_some_and(|c| c.contains("already read"))
+            && connection(dir.path(), "erp", "connection:Endless")
+                .is_some_and(|c| c.contains("max_pages (5)"))
+    })
+    .await;
+    // Give a looping agent the time to show itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.stop("test").await;
+    assert_eq!(
+        erp.count("/Loop"),
+        2,
+        "A, B, then the link back to A is refused"
+    );
+    assert_eq!(erp.count("/Endless"), 5, "max_pages");
+    assert_eq!(bodies(dir.path(), "traveler").len(), 2 + 5);
+}
+
+/// Finding 8: a 307 from the QMS sent the batch and its API key to another origin, and the sink
+/// counted it delivered. The same for the REST source and its credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_by_the_sink_or_the_rest_source() {
+    let thief = Hostile::start(|_, _| hostile::json(200, json!({ "value": [] }))).await;
+    let to = format!("{}steal", thief.url());
+    let qms = Hostile::start(move |_, _| hostile::redirect(307, &to)).await;
+    let to = format!("{}steal", thief.url());
+    let erp = Hostile::start(move |_, _| hostile::redirect(302, &to)).await;
+    let dir = tempdir();
+    let toml = format!(
+        "{}\n[sinks.qms]\ntype = \"http\"\nurl = \"{}events\"\nretry_initial_ms = 50\nretry_max_ms = 200\nheaders = {{ \"X-Api-Key\" = \"qms-key\" }}\n",
+        rest_agent_toml(&erp.url(), &[("WorkOrders", "")]),
+        qms.url()
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    append_inspections(&agent, 1, "SN").await;
+    eventually(WAIT, "the sink retried the redirect", || {
+        qms.requests().len() >= 3
+    })
+    .await;
+    eventually(WAIT, "the REST endpoint failed on its redirect", || {
+        erp.count("/WorkOrders") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cursors = Store::open_ro(&dir.path().join("data"))
+        .and_then(|s| s.sink_cursors())
+        .expect("cursors");
+    agent.stop("test").await;
+    assert!(
+        thief.requests().is_empty(),
+        "a redirect was followed: {:?}",
+        thief.requests()
+    );
+    let qms_cursor = cursors.iter().find(|c| c.sink == "qms").expect("qms");
+    assert_eq!(qms_cursor.acked_seq, 0, "nothing counts as delivered");
+    let error = qms_cursor.last_error.clone().unwrap_or_default();
+    assert!(error.contains("redirect"), "{error}");
+}
+
+/// Finding 11: a 1.5 GB error body from the QMS drove the agent to 3.7 GiB. Here the body never
+/// ends: without a cap the sink reads it until its timeout, with the cap it reads its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_error_answer_is_read_only_to_its_cap() {
+    let qms = Hostile::start(|_, peer| hostile::endless_body(500, peer)).await;
+    let dir = tempdir();
+    let toml = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"{}events\"\nretry_initial_ms = 50\nretry_max_ms = 100\ntimeout_ms = 2000\n",
+        qms.url()
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    append_inspections(&agent, 1, "SN").await;
+    eventually(WAIT, "three attempts", || qms.requests().len() >= 3).await;
+    agent.stop("test").await;
+    let streamed = qms.streamed.load(Ordering::Relaxed);
+    // Each attempt reads 16 KiB; what the transport buffers beyond that (socket buffers, a chunk
+    // in flight) is a few MiB at most per connection.
+    assert!(
+        streamed < 64 << 20,
+        "{} MiB of error body were pulled for three attempts",
+        streamed >> 20
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Finding 3: `url = "http://user:pw@host/…"` put the password into every record's provenance,
+/// gap reasons, logs and the unauthenticated `/healthz`. `validate` refuses it, naming the key and
+/// not the password, also when the URL comes from a secret reference.
+#[test]
+fn a_url_with_user_info_is_refused_without_showing_the_password() {
+    let dir = tempdir();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\ngateway_id = \"gw-sec\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"http://qms:hunter2@127.0.0.1:9/events\"\n\n[sinks.backup]\ntype = \"http\"\nurl = \"${env:BACKUP_URL}\"\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(crate::support::agent_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("validate")
+        .env("BACKUP_URL", "https://svc:s3cr3t-env@127.0.0.1:9/events")
+        .output()
+        .expect("validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("sinks.qms.url: the URL carries user info"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sinks.backup.url: the URL carries user info"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: remove it from the URL"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("s3cr3t-env"),
+        "{stderr}"
+    );
+}
+
+/// Finding 3: a secret in a URL's query (`?code=…`, as Azure Functions and signed URLs carry it)
+/// reached logs, `status`, `/healthz` and records. The real binary runs against a QMS that answers
+/// 503; nothing it shows or journals carries the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_url_query_is_never_shown_or_journaled() {
+    let qms = Hostile::start(|_, _| hostile::json(503, json!({ "error": "busy" }))).await;
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let metrics = free_port();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"{}events?code=s3cr3t-code&plant=4\"\nretry_initial_ms = 50\nretry_max_ms = 100\n",
+            data.display(),
+            qms.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("stderr.log");
+    let mut child = crate::support::KillOnDrop(
+        std::process::Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("run"),
+    );
+    eventually(WAIT, "the sink's failure in the journal", || {
+        Store::open_ro(&data)
+            .and_then(|s| s.sink_cursors())
+            .is_ok_and(|c| c.iter().any(|c| c.last_error.is_some()))
+    })
+    .await;
+    shopfloor_agent::sinks::http::sink::install_crypto_provider();
+    let health = reqwest::get(format!("http://127.0.0.1:{metrics}/healthz"))
+        .await
+        .expect("healthz")
+        .text()
+        .await
+        .expect("body");
+    let status = std::process::Command::new(crate::support::agent_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("status")
+        .output()
+        .expect("status");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let _ = child.0.wait();
+    let logs = std::fs::read_to_string(&log).expect("log");
+    assert!(health.contains("qms"), "{health}");
+    assert!(logs.contains("code=REDACTED"), "{logs}");
+    let store = Store::open_ro(&data).expect("journal");
+    let mut shown = vec![
+        ("logs", logs),
+        ("healthz", health),
+        (
+            "status",
+            String::from_utf8_lossy(&status.stdout).into_owned(),
+        ),
+    ];
+    for kind in ["agent_event", "gap"] {
+        for b in store.bodies_of_kind(kind).expect("bodies") {
+            shown.push(("record", b));
+        }
+    }
+    for c in store.sink_cursors().expect("cursors") {
+        shown.push(("sink error", c.last_error.unwrap_or_default()));
+    }
+    for (what, text) in shown {
+        assert!(
+            !text.contains("s3cr3t-code"),
+            "{what} shows the secret: {text}"
+        );
+    }
+}
+
+/// The seqs in the file sink's active file.
+fn file_seqs(path: &std::path::Path) -> Vec<i64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["seq"].as_i64())
+        .collect()
+}
+
+const FILE_SINK: &str = "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sinks.audit]\ntype = \"file\"\npath = \"out/records.jsonl\"\n";
+
+async fn append_inspections(agent: &Agent, n: usize, prefix: &str) {
+    let records = (0..n)
+        .map(|i| {
+            shopfloor_agent::journal::NewRecord::new(inspection(&format!("{prefix}-{i}"), 25.0))
+        })
+        .collect();
+    agent.journal().append(records).await.expect("append");
+}
+
+/// Finding 4: a line `{"seq":1000000,…}` appended to the sink's file made the sink skip every
+/// later record while `status` said backlog 0. The journal's cursor is the truth: a file whose last
+/// line the journal does not confirm is moved aside and delivery goes on from the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_line_in_the_file_sink_output_skips_nothing() {
+    let dir = tempdir();
+    let out = dir.path().join("out/records.jsonl");
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start");
+    append_inspections(&agent, 5, "A").await;
+    eventually(WAIT, "the first records in the file", || {
+        file_seqs(&out).len() >= 6
+    })
+    .await;
+    agent.stop("test").await;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out)
+        .and_then(|mut f| {
+            std::io::Write::write_all(
+                &mut f,
+                b"{\"seq\":1000000,\"prev_hash\":\"00\",\"hash\":\"00\",\"record\":{}}\n",
+            )
+        })
+        .expect("forge");
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start again");
+    append_inspections(&agent, 5, "B").await;
+    let head = agent.journal().durable_seq();
+    eventually(
+        WAIT,
+        "every record after the cursor in the new file",
+        || file_seqs(&out).last() == Some(&head),
+    )
+    .await;
+    agent.stop("test").await;
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    // The stop record came after `head` and was delivered while the agent stopped.
+    let head = store.head().expect("head").seq;
+    let events: Vec<Value> = store
+        .bodies_of_kind("agent_event")
+        .expect("events")
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("json"))
+        .filter(|e: &Value| e["agent_event"]["event"] == "sink_output_set_aside")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .expect("out")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".set-aside-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the forged file is kept for inspection");
+    // The new file holds every record from the cursor on, each once, chained.
+    let seqs = file_seqs(&out);
+    let first = seqs[0];
+    assert_eq!(seqs, (first..=head).collect::<Vec<_>>());
+    let cursor = store
+        .sink_cursors()
+        .expect("cursors")
+        .into_iter()
+        .find(|c| c.sink == "audit")
+        .expect("audit");
+    assert_eq!(cursor.acked_seq, head);
+}
+
+/// Finding 4: the journal moved aside (as the agent's own "damaged journal" hint advises) left a
+/// file sink whose output ran far ahead of the new journal, and it skipped every new record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_journal_behind_the_file_sink_output_skips_nothing() {
+    let dir = tempdir();
+    let out = dir.path().join("out/records.jsonl");
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start");
+    append_inspections(&agent, 30, "A").await;
+    let old_head = agent.journal().durable_seq();
+    eventually(WAIT, "the old journal in the file", || {
+        file_seqs(&out).last() == Some(&old_head)
+    })
+    .await;
+    agent.stop("test").await;
+    std::fs::rename(dir.path().join("data"), dir.path().join("data.damaged")).expect("move");
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start on a new journal");
+    append_inspections(&agent, 3, "B").await;
+    let head = agent.journal().durable_seq();
+    assert!(head < old_head);
+    eventually(WAIT, "the new journal's records in a new file", || {
+        file_seqs(&out) == (1..=head).collect::<Vec<_>>()
+    })
+    .await;
+    agent.stop("test").await;
+}
