@@ -17,6 +17,8 @@ use shopfloor_agent::{audit, cli};
 const EX_CONFIG: u8 = 78;
 /// sysexits: I/O error (journal cannot be opened).
 const EX_IOERR: u8 = 74;
+/// Another agent holds the data directory (sysexits EX_TEMPFAIL).
+const EX_TEMPFAIL: u8 = 75;
 const EX_USAGE: u8 = 64;
 
 fn load(cli: &cli::Cli, opts: LoadOptions) -> Result<Config, ExitCode> {
@@ -101,6 +103,11 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                     tracing::error!("{e}");
                     eprintln!("error: {e}");
                     Ok(ExitCode::from(EX_IOERR))
+                }
+                Err(e @ topology::StartError::Locked(_)) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EX_TEMPFAIL))
                 }
                 Err(e) => {
                     tracing::error!("{e}");

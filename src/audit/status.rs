@@ -74,6 +74,8 @@ pub struct Status {
     pub disk_free_bytes: Option<u64>,
     /// Whether the agent stopped cleanly last time (false also while it runs).
     pub clean_shutdown: bool,
+    /// The PID of the agent running on this data directory (from its lock), if one is.
+    pub running_pid: Option<u32>,
     /// First and last seq held.
     pub first_seq: Option<i64>,
     /// Last seq.
@@ -138,6 +140,7 @@ fn collect_with(config: &Config, kinds: bool) -> Result<Status, JournalError> {
         max_disk_bytes: config.journal.max_disk_bytes,
         disk_free_bytes: disk_free(&config.agent.data_dir),
         clean_shutdown: store.meta("clean_shutdown")?.as_deref() != Some("false"),
+        running_pid: crate::runtime::lock::holder(&config.agent.data_dir),
         first_seq,
         last_seq: head.seq,
         kinds: if kinds {
@@ -187,6 +190,12 @@ impl Status {
             reasons.push(format!(
                 "disk holding the journal almost full ({} free): records are refused when it is full; free space on that file system",
                 mib(free)
+            ));
+        }
+        if let Some(k) = self.sinks.iter().find(|k| k.acked_seq > self.last_seq) {
+            reasons.push(format!(
+                "the journal ends at seq {} but sink {} acknowledged up to seq {}: records were removed from the journal; run `shopfloor-agent verify`",
+                self.last_seq, k.id, k.acked_seq
             ));
         }
         for k in self.sinks.iter().filter(|k| k.configured) {
@@ -257,10 +266,11 @@ impl Status {
         let _ = writeln!(
             s,
             "agent     {}",
-            if self.clean_shutdown {
-                "stopped cleanly"
-            } else {
-                "running (or stopped without a clean shutdown)"
+            match (self.running_pid, self.clean_shutdown) {
+                (Some(pid), _) => format!("running (pid {pid})"),
+                (None, true) => "stopped cleanly".to_string(),
+                (None, false) =>
+                    "stopped without a clean shutdown (the next start records the gap)".to_string(),
             }
         );
         let _ = writeln!(

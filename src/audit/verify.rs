@@ -1,8 +1,11 @@
-//! `verify`: re-walks the hash chain from the last retention checkpoint and names the first bad seq.
+//! `verify`: re-walks the hash chain from the last retention checkpoint and names the first bad seq,
+//! then checks the chain's anchors (signatures, the signed checkpoint, the head seal, and that
+//! nothing names a seq after the newest record: `journal::seal`).
 
 use serde::Serialize;
 
-use crate::journal::chain::{canonical_json, chain_hash, decode_hex32, GENESIS};
+use crate::journal::chain::{canonical_json, chain_hash, decode_hex32, to_hex, GENESIS};
+use crate::journal::seal;
 use crate::journal::signing::verify_signature;
 use crate::journal::{JournalError, Store};
 
@@ -48,7 +51,13 @@ pub fn verify(store: &Store) -> Result<VerifyReport, JournalError> {
     verify_signed(store, None)
 }
 
-/// Walks every row of the journal and checks each signature with `public_key` (hex), if given.
+/// Walks every row of the journal and checks each signature with `public_key` (hex), if given;
+/// then checks the chain's anchors (see `journal::seal`): nothing names a seq after the newest
+/// record, and the head seal matches.
+///
+/// With a key, signatures are required: from a signed retention checkpoint on, from the
+/// `signing_key_created` event of that key on, and after the first record that carries a valid
+/// signature (signing, once on, stays on); a journal holding no signature at all fails too.
 pub fn verify_signed(
     store: &Store,
     public_key: Option<&str>,
@@ -68,18 +77,51 @@ pub fn verify_signed(
         signatures_checked_with: public_key.map(str::to_string),
         problem: None,
     };
-    if let Some((seq, hash)) = &report.checkpoint {
+    // Signatures are required from this seq on (with a key).
+    let mut signed_from: Option<i64> = None;
+    if let Some((seq, hash)) = report.checkpoint.clone() {
+        let (seq, hash) = (&seq, &hash);
         if decode_hex32(hash).is_none() {
-            report.problem = Some(Problem {
-                seq: *seq,
-                what: format!(
+            return Ok(report.broken(
+                *seq,
+                format!(
                     "the retention checkpoint's hash {} is not 64 hex digits: the checkpoint was altered",
                     short(hash)
                 ),
-            });
-            return Ok(report);
+            ));
+        }
+        if let Some(key) = public_key {
+            let digest = seal::checkpoint_digest(*seq, hash).map(|d| to_hex(&d));
+            match (store.checkpoint_signature()?, digest) {
+                (Some(sig), Some(d)) if verify_signature(key, &d, &sig) => signed_from = Some(*seq),
+                (Some(_), _) => {
+                    return Ok(report.broken(
+                        *seq,
+                        format!(
+                            "the retention checkpoint's signature does not verify with public key {}: the checkpoint was altered or inserted",
+                            short(key)
+                        ),
+                    ))
+                }
+                (None, _) => {
+                    return Ok(report.broken(
+                        *seq,
+                        "the retention checkpoint carries no signature although signatures are checked: it was inserted or altered (a checkpoint written before signing was on has none: the next retention run replaces it)".to_string(),
+                    ))
+                }
+            }
         }
     }
+    let data_dir = store
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let head_seal = match seal::read(&data_dir) {
+        Ok(s) => s,
+        Err(e) => return Ok(report.broken(prev_seq + 1, e)),
+    };
+    let mut sealed_hash: Option<String> = None;
     let mut after = i64::MIN;
     loop {
         let rows = store.read_after(after, 10_000)?;
@@ -105,20 +147,14 @@ pub fn verify_signed(
                 ))
             } else {
                 check_columns(row).or_else(|| {
-                    let signature = row.signature.as_deref()?;
-                    report.signed += 1;
-                    let key = public_key?;
-                    (!verify_signature(key, &row.hash, signature)).then(|| {
-                        format!(
-                            "signature does not verify with public key {}: the record's hash or its signature was altered, or another key signed it",
-                            short(key)
-                        )
-                    })
+                    check_signature(row, public_key, &mut signed_from, &mut report.signed)
                 })
             };
             if let Some(what) = problem {
-                report.problem = Some(Problem { seq: row.seq, what });
-                return Ok(report);
+                return Ok(report.broken(row.seq, what));
+            }
+            if head_seal.as_ref().is_some_and(|s| s.seq == row.seq) {
+                sealed_hash = Some(row.hash.clone());
             }
             report.checked += 1;
             report.last_seq = Some(row.seq);
@@ -128,7 +164,122 @@ pub fn verify_signed(
         }
         after = rows[rows.len() - 1].seq;
     }
+    if let (Some(key), 0, Some(first)) = (public_key, report.signed, report.first_seq) {
+        return Ok(report.broken(
+            first,
+            format!(
+                "no record carries a signature although signatures are checked with public key {}: the signatures were removed, or this journal was never signed (check it without --public-key)",
+                short(key)
+            ),
+        ));
+    }
+    // The end of the chain: nothing may name a seq after it.
+    let head = prev_seq;
+    if let Some(b) = store.references_beyond(head)?.first() {
+        return Ok(report.broken(head + 1, b.describe(head)));
+    }
+    if let Some(s) = &head_seal {
+        if let Some(what) = check_seal(s, head, sealed_hash.as_deref(), public_key) {
+            let at = if s.seq > head { head + 1 } else { s.seq };
+            return Ok(report.broken(at, what));
+        }
+    }
     Ok(report)
+}
+
+impl VerifyReport {
+    fn broken(mut self, seq: i64, what: String) -> VerifyReport {
+        self.problem = Some(Problem { seq, what });
+        self
+    }
+}
+
+/// The signature rule of one row (see [`verify_signed`]); counts signed rows.
+fn check_signature(
+    row: &crate::journal::JournalRow,
+    public_key: Option<&str>,
+    signed_from: &mut Option<i64>,
+    signed: &mut u64,
+) -> Option<String> {
+    let key = match (row.signature.as_deref(), public_key) {
+        (Some(_), None) => {
+            *signed += 1;
+            return None;
+        }
+        (_, None) => return None,
+        (_, Some(k)) => k,
+    };
+    match row.signature.as_deref() {
+        Some(sig) => {
+            *signed += 1;
+            if !verify_signature(key, &row.hash, sig) {
+                return Some(format!(
+                    "signature does not verify with public key {}: the record's hash or its signature was altered, or another key signed it",
+                    short(key)
+                ));
+            }
+            signed_from.get_or_insert(row.seq);
+        }
+        None => {
+            if let Some(from) = signed_from {
+                return Some(format!(
+                    "record carries no signature although records are signed from seq {from} on: its signature was removed (or signing was turned off)"
+                ));
+            }
+        }
+    }
+    if row.kind == "agent_event" && row.body.contains("signing_key_created") {
+        let created = serde_json::from_str::<serde_json::Value>(&row.body)
+            .ok()
+            .is_some_and(|v| {
+                v["agent_event"]["event"] == "signing_key_created"
+                    && v["agent_event"]["details"]["public_key"] == key
+            });
+        if created {
+            signed_from.get_or_insert(row.seq);
+        }
+    }
+    None
+}
+
+/// What is wrong with the head seal, if anything; `sealed_hash` is the hash of the row at the
+/// sealed seq (`None` when it is not in the journal).
+fn check_seal(
+    s: &seal::Seal,
+    head: i64,
+    sealed_hash: Option<&str>,
+    public_key: Option<&str>,
+) -> Option<String> {
+    if s.seq > head {
+        return Some(
+            seal::Beyond {
+                what: format!("the head seal written at {}", s.sealed_at),
+                seq: s.seq,
+            }
+            .describe(head),
+        );
+    }
+    if sealed_hash.is_some_and(|h| h != s.hash) {
+        return Some(format!(
+            "the record at seq {} is not the one the head seal written at {} names ({}): records from there on were replaced",
+            s.seq,
+            s.sealed_at,
+            short(&s.hash)
+        ));
+    }
+    let key = public_key?;
+    let digest = seal::seal_digest(s.seq, &s.hash).map(|d| to_hex(&d));
+    match (&s.signature, digest) {
+        (Some(sig), Some(d)) if verify_signature(key, &d, sig) => None,
+        (Some(_), _) => Some(format!(
+            "the head seal's signature does not verify with public key {}: the seal was altered",
+            short(key)
+        )),
+        (None, _) => Some(
+            "the head seal carries no signature although signatures are checked: the seal was replaced"
+                .to_string(),
+        ),
+    }
 }
 
 fn check_columns(row: &crate::journal::JournalRow) -> Option<String> {

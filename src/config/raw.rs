@@ -45,6 +45,9 @@ pub struct JournalConfig {
     pub max_batch_records: usize,
     /// Sign each record's hash with the gateway's Ed25519 key (created on first run).
     pub sign: bool,
+    /// How often the head seal (`<data_dir>/head.seal`: the newest durable seq and hash, signed with
+    /// signing on) is written while records come, in seconds; it is also written at every clean stop.
+    pub seal_interval_s: u64,
 }
 
 impl Default for JournalConfig {
@@ -56,6 +59,7 @@ impl Default for JournalConfig {
             prune_interval_s: 3600,
             max_batch_records: 1000,
             sign: false,
+            seal_interval_s: 300,
         }
     }
 }

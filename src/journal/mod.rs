@@ -28,13 +28,37 @@
 //! 8. **One writer.** Every write goes through one thread that owns the write connection; concurrent
 //!    appends are grouped into one transaction (group commit), each caller is answered after commit.
 //!    Readers (sinks, `status`, `verify`) use their own connections (WAL lets them read while it writes).
+//! 9. **Anchored ends, seqs never reused** ([`seal`]). Nothing in the journal's own tables (sink
+//!    cursors, dead letters, requests, receipts) may name a seq after the newest record, nor may the
+//!    head seal (`head.seal`, written at every stop and every `seal_interval_s`); `verify` fails and
+//!    [`Journal::open`] refuses such a journal, so a seq a sink has acknowledged is never given to
+//!    a new record.
 //!
-//! # On-disk schema (version 6, `PRAGMA user_version`)
+//! # What tampering is found, and what is not
+//!
+//! | tampering | found by | with signing off | with `journal.sign = true` |
+//! |---|---|---|---|
+//! | a body, hash or order changed, a row deleted in the middle | the chain (`verify` names the seq) | yes | yes |
+//! | the chain rewritten consistently from some row on | the head seal (another hash at the sealed seq); the signatures | if the seal is kept | yes: the forger cannot sign |
+//! | a signature removed (with the rows re-chained) | a row without a signature after a signed one, or after the key's `signing_key_created` event | – | yes |
+//! | the newest rows deleted | a sink cursor, dead letter, request or receipt beyond the head; the head seal | yes, unless every one of them is edited too | yes, unless all are edited and the seal deleted |
+//! | the oldest rows deleted behind a made-up retention checkpoint | the checkpoint's signature | no | yes |
+//!
+//! What no local check can find: an attacker with the signing key and the whole disk can write any
+//! journal they like; one without the key who deletes the newest rows *and* the seal *and* rewinds
+//! every cursor leaves a shorter journal that verifies. What catches them is what the gateway
+//! already sent away: every record carries its `seq`, `prev_hash` and `hash` to each sink (the
+//! CloudEvents `sequence`, `prevhash` and `hash`, the file sink's line), so a QMS that checks that
+//! each gateway's seqs have no holes and each `prev_hash` is the hash it received before sees a
+//! shortened or rewritten journal as soon as the gateway sends again: new records under seqs it
+//! already holds, with another chain.
+//!
+//! # On-disk schema (version 7, `PRAGMA user_version`)
 //!
 //! | table | rows | key columns |
 //! |---|---|---|
 //! | `records` | one per record | `seq`, `kind`, `appended_at` (ms), `dedupe_key`, `body` (JCS), `hash` (32 bytes), `signature` (hex); the id and capture time are read from `body` |
-//! | `checkpoints` | one per prune | `seq`, `hash` of the last pruned row |
+//! | `checkpoints` | one per prune | `seq`, `hash` of the last pruned row, `signature` (signing on) |
 //! | `sink_cursors` | one per sink | `acked_seq`: every record up to it was acknowledged by the sink |
 //! | `dead_letters` | one per rejected record | `sink`, `seq`, `record_id`, `reason`, `retried_at` |
 //! | `source_state` | one per source key | `source`, `key`, `value` (watermarks, cursors) |
@@ -49,6 +73,7 @@
 pub mod chain;
 pub mod loadgen;
 pub mod schema;
+pub mod seal;
 pub mod signing;
 pub mod store;
 pub mod writer;

@@ -149,6 +149,10 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'journal records are append-only');
     END;
     "#,
+    // 7: a retention checkpoint carries a signature with signing on (see `seal.rs`).
+    r#"
+    ALTER TABLE checkpoints ADD COLUMN signature TEXT; -- Ed25519 of seal::checkpoint_digest, hex
+    "#,
 ];
 
 /// The schema version this agent writes.

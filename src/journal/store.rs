@@ -277,6 +277,68 @@ impl Store {
             .optional()?)
     }
 
+    /// The signature of the last retention checkpoint, if it has one (journals of schema 6 and
+    /// before have none).
+    pub fn checkpoint_signature(&self) -> Result<Option<String>, JournalError> {
+        let r = self.conn.query_row(
+            "SELECT signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get::<_, Option<String>>(0),
+        );
+        match r {
+            Ok(s) => Ok(s),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such column") => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Everything in the journal's own tables that names a seq after `head` (sink cursors, dead
+    /// letters, requests, receipts), largest first: each means records after `head` were removed.
+    pub fn references_beyond(&self, head: i64) -> Result<Vec<super::seal::Beyond>, JournalError> {
+        let mut out = Vec::new();
+        let mut query = |sql: &str, what: &dyn Fn(&str) -> String| -> Result<(), JournalError> {
+            let mut stmt = self.conn.prepare(sql)?;
+            let rows = stmt.query_map([head], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (name, seq) = row?;
+                out.push(super::seal::Beyond {
+                    what: what(&name),
+                    seq,
+                });
+            }
+            Ok(())
+        };
+        query(
+            "SELECT sink, acked_seq FROM sink_cursors WHERE acked_seq > ?1",
+            &|s| format!("the cursor of sink {s} (every record up to it was delivered)"),
+        )?;
+        query(
+            "SELECT sink, max(seq) FROM dead_letters WHERE seq > ?1 GROUP BY sink",
+            &|s| format!("a dead letter of sink {s}"),
+        )?;
+        if self.has_table("requests")? {
+            query(
+                "SELECT sink, max(m) FROM (
+                   SELECT sink, max(coalesce(from_seq, 0), coalesce(to_seq, 0)) AS m FROM requests)
+                 WHERE m > ?1 GROUP BY sink",
+                &|s| format!("a re-send request for sink {s}"),
+            )?;
+        }
+        if self.has_table("receipts")? {
+            query(
+                "SELECT sink, max(seq) FROM receipts WHERE seq > ?1 GROUP BY sink",
+                &|s| format!("a receipt kept for sink {s}"),
+            )?;
+        }
+        out.sort_by_key(|b| std::cmp::Reverse(b.seq));
+        Ok(out)
+    }
+
     /// The end of the chain.
     pub fn head(&self) -> Result<ChainHead, JournalError> {
         let last = self
@@ -597,9 +659,13 @@ impl Store {
             };
             // Only a prefix may go: stop at the first row that is too young.
             tx.execute("DELETE FROM records WHERE seq <= ?1", [seq])?;
+            let signature = match (&self.signer, super::seal::checkpoint_digest(seq, &hash)) {
+                (Some(k), Some(d)) => Some(k.sign(&d)),
+                _ => None,
+            };
             tx.execute(
-                "INSERT INTO checkpoints(seq, hash, pruned_records, pruned_at) VALUES (?1, ?2, ?3, ?4)",
-                params![seq, hash, n, crate::time::now_rfc3339()],
+                "INSERT INTO checkpoints(seq, hash, pruned_records, pruned_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![seq, hash, n, crate::time::now_rfc3339(), signature],
             )?;
             tx.commit()?;
             outcome.pruned += n as u64;

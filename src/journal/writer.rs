@@ -73,6 +73,10 @@ pub struct JournalOptions {
     pub config_toml: Option<String>,
     /// Signs each record's hash (`journal.sign`).
     pub signer: Option<Arc<super::signing::Signer>>,
+    /// How often the head seal is written while records come (`journal.seal_interval_s`); it is
+    /// written at every clean close too. With `synchronous = "normal"` only at close (a seal must
+    /// never name a commit that power loss can take back).
+    pub seal_interval: std::time::Duration,
 }
 
 impl JournalOptions {
@@ -89,6 +93,7 @@ impl JournalOptions {
             metrics: None,
             config_toml: None,
             signer: None,
+            seal_interval: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -182,6 +187,49 @@ pub struct Journal {
     shared: Arc<Shared>,
 }
 
+/// Refuses a journal that ends before what its own tables or its head seal name (`seal.rs`):
+/// appending to it would give new records seqs that the sinks already hold, and they would never
+/// be delivered.
+fn refuse_a_shortened_journal(
+    store: &Store,
+    head: i64,
+    data_dir: &std::path::Path,
+) -> Result<(), JournalError> {
+    let mut beyond = store.references_beyond(head)?;
+    match super::seal::read(data_dir) {
+        Ok(Some(s)) if s.seq > head => beyond.push(super::seal::Beyond {
+            what: format!("the head seal written at {}", s.sealed_at),
+            seq: s.seq,
+        }),
+        Ok(_) => {}
+        Err(e) => {
+            return Err(JournalError::Open {
+                path: store.path().to_path_buf(),
+                message: e,
+                hint: format!(
+                "run `shopfloor-agent verify`; if the journal verifies, remove {} and start again",
+                super::seal::path(data_dir).display()
+            ),
+            })
+        }
+    }
+    beyond.sort_by_key(|b| std::cmp::Reverse(b.seq));
+    match beyond.first() {
+        None => Ok(()),
+        Some(b) => Err(JournalError::Open {
+            path: store.path().to_path_buf(),
+            message: format!(
+                "{}; appending now would reuse seqs that were already delivered",
+                b.describe(head)
+            ),
+            hint: format!(
+                "keep this journal as it is for the investigation (`shopfloor-agent verify` names the problem), move the data directory {} aside, and start again: the agent begins a new journal and delivers it in full",
+                data_dir.display()
+            ),
+        }),
+    }
+}
+
 impl Journal {
     /// Opens the journal and starts its writer and syncer threads. `ctx` is used for the records the
     /// journal writes itself (the gap after a refusal).
@@ -231,6 +279,8 @@ impl Journal {
             )?;
         }
         let head = store.head()?;
+        refuse_a_shortened_journal(&store, head.seq, &opts.data_dir)?;
+        let startup_seq = head.seq;
         let startup = Startup {
             last_seq: head.seq,
             previous_clean: store.meta("clean_shutdown")?.as_deref() != Some("false"),
@@ -297,6 +347,7 @@ impl Journal {
             room: 0,
             sync: Some(sync_tx),
             syncer: Some(syncer),
+            sealed: (startup_seq, Instant::now()),
         };
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -615,6 +666,8 @@ struct Writer {
     /// Commits on their way to the syncer (None once the writer stops).
     sync: Option<std::sync::mpsc::Sender<Durable>>,
     syncer: Option<std::thread::JoinHandle<()>>,
+    /// The seq of the last head seal and when it was written.
+    sealed: (i64, Instant),
 }
 
 struct Pending {
@@ -672,6 +725,7 @@ impl Writer {
                 Command::Close => break,
                 other => self.handle(other),
             }
+            self.seal_now_and_then();
         }
         // Every caller is answered before the journal is marked clean.
         self.sync = None;
@@ -688,6 +742,50 @@ impl Writer {
         // The checkpoint fsyncs the WAL and the database, the mark included.
         if let Err(e) = self.store.checkpoint_wal() {
             tracing::warn!("journal: could not fold the WAL at shutdown ({e}); it will be replayed at next start");
+        }
+        let head = self.head.clone();
+        self.seal(head.seq, head.hash);
+    }
+
+    /// Writes the head seal every `seal_interval` while the durable head moves (`seal.rs`).
+    fn seal_now_and_then(&mut self) {
+        if self.opts.synchronous != Synchronous::Full
+            || self.sealed.1.elapsed() < self.opts.seal_interval
+        {
+            return;
+        }
+        let durable = *self.shared.committed.borrow();
+        if durable <= self.sealed.0 {
+            return;
+        }
+        match self.store.read_range(durable - 1, durable, 2) {
+            Ok(rows) => {
+                if let Some(row) = rows.into_iter().find(|r| r.seq == durable) {
+                    self.seal(row.seq, row.hash);
+                }
+            }
+            Err(e) => tracing::warn!("journal: cannot read seq {durable} for the head seal ({e})"),
+        }
+    }
+
+    /// Writes the head seal for `seq` (durable) with its `hash`.
+    fn seal(&mut self, seq: i64, hash: String) {
+        if seq == 0 {
+            return;
+        }
+        let signature = match (&self.opts.signer, super::seal::seal_digest(seq, &hash)) {
+            (Some(k), Some(d)) => Some(k.sign(&d)),
+            _ => None,
+        };
+        let s = super::seal::Seal {
+            seq,
+            hash,
+            sealed_at: crate::time::now_rfc3339(),
+            signature,
+        };
+        match super::seal::write(&self.opts.data_dir, &s) {
+            Ok(()) => self.sealed = (seq, Instant::now()),
+            Err(e) => tracing::warn!("journal: cannot write the head seal ({e})"),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Running the agent: wiring components together, shutdown, retry policy and logging.
 
+pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod retry;

@@ -25,6 +25,9 @@ pub enum StartError {
     /// The journal could not be opened.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Another agent runs on the data directory.
+    #[error(transparent)]
+    Locked(#[from] super::lock::LockError),
     /// The record rules do not compile (validation catches this before).
     #[error("record rules: {0}")]
     Rules(String),
@@ -115,6 +118,7 @@ impl Agent {
             metrics: Some(metrics.clone()),
             config_toml: Some(config.effective_toml()),
             signer: signer.as_ref().map(|(s, _)| s.clone()),
+            seal_interval: std::time::Duration::from_secs(config.journal.seal_interval_s),
         };
         metrics.declare(config.sources.keys(), config.sinks.keys());
         let journal = Journal::open(opts, ctx.clone())?;
@@ -514,6 +518,8 @@ pub async fn run(
     config: Config,
     load: impl Fn() -> Result<Config, ConfigErrors>,
 ) -> Result<(), StartError> {
+    // Held until `run` returns: one agent per data directory (`lock.rs`).
+    let _lock = super::lock::acquire(&config.agent.data_dir)?;
     let notifier = std::sync::Arc::new(super::notify::Notifier::from_env());
     let mut signals = shutdown::Signals::install();
     let mut agent = Agent::start_as(config, Start::Boot, Metrics::new()).await?;

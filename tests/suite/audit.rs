@@ -538,33 +538,18 @@ fn a_work_order_package_holds_its_records_with_every_gap_and_the_whole_chain() {
 /// Rewrites `dir`'s journal from `seq` on with `edit` applied to that record's body and a
 /// consistent new chain (as a forger with write access would), keeping the old signatures.
 fn rewrite_chain(dir: &Path, seq: i64, edit: impl Fn(String) -> String) {
-    use shopfloor_agent::journal::chain::chain_hash_raw;
-    let conn = rusqlite::Connection::open(dir.join("journal.sqlite")).expect("open");
-    conn.execute_batch("DROP TRIGGER IF EXISTS records_append_only")
-        .expect("drop trigger");
-    let prev: Vec<u8> = conn
-        .query_row("SELECT hash FROM records WHERE seq = ?1", [seq - 1], |r| {
+    let conn = crate::support::forger::forge(dir);
+    let body: String = conn
+        .query_row("SELECT body FROM records WHERE seq = ?1", [seq], |r| {
             r.get(0)
         })
         .expect("row");
-    let mut prev: [u8; 32] = prev.try_into().expect("32 bytes");
-    let rows: Vec<(i64, String)> = conn
-        .prepare("SELECT seq, body FROM records WHERE seq >= ?1 ORDER BY seq")
-        .expect("prepare")
-        .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    for (s, body) in rows {
-        let body = if s == seq { edit(body) } else { body };
-        let hash = chain_hash_raw(&prev, body.as_bytes());
-        conn.execute(
-            "UPDATE records SET body = ?1, hash = ?2 WHERE seq = ?3",
-            rusqlite::params![body, &hash[..], s],
-        )
-        .expect("update");
-        prev = hash;
-    }
+    conn.execute(
+        "UPDATE records SET body = ?1 WHERE seq = ?2",
+        rusqlite::params![edit(body), seq],
+    )
+    .expect("edit");
+    crate::support::forger::rechain(&conn, seq, |_, old| old);
 }
 
 #[test]
@@ -688,6 +673,18 @@ fn signed_records_verify_with_the_gateways_key_and_a_consistently_rewritten_chai
     // the signatures do not.
     rewrite_chain(&data, 2, |b| b.replace("started", "STARTED"));
     let store = Store::open_ro(&data).expect("journal");
+    // The head seal written at the last stop names the old head's hash: even without a key, the
+    // rewrite is found there.
+    let sealed = shopfloor_agent::audit::verify::verify(&store).expect("verify");
+    assert!(
+        sealed
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.what.contains("head seal")),
+        "{sealed:?}"
+    );
+    // A forger who also removes the seal: the chain alone verifies, the signatures do not.
+    std::fs::remove_file(data.join(shopfloor_agent::journal::seal::SEAL_FILE)).expect("seal");
     assert!(shopfloor_agent::audit::verify::verify(&store)
         .expect("verify")
         .ok());

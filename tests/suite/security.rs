@@ -10,6 +10,7 @@ use shopfloor_agent::journal::Store;
 use shopfloor_agent::runtime::topology::Agent;
 
 use super::journal::inspection;
+use crate::support::forger::{forge, rechain};
 use crate::support::hostile::{self, Hostile};
 use crate::support::{config, eventually, tempdir};
 
@@ -500,4 +501,383 @@ async fn a_new_journal_behind_the_file_sink_output_skips_nothing() {
     })
     .await;
     agent.stop("test").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding 2: the journal shortened or re-forged without `verify` noticing.
+
+const SIGNED: &str = "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[journal]\nsign = true\n\n[sinks.audit]\ntype = \"file\"\npath = \"out/records.jsonl\"\n";
+
+/// A signed journal of 20 inspections (plus the agent's own records), every record delivered to a
+/// file sink, stopped cleanly (so sealed). Returns the data directory and the public key.
+async fn signed_journal(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let agent = Agent::start(config(dir, SIGNED)).await.expect("start");
+    append_inspections(&agent, 20, "SN").await;
+    let head = agent.journal().durable_seq();
+    let data = dir.join("data");
+    eventually(WAIT, "everything delivered", || {
+        Store::open_ro(&data)
+            .and_then(|s| s.sink_cursors())
+            .is_ok_and(|c| c.iter().all(|c| c.acked_seq >= head))
+    })
+    .await;
+    agent.stop("test").await;
+    let key = shopfloor_agent::journal::signing::Signer::load(&data)
+        .expect("key")
+        .expect("made")
+        .public_key_hex();
+    (data, key)
+}
+
+/// `verify` with `key`: the seq and words of the first problem, if any.
+fn verify_with(data: &std::path::Path, key: Option<&str>) -> Option<(i64, String)> {
+    let store = Store::open_ro(data).expect("journal");
+    shopfloor_agent::audit::verify::verify_signed(&store, key)
+        .expect("verify")
+        .problem
+        .map(|p| (p.seq, p.what))
+}
+
+fn remove_seal(data: &std::path::Path) {
+    std::fs::remove_file(data.join(shopfloor_agent::journal::seal::SEAL_FILE)).expect("seal");
+}
+
+/// A row rewritten and re-chained with its signature (and those after it) set to NULL passed
+/// ("2 signatures verified"). With signing on, a row without a signature after a signed one fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_row_with_its_signature_removed_is_named() {
+    let dir = tempdir();
+    let (data, key) = signed_journal(dir.path()).await;
+    assert_eq!(verify_with(&data, Some(&key)), None, "the journal verifies");
+    let conn = forge(&data);
+    conn.execute(
+        "UPDATE records SET body = replace(body, '\"SN-9\"', '\"SN-X\"') WHERE body LIKE '%\"SN-9\"%'",
+        [],
+    )
+    .expect("edit");
+    let seq: i64 = conn
+        .query_row(
+            "SELECT seq FROM records WHERE body LIKE '%SN-X%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("edited row");
+    rechain(&conn, seq, |_, _| None);
+    remove_seal(&data); // the forger cannot sign a new one
+    let (at, what) = verify_with(&data, Some(&key)).expect("found");
+    assert_eq!(at, seq, "{what}");
+    assert!(what.contains("carries no signature"), "{what}");
+    // Every signature stripped: the key's own `signing_key_created` event says records are signed
+    // from there on.
+    conn.execute("UPDATE records SET signature = NULL", [])
+        .expect("strip");
+    let (_, what) = verify_with(&data, Some(&key)).expect("found");
+    assert!(what.contains("carries no signature"), "{what}");
+    // And that event removed as well (the chain rebuilt without it): nothing is signed at all.
+    conn.execute(
+        "DELETE FROM records WHERE body LIKE '%signing_key_created%'",
+        [],
+    )
+    .expect("drop the event");
+    let bodies: Vec<String> = conn
+        .prepare("SELECT body FROM records ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("bodies");
+    conn.execute("DELETE FROM records", []).expect("clear");
+    conn.execute("DELETE FROM sink_cursors", [])
+        .expect("cursors");
+    let mut prev = [0u8; 32];
+    for (i, body) in bodies.iter().enumerate() {
+        let hash = shopfloor_agent::journal::chain::chain_hash_raw(&prev, body.as_bytes());
+        conn.execute(
+            "INSERT INTO records(seq, kind, appended_at, body, hash) VALUES (?1, json_extract(?2, '$.kind'), 0, ?2, ?3)",
+            rusqlite::params![i as i64 + 1, body, &hash[..]],
+        )
+        .expect("insert");
+        prev = hash;
+    }
+    assert_eq!(verify_with(&data, None), None, "the chain alone holds");
+    let (_, what) = verify_with(&data, Some(&key)).expect("found");
+    assert!(what.contains("no record carries a signature"), "{what}");
+}
+
+/// Deleting the newest rows passed (the sink cursors still pointed past the new head); after a
+/// restart the agent appended new records under the deleted seqs, which every sink believed it
+/// had, so they never reached the QMS or the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_newest_rows_is_found_and_run_refuses_to_reuse_their_seqs() {
+    let dir = tempdir();
+    let (data, key) = signed_journal(dir.path()).await;
+    let head = Store::open_ro(&data)
+        .expect("journal")
+        .head()
+        .expect("head")
+        .seq;
+    let conn = forge(&data);
+    conn.execute("DELETE FROM records WHERE seq > ?1", [head - 5])
+        .expect("delete");
+    // By the sink's cursor (the seal removed too).
+    std::fs::copy(
+        data.join(shopfloor_agent::journal::seal::SEAL_FILE),
+        dir.path().join("seal.kept"),
+    )
+    .expect("keep");
+    remove_seal(&data);
+    let (at, what) = verify_with(&data, None).expect("found");
+    assert_eq!(at, head - 4, "{what}");
+    assert!(
+        what.contains(&format!("records after seq {} are missing", head - 5))
+            && what.contains("sink audit"),
+        "{what}"
+    );
+    let refused = Agent::start(config(dir.path(), SIGNED)).await;
+    let err = refused.err().expect("run refuses").to_string();
+    assert!(
+        err.contains("records after seq") && err.contains("move the data directory"),
+        "{err}"
+    );
+    // By the seal, when the forger also moved the cursor back.
+    conn.execute("UPDATE sink_cursors SET acked_seq = ?1", [head - 5])
+        .expect("cursor");
+    std::fs::copy(
+        dir.path().join("seal.kept"),
+        data.join(shopfloor_agent::journal::seal::SEAL_FILE),
+    )
+    .expect("restore");
+    let (_, what) = verify_with(&data, Some(&key)).expect("found");
+    assert!(what.contains("the head seal"), "{what}");
+    assert!(Agent::start(config(dir.path(), SIGNED)).await.is_err());
+    // Nothing was appended by the refused starts.
+    let now = Store::open_ro(&data)
+        .expect("journal")
+        .head()
+        .expect("head")
+        .seq;
+    assert_eq!(now, head - 5);
+}
+
+/// Deleting the oldest rows and inserting a matching retention checkpoint passed. With signing on
+/// the checkpoint carries a signature the forger cannot make; a record's signature does not pass
+/// for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_oldest_rows_behind_a_forged_checkpoint_is_named() {
+    let dir = tempdir();
+    let (data, key) = signed_journal(dir.path()).await;
+    let conn = forge(&data);
+    let (hash, signature): (Vec<u8>, String) = conn
+        .query_row(
+            "SELECT hash, signature FROM records WHERE seq = 5",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row 5");
+    let hex = shopfloor_agent::journal::chain::to_hex(&hash);
+    conn.execute("DELETE FROM records WHERE seq <= 5", [])
+        .expect("delete");
+    conn.execute(
+        "INSERT INTO checkpoints(seq, hash, pruned_records, pruned_at) VALUES (5, ?1, 5, '2026-01-01T00:00:00Z')",
+        [&hex],
+    )
+    .expect("checkpoint");
+    let (at, what) = verify_with(&data, Some(&key)).expect("found");
+    assert_eq!(at, 5, "{what}");
+    assert!(what.contains("checkpoint carries no signature"), "{what}");
+    conn.execute("UPDATE checkpoints SET signature = ?1", [&signature])
+        .expect("borrowed signature");
+    let (at, what) = verify_with(&data, Some(&key)).expect("found");
+    assert_eq!(at, 5, "{what}");
+    assert!(
+        what.contains("checkpoint's signature does not verify"),
+        "{what}"
+    );
+}
+
+/// Two rows' bodies swapped: named at the first of them, also when re-chained (by the signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_two_rows_bodies_is_named() {
+    let dir = tempdir();
+    let (data, key) = signed_journal(dir.path()).await;
+    let conn = forge(&data);
+    let body = |seq: i64| -> String {
+        conn.query_row("SELECT body FROM records WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .expect("body")
+    };
+    let (a, b) = (body(8), body(9));
+    conn.execute("UPDATE records SET body = ?1 WHERE seq = 8", [&b])
+        .expect("swap");
+    conn.execute("UPDATE records SET body = ?1 WHERE seq = 9", [&a])
+        .expect("swap");
+    let (at, what) = verify_with(&data, None).expect("found");
+    assert_eq!(at, 8, "{what}");
+    // Re-chained, keeping the old signatures: the chain holds, the signature at seq 8 does not.
+    rechain(&conn, 8, |_, old| old);
+    remove_seal(&data);
+    let (at, what) = verify_with(&data, Some(&key)).expect("found");
+    assert_eq!(at, 8, "{what}");
+    assert!(what.contains("signature does not verify"), "{what}");
+}
+
+/// The other side of the forged checkpoint: retention with signing on leaves a signed checkpoint,
+/// and the journal verifies with the key after the prune and a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_journal_still_verifies_after_retention() {
+    use shopfloor_agent::journal::{signing::Signer, Journal, JournalOptions};
+    let dir = tempdir();
+    let (signer, _) = Signer::load_or_create(dir.path()).expect("key");
+    let key = signer.public_key_hex();
+    let mut opts = JournalOptions::new(dir.path());
+    opts.retention_days = 0;
+    opts.sinks = vec!["qms".into()];
+    opts.signer = Some(std::sync::Arc::new(signer));
+    let ctx = shopfloor_agent::records::RecordContext {
+        gateway_id: "gw-sec".into(),
+        config_sha256: "0".repeat(64),
+    };
+    let journal = Journal::open(opts, ctx).expect("open");
+    journal.register_sink("qms").await.expect("register");
+    let records = (0..30)
+        .map(|i| shopfloor_agent::journal::NewRecord::new(inspection(&format!("SN-{i}"), 25.0)))
+        .collect();
+    journal.append(records).await.expect("append");
+    journal.ack("qms", 20).await.expect("ack");
+    assert_eq!(
+        journal.prune().await.expect("prune").checkpoint_seq,
+        Some(20)
+    );
+    journal.close().await;
+    assert_eq!(verify_with(dir.path(), Some(&key)), None);
+    let sealed = shopfloor_agent::journal::seal::read(dir.path())
+        .expect("seal")
+        .expect("written at close");
+    assert_eq!(sealed.seq, 30);
+    assert!(sealed.signature.is_some());
+}
+
+/// The head seal is also written while the journal runs (a SIGKILL leaves no clean stop), and only
+/// for durable records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_seal_follows_the_journal_while_it_runs() {
+    use shopfloor_agent::journal::{Journal, JournalOptions};
+    let dir = tempdir();
+    let mut opts = JournalOptions::new(dir.path());
+    opts.seal_interval = Duration::ZERO;
+    let ctx = shopfloor_agent::records::RecordContext {
+        gateway_id: "gw-sec".into(),
+        config_sha256: "0".repeat(64),
+    };
+    let journal = Journal::open(opts, ctx).expect("open");
+    for i in 0..5 {
+        journal
+            .append(vec![shopfloor_agent::journal::NewRecord::new(inspection(
+                &format!("SN-{i}"),
+                25.0,
+            ))])
+            .await
+            .expect("append");
+    }
+    let seal = shopfloor_agent::journal::seal::read(dir.path())
+        .expect("seal")
+        .expect("written while running");
+    // It trails the writer by a commit or two: the fsync of the newest one may not be done.
+    assert!(
+        seal.seq >= 1 && seal.seq <= journal.durable_seq(),
+        "{seal:?}"
+    );
+    assert_eq!(seal.signature, None, "no signing: no signature");
+    journal.close().await;
+    let seal = shopfloor_agent::journal::seal::read(dir.path())
+        .expect("seal")
+        .expect("written at close");
+    assert_eq!(seal.seq, 5);
+}
+
+/// Finding 12: two agents on one data directory corrupted each other (a false "unclean shutdown"
+/// gap, then `UNIQUE constraint failed`, a lost stop record). The second `run` is refused, naming
+/// the first one's PID; read-only commands work beside it, and `status` tells running from crashed.
+#[test]
+fn a_second_agent_on_the_same_data_directory_is_refused() {
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let cli = |args: &[&str]| {
+        Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("cli")
+    };
+    let mut first = crate::support::KillOnDrop(
+        Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    let pid = first.0.id();
+    crate::support::eventually_blocking(WAIT, "the first agent's start record", || {
+        Store::open_ro(&data)
+            .and_then(|s| s.head())
+            .is_ok_and(|h| h.seq >= 1)
+    });
+    let head = Store::open_ro(&data)
+        .expect("journal")
+        .head()
+        .expect("head");
+    let mut second = crate::support::KillOnDrop(
+        Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run"),
+    );
+    let mut code = None;
+    crate::support::eventually_blocking(WAIT, "the second agent to give up", || {
+        code = second.0.try_wait().expect("wait").map(|s| s.code());
+        code.is_some()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(second.0.stderr.as_mut().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert_eq!(code, Some(Some(75)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another shopfloor-agent (pid {pid}) is running")),
+        "{stderr}"
+    );
+    assert_eq!(
+        Store::open_ro(&data)
+            .expect("journal")
+            .head()
+            .expect("head"),
+        head,
+        "the second agent wrote nothing"
+    );
+    let status = String::from_utf8_lossy(&cli(&["status"]).stdout).into_owned();
+    assert!(status.contains(&format!("running (pid {pid})")), "{status}");
+    assert_eq!(cli(&["verify"]).status.code(), Some(0));
+    first.0.kill().expect("kill -9");
+    first.0.wait().expect("reaped");
+    let status = String::from_utf8_lossy(&cli(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains("stopped without a clean shutdown"),
+        "{status}"
+    );
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod erp;
+pub mod forger;
 pub mod hostile;
 pub mod modbus;
 pub mod mosquitto;
