@@ -19,7 +19,9 @@
 //! such and the included ones are still checked against the chain.
 //!
 //! `verify --package` checks, without the journal: each file against the manifest (and no file
-//! unlisted), the chain's continuity from the first `prev_hash` to the last `hash`, each record
+//! unlisted; names in the manifest must be plain relative names, symbolic links are refused and the
+//! walk is bounded), that only what the query allows is marked left out (nothing in a full export;
+//! no gap or agent event in a work order's), the chain's continuity from the first `prev_hash` to the last `hash`, each record
 //! against its chain entry (`hash = SHA-256(prev_hash ‖ record)`), that every included seq has its
 //! record, that gaps are records of the package, and each configuration against its hash (when no
 //! secret had to be removed from it). The last `hash` is the journal's chain at that seq: compare it
@@ -68,6 +70,9 @@ pub enum ExportError {
     /// The output directory exists and is not empty.
     #[error("{0} exists and is not empty; name a new directory (a package is never written over another)")]
     NotEmpty(PathBuf),
+    /// The output path is a symbolic link or not a directory.
+    #[error("{0} is a symbolic link or not a directory; name a new directory")]
+    NotADirectory(PathBuf),
     /// Nothing was journaled in the time range.
     #[error("no records were journaled between {from} and {to} (the journal holds {held}); widen --from/--to")]
     Nothing {
@@ -172,6 +177,8 @@ pub fn config_hash(toml_text: &str) -> Option<String> {
         .map(|t| crate::config::hash_of(&t))
 }
 
+/// Writes one file of the package: created new (never over an existing file, and never through a
+/// symbolic link planted at its name: `O_CREAT | O_EXCL` does not follow one), mode 0600.
 fn write(
     dir: &Path,
     name: &str,
@@ -179,15 +186,66 @@ fn write(
     files: &mut BTreeMap<String, String>,
 ) -> Result<(), ExportError> {
     let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| ExportError::Write {
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
-    std::fs::write(&path, bytes).map_err(|source| ExportError::Write { path, source })?;
+    create_new(&path, bytes)?;
     files.insert(name.to_string(), sha256_hex(bytes));
     Ok(())
+}
+
+fn create_new(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| ExportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(err)
+}
+
+/// Whether `out` exists: it may not, or be an empty directory that is not a symbolic link.
+fn check_out(out: &Path) -> Result<bool, ExportError> {
+    let Ok(m) = std::fs::symlink_metadata(out) else {
+        return Ok(false);
+    };
+    if m.file_type().is_symlink() || !m.is_dir() {
+        return Err(ExportError::NotADirectory(out.to_path_buf()));
+    }
+    if std::fs::read_dir(out)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(true)
+    {
+        return Err(ExportError::NotEmpty(out.to_path_buf()));
+    }
+    Ok(true)
+}
+
+/// Makes the package directory (and `configs/` in it), mode 0700: `out` must not exist, or be an
+/// empty directory that is not a symbolic link.
+fn make_out(out: &Path) -> Result<(), ExportError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Write { path, source }
+    };
+    if !check_out(out)? {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(err(parent))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(out)
+            .map_err(err(out))?;
+    }
+    let configs = out.join("configs");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&configs)
+        .map_err(err(&configs))
 }
 
 fn ms(t: time::OffsetDateTime) -> i64 {
@@ -196,13 +254,7 @@ fn ms(t: time::OffsetDateTime) -> i64 {
 
 /// Writes the package for `query` into `out` (created; must not exist or be empty).
 pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported, ExportError> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(ExportError::NotEmpty(out.to_path_buf()));
-    }
+    check_out(out)?;
     let (first, last): (Option<i64>, Option<i64>) = store
         .connection()
         .query_row(
@@ -230,10 +282,7 @@ pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported
             },
         });
     };
-    std::fs::create_dir_all(out).map_err(|source| ExportError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    make_out(out)?;
 
     let mut records = String::new();
     let mut gaps = String::new();
@@ -385,9 +434,7 @@ pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported
         },
         "files": files,
     });
-    let path = out.join("manifest.json");
-    std::fs::write(&path, pretty(&manifest))
-        .map_err(|source| ExportError::Write { path, source })?;
+    create_new(&out.join("manifest.json"), pretty(&manifest).as_bytes())?;
     Ok(Exported {
         dir: out.to_path_buf(),
         first_seq: first,
@@ -505,7 +552,7 @@ impl PackageReport {
 }
 
 fn read(dir: &Path, name: &str, report: &mut PackageReport) -> Option<String> {
-    match std::fs::read_to_string(dir.join(name)) {
+    match read_listed(dir, name).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
         Ok(t) => Some(t),
         Err(e) => {
             report
@@ -516,18 +563,82 @@ fn read(dir: &Path, name: &str, report: &mut PackageReport) -> Option<String> {
     }
 }
 
-fn listed_files(dir: &Path, base: &Path, out: &mut Vec<String>) {
+/// Most entries `verify --package` looks at, and how deep: a package has a dozen files in two
+/// levels; anything far beyond is not a package (and must not hang the check).
+const MAX_ENTRIES: usize = 100_000;
+const MAX_DEPTH: usize = 4;
+
+/// Every file under `dir` as a relative name, without following symbolic links: a link is a
+/// problem (a package holds none), as is a tree deeper or larger than a package can be.
+fn listed_files(
+    dir: &Path,
+    base: &Path,
+    depth: usize,
+    out: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
+        if out.len() + problems.len() >= MAX_ENTRIES {
+            problems.push(format!(
+                "more than {MAX_ENTRIES} entries: not an evidence package (the check stopped there)"
+            ));
+            return;
+        }
         let p = e.path();
-        if p.is_dir() {
-            listed_files(&p, base, out);
-        } else if let Ok(rel) = p.strip_prefix(base) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
+        let rel = p
+            .strip_prefix(base)
+            .map(|r| r.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        match e.file_type() {
+            Ok(t) if t.is_symlink() => {
+                problems.push(format!("{rel}: a symbolic link (a package holds none)"))
+            }
+            Ok(t) if t.is_dir() => {
+                if depth >= MAX_DEPTH {
+                    problems.push(format!("{rel}: nested deeper than a package is"));
+                } else {
+                    listed_files(&p, base, depth + 1, out, problems);
+                }
+            }
+            Ok(_) => out.push(rel),
+            Err(e) => problems.push(format!("{rel}: cannot be read ({e})")),
         }
     }
+}
+
+/// Whether a name from the manifest is a plain relative path inside the package: no absolute path,
+/// no `..`, no empty or hidden tricks; only letters, digits, `.`, `_`, `-` and `/`.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Reads a listed file of the package without following a symbolic link.
+fn read_listed(dir: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    if std::fs::symlink_metadata(&path)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "a symbolic link (a package holds none)",
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Checks the package in `dir` (see the module documentation for what is checked); signatures
@@ -563,7 +674,13 @@ pub fn verify_package(dir: &Path, public_key: Option<&str>) -> PackageReport {
         })
         .unwrap_or_default();
     for (name, want) in &listed {
-        match std::fs::read(dir.join(name)) {
+        if !safe_name(name) {
+            report.problems.push(format!(
+                "manifest.json: file name {name:?} is not a plain name inside the package (absolute, `..` or odd characters): not read"
+            ));
+            continue;
+        }
+        match read_listed(dir, name) {
             Ok(bytes) => {
                 let got = sha256_hex(&bytes);
                 if &got != want {
@@ -577,7 +694,7 @@ pub fn verify_package(dir: &Path, public_key: Option<&str>) -> PackageReport {
         }
     }
     let mut present = Vec::new();
-    listed_files(dir, dir, &mut present);
+    listed_files(dir, dir, 0, &mut present, &mut report.problems);
     for f in present {
         if f != "manifest.json" && !listed.contains_key(&f) {
             report.problems.push(format!(
@@ -640,6 +757,26 @@ pub fn verify_package(dir: &Path, public_key: Option<&str>) -> PackageReport {
                             e.seq
                         ));
                     }
+                }
+            }
+            if !e.included {
+                // What the package was filtered by decides what may be left out: nothing in a
+                // full export, only other work orders' records (never a gap or an agent event) in
+                // a work order's.
+                let why = match manifest["query"]["work_order"].as_str() {
+                    None => Some(
+                        "the package is a full export (no work order), so nothing may be left out",
+                    ),
+                    Some(_) if matches!(e.kind.as_str(), "gap" | "agent_event") => {
+                        Some("a work order's package holds every gap and agent event")
+                    }
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    report.problems.push(format!(
+                        "chain.jsonl line {n} (seq {}): marked as left out, but {why}: the record was removed from the package",
+                        e.seq
+                    ));
                 }
             }
             report.last_seq = Some(e.seq);

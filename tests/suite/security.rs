@@ -881,3 +881,156 @@ fn a_second_agent_on_the_same_data_directory_is_refused() {
         "{status}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Findings 9 and 14: evidence packages.
+
+/// A journal of 10 inspections, stopped; and a full export of it in `dir/package`.
+async fn exported(dir: &std::path::Path) -> std::path::PathBuf {
+    let agent = Agent::start(config(dir, FILE_SINK)).await.expect("start");
+    append_inspections(&agent, 10, "SN").await;
+    agent.stop("test").await;
+    let package = dir.join("package");
+    let store = Store::open_ro(&dir.join("data")).expect("journal");
+    export_to(&store, &package).expect("export");
+    assert!(shopfloor_agent::audit::export::verify_package(&package, None).ok());
+    package
+}
+
+fn export_to(
+    store: &Store,
+    out: &std::path::Path,
+) -> Result<shopfloor_agent::audit::export::Exported, shopfloor_agent::audit::export::ExportError> {
+    let now = shopfloor_agent::time::now();
+    shopfloor_agent::audit::export::export(
+        store,
+        &shopfloor_agent::audit::export::ExportQuery {
+            from: now - time::Duration::hours(1),
+            to: now + time::Duration::hours(1),
+            work_order: None,
+        },
+        out,
+    )
+}
+
+/// Rewrites the manifest's SHA-256 of `name` after an edit (as a forger would).
+fn rehash(package: &std::path::Path, name: &str) {
+    let path = package.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("json");
+    let bytes = std::fs::read(package.join(name)).expect("file");
+    manifest["files"][name] = json!(shopfloor_agent::journal::chain::sha256_hex(&bytes));
+    std::fs::write(&path, manifest.to_string()).expect("write");
+}
+
+/// Finding 9: a seq marked `included: false` in a full export, its line removed, still said intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_marked_left_out_of_a_full_export_is_named() {
+    let dir = tempdir();
+    let package = exported(dir.path()).await;
+    let chain = std::fs::read_to_string(package.join("chain.jsonl")).expect("chain");
+    let mut entries: Vec<Value> = chain
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry"))
+        .collect();
+    let victim = entries
+        .iter_mut()
+        .find(|e| e["kind"] == "inspection")
+        .expect("an inspection");
+    victim["included"] = json!(false);
+    let (seq, id) = (victim["seq"].clone(), victim["id"].clone());
+    let chain: String = entries.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(package.join("chain.jsonl"), chain).expect("write");
+    let records: String = std::fs::read_to_string(package.join("records.jsonl"))
+        .expect("records")
+        .lines()
+        .filter(|l| !l.contains(id.as_str().unwrap_or("?")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(package.join("records.jsonl"), records).expect("write");
+    rehash(&package, "chain.jsonl");
+    rehash(&package, "records.jsonl");
+    let report = shopfloor_agent::audit::export::verify_package(&package, None);
+    assert!(!report.ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("(seq {seq}): marked as left out"))),
+        "{:?}",
+        report.problems
+    );
+}
+
+/// Finding 9: two symbolic links to `.` hung `verify --package`; an absolute path in the manifest
+/// made it hash `/etc/passwd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_with_links_or_paths_outside_it_is_refused_without_hanging() {
+    let dir = tempdir();
+    let package = exported(dir.path()).await;
+    std::os::unix::fs::symlink(".", package.join("a")).expect("link");
+    std::os::unix::fs::symlink(".", package.join("b")).expect("link");
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "not part of the package").expect("outside");
+    let path = package.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("json");
+    let sha = shopfloor_agent::journal::chain::sha256_hex(b"not part of the package");
+    manifest["files"][outside.display().to_string()] = json!(sha);
+    manifest["files"]["../outside.txt"] = json!(sha);
+    std::fs::write(&path, manifest.to_string()).expect("write");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = package.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(shopfloor_agent::audit::export::verify_package(&p, None));
+    });
+    let report = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("verify --package returned");
+    let problems = report.problems.join("\n");
+    assert!(problems.contains("a: a symbolic link"), "{problems}");
+    assert!(problems.contains("b: a symbolic link"), "{problems}");
+    assert!(
+        problems.contains(&format!(
+            "{:?} is not a plain name",
+            outside.display().to_string()
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("\"../outside.txt\" is not a plain name"),
+        "{problems}"
+    );
+    assert_eq!(report.files, 7, "only the package's own files were read");
+}
+
+/// Finding 14: `export --out` followed symbolic links planted in an existing directory (a root-run
+/// export overwrote a root-owned file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_never_writes_through_a_planted_link() {
+    let dir = tempdir();
+    let _ = exported(dir.path()).await;
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").expect("victim");
+    // A link planted where a package file will be.
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).expect("dir");
+    std::os::unix::fs::symlink(&victim, planted.join("records.jsonl")).expect("link");
+    let err = export_to(&store, &planted)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("not empty"), "{err}");
+    // `--out` itself a link to an empty directory elsewhere.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("dir");
+    let link = dir.path().join("out-link");
+    std::os::unix::fs::symlink(&elsewhere, &link).expect("link");
+    let err = export_to(&store, &link).expect_err("refused").to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("dir").count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious"
+    );
+}
