@@ -1034,3 +1034,135 @@ async fn export_never_writes_through_a_planted_link() {
         "precious"
     );
 }
+
+/// Finding 15: the OPC UA trust hint printed `mv '<file>' …` where the file name held the server
+/// certificate's common name; a name with a quote turned the copy-pasted hint into a command. Here
+/// the server's common name carries a command; the hint, run by a shell as an administrator would
+/// paste it, only moves the certificate, and the agent then connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opcua_trust_hint_runs_no_command_from_the_servers_certificate() {
+    use crate::support::opcua::{Cell, Options};
+    let dir = tempdir();
+    let marker = dir.path().join("pwned");
+    let cell = Cell::start(
+        dir.path(),
+        Options {
+            common_name: format!("cell1'; touch '{}'; echo '", marker.display()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let toml = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sources.plc]\ntype = \"opcua\"\nendpoint = \"{}\"\nsecurity_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n[[sources.plc.tags]]\nname = \"serial\"\nnode = \"nsu={};s=Cell1.Station10.PartSerial\"\n",
+        cell.url,
+        crate::support::opcua::NS
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    let mut hint = String::new();
+    eventually(WAIT, "the outage names the command that trusts it", || {
+        hint = connection(dir.path(), "plc", "connection").unwrap_or_default();
+        hint.contains("To trust it: mv")
+    })
+    .await;
+    let command = hint
+        .split("To trust it: ")
+        .nth(1)
+        .and_then(|c| c.split(" (or set").next())
+        .expect("command");
+    let rejected = dir.path().join("data/pki/opcua/rejected");
+    for e in std::fs::read_dir(&rejected).expect("rejected") {
+        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(
+            name.strip_suffix(".der")
+                .is_some_and(|t| t.bytes().all(|b| b.is_ascii_hexdigit())),
+            "a file named from the certificate: {name:?}"
+        );
+    }
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir.path())
+        .status()
+        .expect("sh");
+    assert!(ran.success(), "{command}");
+    assert!(!marker.exists(), "the hint ran a command: {command}");
+    eventually(WAIT, "connected once trusted", || {
+        connection(dir.path(), "plc", "connection").is_some_and(|c| c.starts_with("up"))
+    })
+    .await;
+    agent.stop("test").await;
+}
+
+/// Finding 16: on an OPC UA `None` endpoint whose user-name token policy does not encrypt, the
+/// password was sent in clear text. It is not sent (a named error) unless the user opts in; and a
+/// thumbprint pin, which nothing checks under `None`, is refused by `validate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opcua_password_is_never_sent_in_clear_text_unless_allowed() {
+    use crate::support::opcua::{Cell, Options, NS, PASSWORD};
+    let dir = tempdir();
+    let cell = Cell::start(
+        dir.path(),
+        Options {
+            anonymous: false,
+            none_only: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let toml = |extra: &str| {
+        format!(
+            "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sources.plc]\ntype = \"opcua\"\nendpoint = \"{}\"\nsecurity_policy = \"none\"\nsecurity_mode = \"none\"\nusername = \"operator\"\npassword = \"{PASSWORD}\"\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n{extra}\n[[sources.plc.tags]]\nname = \"serial\"\nnode = \"nsu={NS};s=Cell1.Station10.PartSerial\"\n\n[[records]]\nname = \"serial\"\nkind = \"traveler\"\ntrigger = {{ type = \"change\", tag = \"plc.serial\" }}\n[records.fields]\n\"subject.serial\" = {{ tag = \"plc.serial\" }}\n",
+            cell.url
+        )
+    };
+    let agent = Agent::start(config(dir.path(), &toml("")))
+        .await
+        .expect("start");
+    eventually(WAIT, "the refusal to send the password", || {
+        connection(dir.path(), "plc", "connection").is_some_and(|c| c.contains("clear text"))
+    })
+    .await;
+    agent.stop("test").await;
+    // Opted in: it connects (the server accepts the password).
+    let dir2 = tempdir();
+    let agent = Agent::start(config(
+        dir2.path(),
+        &toml("allow_cleartext_password = true"),
+    ))
+    .await
+    .expect("start");
+    // A change trigger fires on a change after the first value read.
+    let mut n = 0;
+    eventually(WAIT, "a record read with the password in clear", || {
+        n += 1;
+        if n % 25 == 1 {
+            cell.set("PartSerial", format!("SN-CLEAR-{n}"));
+        }
+        bodies(dir2.path(), "traveler").iter().any(|b| {
+            b["subject"]["serial"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("SN-CLEAR"))
+        })
+    })
+    .await;
+    agent.stop("test").await;
+    // A pin under None checks nothing: refused.
+    let errors = shopfloor_agent::config::Config::from_texts(
+        &[(
+            dir.path().join("agent.toml"),
+            toml("server_thumbprint = \"0123456789abcdef0123456789abcdef01234567\""),
+        )],
+        dir.path(),
+        shopfloor_agent::config::LoadOptions::default(),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        errors.contains(
+            "sources.plc.server_thumbprint: has no effect with security_policy = \"none\""
+        ),
+        "{errors}"
+    );
+}

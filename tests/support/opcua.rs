@@ -42,6 +42,8 @@ pub struct Options {
     pub shifted: bool,
     /// Offer only the None endpoint.
     pub none_only: bool,
+    /// The common name of the server's certificate (made on the first start).
+    pub common_name: String,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             anonymous: true,
             shifted: false,
             none_only: false,
+            common_name: "cell1 test server".into(),
         }
     }
 }
@@ -66,14 +69,14 @@ pub struct Cell {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn ensure_server_cert(pki: &Path) {
+fn ensure_server_cert(pki: &Path, common_name: &str) {
     let cert = pki.join("own/cert.der");
     if cert.exists() {
         return;
     }
     let data = X509Data {
         key_size: 2048,
-        common_name: "cell1 test server".into(),
+        common_name: common_name.into(),
         organization: "test".into(),
         organizational_unit: String::new(),
         country: String::new(),
@@ -175,7 +178,7 @@ impl Cell {
     }
 
     fn run(pki: PathBuf, port: u16, listener: tokio::net::TcpListener, options: Options) -> Cell {
-        ensure_server_cert(&pki);
+        ensure_server_cert(&pki, &options.common_name);
         let mut tokens: Vec<&str> = vec!["operator", "inspector-x509"];
         if options.anonymous {
             tokens.push(ANONYMOUS_USER_TOKEN_ID);

@@ -96,8 +96,7 @@ impl Plant {
     pub async fn start(dir: &Path, agent_data: &Path, ports: Ports) -> std::io::Result<Plant> {
         let options = PlcOptions {
             anonymous: false,
-            shifted: false,
-            none_only: false,
+            ..PlcOptions::default()
         };
         let plc = Cell::start_on(dir, ports.plc, options)
             .await
@@ -185,8 +184,7 @@ impl Plant {
     pub async fn start_plc(&mut self, dir: &Path) {
         let options = PlcOptions {
             anonymous: false,
-            shifted: false,
-            none_only: false,
+            ..PlcOptions::default()
         };
         let mut tries = 0;
         let again = loop {

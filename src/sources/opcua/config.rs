@@ -101,6 +101,11 @@ pub struct OpcUaSourceConfig {
     /// Password; use `${env:NAME}` or `${file:PATH}` (systemd credentials).
     #[serde(default)]
     pub password: Option<String>,
+    /// Send the password although it would travel in clear text: on a `none` endpoint whose
+    /// user-name token policy does not encrypt it. Off: such a connection is refused with a named
+    /// error (use an encrypted endpoint). Only for an isolated network, knowingly.
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
     /// X.509 user identity: DER or PEM certificate file (with `user_key_file`).
     #[serde(default)]
     pub user_certificate_file: Option<PathBuf>,
@@ -320,6 +325,15 @@ impl OpcUaSourceConfig {
                     "one identity only: a user name or a user certificate",
                 )
                 .hint("remove username/password or user_certificate_file/user_key_file"),
+            );
+        }
+        if self.server_thumbprint.is_some() && self.security_policy == SecurityPolicy::None {
+            errors.push(
+                ConfigError::new(
+                    format!("{at}.server_thumbprint"),
+                    "has no effect with security_policy = \"none\": no server certificate is checked on a None endpoint",
+                )
+                .hint("choose a security policy (basic256sha256, aes256_sha256_rsapss, …) to pin the server, or remove server_thumbprint"),
             );
         }
         if let Some(t) = &self.server_thumbprint {

@@ -3,7 +3,7 @@
 //!
 //! PKI folder layout (async-opcua's): `own/cert.der`, `private/private.pem` (mode 0600),
 //! `trusted/` and `rejected/`. A server certificate that is neither trusted nor pinned is refused;
-//! the server's certificate lands in `rejected/` and the log names the file and the command that
+//! the server's certificate lands in `rejected/<thumbprint>.der` and the log names the file and the command that
 //! trusts it. `server_thumbprint` pins one certificate instead: it is accepted (and copied to
 //! `trusted/`) when its SHA-1 thumbprint matches, and refused whatever the folders say when not.
 
@@ -154,15 +154,71 @@ impl Pki {
         Ok(())
     }
 
-    /// The file in `rejected/` that a refused server certificate was written to, and its thumbprint.
+    /// The file in `rejected/` that holds a refused server certificate, and its thumbprint. The
+    /// OPC UA stack saves it under a name made from the certificate's common name, which the server
+    /// chose (quotes, `$(…)`, control characters): it is renamed `<thumbprint>.der`, so that the
+    /// file and the hint that names it hold hex digits only.
     pub fn rejected_file(&self, der: &[u8]) -> Option<(PathBuf, String)> {
         let cert = X509::from_der(der).ok()?;
-        Some((
-            self.rejected()
-                .join(CertificateStore::cert_file_name(&cert)),
-            cert.thumbprint().as_hex_string(),
-        ))
+        let thumb = cert.thumbprint().as_hex_string();
+        let safe = self.rejected().join(format!("{thumb}.der"));
+        let stack = self
+            .rejected()
+            .join(CertificateStore::cert_file_name(&cert));
+        if stack != safe && std::fs::rename(&stack, &safe).is_err() && !safe.exists() {
+            std::fs::write(&safe, der).ok()?;
+        }
+        Some((safe, thumb))
     }
+
+    /// Certificates trusted under their thumbprint name (`trusted/<thumbprint>.der`, as the refusal
+    /// hint moves them) get the name the OPC UA stack looks them up by. A file whose content does
+    /// not have the thumbprint its name says is left alone (and so not trusted).
+    pub fn adopt_trusted(&self) {
+        let Ok(entries) = std::fs::read_dir(self.trusted()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".der"))
+            else {
+                continue;
+            };
+            if stem.len() != 40 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Some(cert) = std::fs::read(&path)
+                .ok()
+                .and_then(|der| X509::from_der(&der).ok())
+            else {
+                continue;
+            };
+            if !cert.thumbprint().as_hex_string().eq_ignore_ascii_case(stem) {
+                tracing::warn!(
+                    "{}: its certificate has another thumbprint than its name; not trusted",
+                    path.display()
+                );
+                continue;
+            }
+            let named = self.trusted().join(CertificateStore::cert_file_name(&cert));
+            if named != path {
+                if let Err(e) = std::fs::rename(&path, &named) {
+                    tracing::warn!(
+                        "cannot adopt the trusted certificate {}: {e}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `s` quoted for a POSIX shell: a hint copied into a terminal runs exactly the command it shows.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(unix)]

@@ -264,6 +264,24 @@ impl OpcUaSource {
                 "the endpoint does not accept a {wanted:?} identity; check username/password or user_certificate_file"
             ));
         }
+        if wanted == UserTokenType::UserName
+            && self.cfg.security_policy == super::config::SecurityPolicy::None
+            && !self.cfg.allow_cleartext_password
+        {
+            // The stack takes the first user-name token policy; on a None channel the password is
+            // encrypted only when that policy names a security policy of its own.
+            let encrypted = ep.find_policy(UserTokenType::UserName).is_some_and(|t| {
+                !t.security_policy_uri.is_empty()
+                    && !matches!(
+                        opcua::crypto::SecurityPolicy::from_uri(t.security_policy_uri.as_ref()),
+                        opcua::crypto::SecurityPolicy::None
+                            | opcua::crypto::SecurityPolicy::Unknown
+                    )
+            });
+            if !encrypted {
+                return Err("the password would travel in clear text: the endpoint's security policy is None and its user-name token policy does not encrypt it; not sent. Use an encrypted endpoint (security_policy/security_mode), or set allow_cleartext_password = true knowingly (isolated networks only)".to_string());
+            }
+        }
         // Connect where the configuration says: a server behind NAT or a port forward advertises
         // an address the gateway may not reach.
         ep.endpoint_url = self.cfg.endpoint.as_str().into();
@@ -292,6 +310,7 @@ impl OpcUaSource {
         let identity = self.identity()?;
         let endpoint = self.pick(&endpoints, &identity)?;
         if self.cfg.security_policy != super::config::SecurityPolicy::None {
+            self.pki.adopt_trusted();
             self.pki.apply_pin(
                 self.cfg.server_thumbprint.as_deref(),
                 endpoint.server_certificate.as_ref(),
@@ -369,9 +388,10 @@ impl OpcUaSource {
                 self.pki.rejected_file(endpoint.server_certificate.as_ref())
             {
                 return format!(
-                    "the server's certificate is not trusted (thumbprint {thumb}); it was saved as {file}. To trust it: mv '{file}' '{trusted}/' (or set server_thumbprint = \"{thumb}\")",
+                    "the server's certificate is not trusted (thumbprint {thumb}); it was saved as {file}. To trust it: mv {} {} (or set server_thumbprint = \"{thumb}\")",
+                    super::pki::shell_quote(&file.display().to_string()),
+                    super::pki::shell_quote(&format!("{}/", self.pki.trusted().display())),
                     file = file.display(),
-                    trusted = self.pki.trusted().display(),
                 );
             }
         }
