@@ -10,7 +10,7 @@ use shopfloor_agent::config::{Config, LoadOptions, LogFormat};
 use shopfloor_agent::journal::signing::{self, Signer};
 use shopfloor_agent::journal::{loadgen, Journal, JournalOptions, Store};
 use shopfloor_agent::records::RecordContext;
-use shopfloor_agent::runtime::{logging, topology};
+use shopfloor_agent::runtime::{self, logging, topology};
 use shopfloor_agent::{audit, cli};
 
 /// sysexits: configuration error.
@@ -104,10 +104,13 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("error: {e}");
                     Ok(ExitCode::from(EX_IOERR))
                 }
-                Err(e @ topology::StartError::Locked(_)) => {
+                Err(topology::StartError::Locked(e)) => {
                     tracing::error!("{e}");
                     eprintln!("error: {e}");
-                    Ok(ExitCode::from(EX_TEMPFAIL))
+                    Ok(ExitCode::from(match e {
+                        runtime::lock::LockError::Held { .. } => EX_TEMPFAIL,
+                        runtime::lock::LockError::Io { .. } => EX_IOERR,
+                    }))
                 }
                 Err(e) => {
                     tracing::error!("{e}");

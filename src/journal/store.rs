@@ -642,6 +642,27 @@ impl Store {
         if let Some(d) = open_dead {
             bound = bound.min(d - 1);
         }
+        // Age is judged by the journal clock; after the clock was stepped back, a row can look older
+        // than rows before it. Only the prefix before the first young row goes, so a young row is
+        // never pruned because a later one carries an earlier time.
+        let young: Option<i64> = self.conn.query_row(
+            "SELECT min(seq) FROM records WHERE seq <= ?1 AND appended_at >= ?2",
+            params![bound, older_than_ms],
+            |r| r.get(0),
+        )?;
+        if let Some(y) = young {
+            let later_older: bool = self.conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM records WHERE seq > ?1 AND seq <= ?2 AND appended_at < ?3)",
+                params![y, bound, older_than_ms],
+                |r| r.get(0),
+            )?;
+            if later_older {
+                tracing::info!(
+                    "retention: keeps the records from seq {y} on: seq {y} is younger than retention_days, and later ones that look older were appended after the clock was set back"
+                );
+            }
+            bound = bound.min(y - 1);
+        }
         loop {
             let tx = self.conn.transaction()?;
             let last: Option<(i64, String, i64)> = tx

@@ -31,7 +31,7 @@ pub enum LockError {
     },
     /// The lock file could not be made or locked.
     #[error(
-        "cannot lock the data directory {path}: {message}; check that the agent's user owns it"
+        "cannot use the data directory {path}: {message}; give the agent's user write access to it (or set agent.data_dir)"
     )]
     Io {
         /// The data directory.

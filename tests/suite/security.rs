@@ -1166,3 +1166,44 @@ async fn an_opcua_password_is_never_sent_in_clear_text_unless_allowed() {
         "{errors}"
     );
 }
+
+/// Low finding: retention after a backwards clock step deleted young rows (a row appended after
+/// the step looks older than the rows before it). Only the prefix before the first young row goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_after_a_backwards_clock_step_keeps_young_rows() {
+    use shopfloor_agent::journal::{Journal, JournalOptions};
+    let dir = tempdir();
+    let mut opts = JournalOptions::new(dir.path());
+    opts.retention_days = 1;
+    opts.sinks = vec!["qms".into()];
+    let ctx = shopfloor_agent::records::RecordContext {
+        gateway_id: "gw-sec".into(),
+        config_sha256: "0".repeat(64),
+    };
+    let journal = Journal::open(opts.clone(), ctx.clone()).expect("open");
+    journal.register_sink("qms").await.expect("register");
+    append_to(&journal, 10).await;
+    journal.ack("qms", 10).await.expect("ack");
+    journal.close().await;
+    // Rows 1-3 three days old; 4-6 young; 7-10 appended after the clock was set back 3 days.
+    let three_days_ago = shopfloor_agent::time::now_ms() - 3 * 86_400_000;
+    let conn = forge(dir.path());
+    conn.execute(
+        "UPDATE records SET appended_at = ?1 WHERE seq <= 3 OR seq >= 7",
+        [three_days_ago],
+    )
+    .expect("times");
+    drop(conn);
+    let journal = Journal::open(opts, ctx).expect("open again");
+    let out = journal.prune().await.expect("prune");
+    journal.close().await;
+    assert_eq!(out.checkpoint_seq, Some(3), "{out:?}");
+    assert_eq!(verify_with(dir.path(), None), None);
+}
+
+async fn append_to(journal: &shopfloor_agent::journal::Journal, n: usize) {
+    let records = (0..n)
+        .map(|i| shopfloor_agent::journal::NewRecord::new(inspection(&format!("SN-{i}"), 25.0)))
+        .collect();
+    journal.append(records).await.expect("append");
+}

@@ -75,7 +75,28 @@ enum Note {
     Status(StatusCode),
 }
 
-struct Notifier(mpsc::UnboundedSender<Note>);
+/// Notifications waiting for the session loop at most: a journal that cannot keep up does not make
+/// the agent's memory grow. A notification that finds the queue full is dropped and counted; the
+/// session loop then ends the session as an outage, so the loss is a gap record, never silent.
+const NOTES_QUEUED: usize = 1024;
+
+/// The subscription callback's end of the queue, and what it had to drop.
+#[derive(Clone)]
+struct Notes {
+    tx: mpsc::Sender<Note>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Notes {
+    fn send(&self, note: Note) {
+        if self.tx.try_send(note).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+struct Notifier(Notes);
 
 impl OnSubscriptionNotificationCore for Notifier {
     fn on_subscription_notification(&mut self, n: NotificationMessage, _: MonitoredItemMap<'_>) {
@@ -86,11 +107,11 @@ impl OnSubscriptionNotificationCore for Notifier {
                     data.push((item.client_handle, item.value.clone()));
                 }
             } else if let Some(sc) = obj.inner_as::<StatusChangeNotification>() {
-                let _ = self.0.send(Note::Status(sc.status));
+                self.0.send(Note::Status(sc.status));
             }
         }
         if !data.is_empty() {
-            let _ = self.0.send(Note::Data(data));
+            self.0.send(Note::Data(data));
         }
     }
 }
@@ -289,11 +310,7 @@ impl OpcUaSource {
     }
 
     /// Connects, resolves, and (in subscribe mode) subscribes.
-    async fn open(
-        &self,
-        client: &Client,
-        notes: mpsc::UnboundedSender<Note>,
-    ) -> Result<Live, String> {
+    async fn open(&self, client: &Client, notes: Notes) -> Result<Live, String> {
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
         let endpoints = tokio::time::timeout(
             timeout,
@@ -534,11 +551,7 @@ impl OpcUaSource {
         Ok(nodes)
     }
 
-    async fn subscribe(
-        &self,
-        live: &Live,
-        notes: mpsc::UnboundedSender<Note>,
-    ) -> Result<(), String> {
+    async fn subscribe(&self, live: &Live, notes: Notes) -> Result<(), String> {
         let keep_alive = self.cfg.keep_alive_count();
         let sub = live
             .session
@@ -730,7 +743,12 @@ impl OpcUaSource {
         down: &mut bool,
         sessions: &mut u64,
     ) -> Ended {
-        let (notes_tx, mut notes) = mpsc::unbounded_channel();
+        let (queue, mut notes) = mpsc::channel(NOTES_QUEUED);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let notes_tx = Notes {
+            tx: queue,
+            dropped: dropped.clone(),
+        };
         let opened = tokio::select! {
             r = self.open(client, notes_tx) => r,
             _ = shutdown.wait() => return Ended::Shutdown,
@@ -801,6 +819,12 @@ impl OpcUaSource {
                     None => break Ended::Lost("the session's event loop ended".into()),
                 },
                 _ = check.tick() => {
+                    let lost = dropped.load(std::sync::atomic::Ordering::Relaxed);
+                    if lost > 0 {
+                        break Ended::Lost(format!(
+                            "{lost} notifications were dropped because the journal did not take them as fast as they came (more than {NOTES_QUEUED} waiting); the session starts again"
+                        ));
+                    }
                     if self.cfg.mode == ReadMode::Poll {
                         match self.poll(&live).await {
                             Ok(data) => {
@@ -918,4 +942,24 @@ impl OpcUaSource {
 /// Client handle of tag `i` (0 is reserved by the library).
 fn handle(i: usize) -> u32 {
     u32::try_from(i + 1).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_notification_queue_is_bounded_and_counts_what_it_drops() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let notes = Notes {
+            tx,
+            dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        for _ in 0..5 {
+            notes.send(Note::Data(vec![(1, DataValue::null())]));
+        }
+        assert_eq!(notes.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err(), "two queued, no more");
+    }
 }
