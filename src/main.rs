@@ -13,6 +13,23 @@ use shopfloor_agent::records::RecordContext;
 use shopfloor_agent::runtime::{self, logging, topology};
 use shopfloor_agent::{audit, cli};
 
+/// `println!` that returns the write error instead of panicking: a reader that goes away (`| head`)
+/// ends the command quietly (see `main`).
+/// What is printed goes through `audit::terminal_safe`: text from devices and peers (serials,
+/// error bodies) cannot drive the terminal.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), "{}", audit::terminal_safe(&format!($($arg)*)))?
+    };
+}
+
+/// `print!` the same way.
+macro_rules! outp {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout(), "{}", audit::terminal_safe(&format!($($arg)*)))?
+    };
+}
+
 /// sysexits: configuration error.
 const EX_CONFIG: u8 = 78;
 /// sysexits: I/O error (journal cannot be opened).
@@ -46,6 +63,15 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match dispatch(&cli) {
         Ok(code) => code,
+        // The reader of the output went away (`export … | head -1`): nothing more to say.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -57,7 +83,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
     use cli::Command;
     match &cli.command {
         Command::GenerateConfig => {
-            print!("{}", shopfloor_agent::config::REFERENCE);
+            outp!("{}", shopfloor_agent::config::REFERENCE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { no_environment } => {
@@ -66,7 +92,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             };
             match load(cli, opts) {
                 Ok(c) => {
-                    println!(
+                    out!(
                         "{}: configuration is valid ({} file(s), {} source(s), {} rule(s), {} sink(s), config sha256 {})",
                         cli.config.display(),
                         c.files.len(),
@@ -130,9 +156,9 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             };
             let all = audit::reconcile::reconcile(&store, by)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                out!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                print!("{}", audit::reconcile::render(&all, by));
+                outp!("{}", audit::reconcile::render(&all, by));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -142,8 +168,8 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             match audit::status::collect(&config) {
-                Ok(s) if *json => println!("{}", serde_json::to_string_pretty(&s)?),
-                Ok(s) => print!("{}", s.render()),
+                Ok(s) if *json => out!("{}", serde_json::to_string_pretty(&s)?),
+                Ok(s) => outp!("{}", s.render()),
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(EX_IOERR));
@@ -172,9 +198,9 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             };
             let trace = audit::trace::trace(&store, &query)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&trace)?);
+                out!("{}", serde_json::to_string_pretty(&trace)?);
             } else {
-                print!("{}", trace.render());
+                outp!("{}", trace.render());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -202,7 +228,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             };
             match audit::export::export(&store, &query, out) {
                 Ok(e) => {
-                    println!(
+                    out!(
                         "package {}: {} records (seq {}..{}), {} gap(s), {} configuration(s); chain ends at hash {}\ncheck it anywhere with: shopfloor-agent verify --package {}",
                         e.dir.display(),
                         e.records,
@@ -231,9 +257,9 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             }
             let report = audit::export::verify_package(dir, public_key.as_deref());
             if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.render(dir));
+                outp!("{}", report.render(dir));
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -281,9 +307,9 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                     };
                     let letters = store.dead_letters(sink.as_deref())?;
                     if *json {
-                        println!("{}", serde_json::to_string_pretty(&letters)?);
+                        out!("{}", serde_json::to_string_pretty(&letters)?);
                     } else {
-                        print!("{}", audit::resend::render_dead_letters(&letters));
+                        outp!("{}", audit::resend::render_dead_letters(&letters));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -292,7 +318,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
                         Ok(s) => s,
                         Err(code) => return Ok(code),
                     };
-                    print!(
+                    outp!(
                         "{}",
                         audit::resend::render_requests(&store.requests(None, false)?)
                     );
@@ -307,7 +333,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
             };
             match Signer::load(&config.agent.data_dir) {
                 Ok(Some(signer)) => {
-                    println!("{}", signer.public_key_hex());
+                    out!("{}", signer.public_key_hex());
                     Ok(ExitCode::SUCCESS)
                 }
                 Ok(None) => {
@@ -348,7 +374,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
 fn requested(r: Result<String, audit::resend::RequestError>) -> anyhow::Result<ExitCode> {
     match r {
         Ok(message) => {
-            println!("{}", message.trim_end());
+            out!("{}", message.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Err(audit::resend::RequestError::Invalid(why)) => {
@@ -400,10 +426,10 @@ fn verify_journal(
     let key = public_key.map(str::to_string).or(own_key);
     let report = audit::verify::verify_signed(&store, key.as_deref())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match &report.problem {
-            None => println!(
+            None => out!(
                 "journal {}: chain verified, {} records (seq {}..{}){}, head {}{}",
                 store.path().display(),
                 report.checked,
@@ -423,7 +449,7 @@ fn verify_journal(
                     ),
                 }
             ),
-            Some(p) => println!(
+            Some(p) => out!(
                 "journal {}: CHAIN BROKEN at seq {}: {} ({} records before it verified)",
                 store.path().display(),
                 p.seq,
@@ -469,7 +495,7 @@ fn bench_journal(
     journal.close_blocking();
     let report = report?;
     if !print_acks {
-        println!(
+        out!(
             "{} records of ~{} bytes by {} producers, {} per append, in {:.2} s: {:.0} records/s; commit latency p50 {:?}, p99 {:?}",
             report.records,
             load.record_bytes,

@@ -24,25 +24,41 @@ pub enum RequestError {
     Invalid(String),
 }
 
-/// The user who runs this command, as the system knows them (`SUDO_USER` named when present).
+/// The user who runs this command: the name the environment gives (`USER`, `LOGNAME`; with sudo,
+/// `SUDO_USER` and whom it ran as), which anyone can set, and beside it the real uid of the process,
+/// which the kernel vouches for: `alice (uid 1000)`, `alice (as root via sudo, uid 0)`.
 pub fn who() -> String {
+    let uid = real_uid();
+    let shown_uid = uid
+        .map(|u| format!("uid {u}"))
+        .unwrap_or_else(|| "uid unknown".into());
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Uid:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .map(|uid| format!("uid {uid}"))
-                })
-                .unwrap_or_else(|| "unknown user".into())
-        });
-    match std::env::var("SUDO_USER") {
-        Ok(sudo) if !sudo.is_empty() => format!("{sudo} (as {user} via sudo)"),
-        _ => user,
+        .ok()
+        .filter(|u| !u.is_empty());
+    match (
+        std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty()),
+        user,
+    ) {
+        (Some(sudo), user) => format!(
+            "{sudo} (as {} via sudo, {shown_uid})",
+            user.as_deref().unwrap_or("another user")
+        ),
+        (None, Some(user)) => format!("{user} ({shown_uid})"),
+        (None, None) => shown_uid,
     }
+}
+
+/// The real uid of this process (`/proc/self/status`).
+pub fn real_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn check_sink(config: &Config, sink: &str) -> Result<(), RequestError> {

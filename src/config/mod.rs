@@ -136,11 +136,14 @@ impl Config {
         let sha256 = hash_of(&merged);
         let effective = toml::to_string(&merged).unwrap_or_default();
         let mut resolved = toml::Value::Table(merged);
-        if opts.environment {
-            secrets::resolve_tree(&mut resolved, "", &mut errors);
-        }
+        let substituted = if opts.environment {
+            secrets::resolve_tree(&mut resolved, "", &mut errors)
+        } else {
+            Vec::new()
+        };
         refuse_user_info(&resolved, "", &mut errors);
         let toml::Value::Table(mut table) = resolved else {
+            secrets::scrub(&mut errors, &substituted);
             return Err(ConfigErrors(errors));
         };
 
@@ -229,6 +232,7 @@ impl Config {
         if errors.is_empty() {
             Ok(config)
         } else {
+            secrets::scrub(&mut errors, &substituted);
             Err(ConfigErrors(errors))
         }
     }

@@ -96,13 +96,35 @@ fn credential(name: &str, at: &str) -> Result<String, ConfigError> {
         })
 }
 
-/// Resolves every string in a TOML value tree in place.
-pub fn resolve_tree(value: &mut toml::Value, at: &str, errors: &mut Vec<ConfigError>) {
+/// Resolves every string in a TOML value tree in place; returns each (reference as written, value
+/// it resolved to), so that errors can show the reference instead of the secret ([`scrub`]).
+pub fn resolve_tree(
+    value: &mut toml::Value,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, String)> {
+    let mut substituted = Vec::new();
+    walk(value, at, errors, &mut substituted);
+    substituted
+}
+
+fn walk(
+    value: &mut toml::Value,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+    substituted: &mut Vec<(String, String)>,
+) {
     match value {
-        toml::Value::String(s) if s.contains("${") => *s = resolve(s, at, errors),
+        toml::Value::String(s) if s.contains("${") => {
+            let written = std::mem::take(s);
+            *s = resolve(&written, at, errors);
+            if !s.is_empty() && *s != written {
+                substituted.push((written, s.clone()));
+            }
+        }
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                resolve_tree(v, &format!("{at}[{i}]"), errors);
+                walk(v, &format!("{at}[{i}]"), errors, substituted);
             }
         }
         toml::Value::Table(t) => {
@@ -112,10 +134,34 @@ pub fn resolve_tree(value: &mut toml::Value, at: &str, errors: &mut Vec<ConfigEr
                 } else {
                     format!("{at}.{k}")
                 };
-                resolve_tree(v, &p, errors);
+                walk(v, &p, errors, substituted);
             }
         }
         _ => {}
+    }
+}
+
+/// Puts the references back where an error quotes a value a secret reference resolved to: an
+/// error is printed, logged and journaled (a refused reload), a secret never.
+pub fn scrub(errors: &mut [ConfigError], substituted: &[(String, String)]) {
+    if substituted.is_empty() {
+        return;
+    }
+    let mut pairs: Vec<&(String, String)> = substituted.iter().collect();
+    // Longest values first: a value that holds another is replaced whole.
+    pairs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    let clean = |text: &mut String| {
+        for (written, value) in &pairs {
+            if text.contains(value.as_str()) {
+                *text = text.replace(value.as_str(), written);
+            }
+        }
+    };
+    for e in errors.iter_mut() {
+        clean(&mut e.message);
+        if let Some(h) = e.hint.as_mut() {
+            clean(h);
+        }
     }
 }
 

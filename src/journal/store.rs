@@ -161,13 +161,39 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> JournalError {
 impl Store {
     /// Opens (creating if needed) the journal in `data_dir` for writing, and migrates its schema.
     pub fn open_rw(data_dir: &Path, sync: Synchronous) -> Result<Store, JournalError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            open_error(
-                data_dir,
-                e,
-                "create the data directory and give the agent's user write access (systemd StateDirectory= does this)",
-            )
-        })?;
+        {
+            // Private from the start: the directory 0700, the journal 0600 (SQLite gives its WAL
+            // and shared-memory files the journal's mode).
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|e| {
+                    open_error(
+                        data_dir,
+                        e,
+                        "create the data directory and give the agent's user write access (systemd StateDirectory= does this)",
+                    )
+                })?;
+            let path = data_dir.join(FILE_NAME);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(open_error(
+                        &path,
+                        e,
+                        "give the agent's user write access to the data directory (or move the file aside if it is not a journal)",
+                    ))
+                }
+            }
+        }
         let path = data_dir.join(FILE_NAME);
         let mut conn = Connection::open(&path).map_err(|e| classify_open(&path, e))?;
         let setup = |conn: &Connection| -> rusqlite::Result<()> {

@@ -1207,3 +1207,193 @@ async fn append_to(journal: &shopfloor_agent::journal::Journal, n: usize) {
         .collect();
     journal.append(records).await.expect("append");
 }
+
+/// Low finding: `export … | head -1` panicked on the broken pipe. Every command that writes to a
+/// reader that went away ends quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let dir = tempdir();
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start");
+    append_inspections(&agent, 50, "SN").await;
+    agent.stop("test").await;
+    let config_file = cli_config(dir.path());
+    for args in [
+        vec!["generate-config"],
+        vec!["status"],
+        vec!["verify", "--json"],
+        vec!["trace", "--serial", "SN-1", "--json"],
+    ] {
+        let mut child = std::process::Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config_file)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+/// Low finding: `trace` and `status` printed control characters from source data (a crafted
+/// serial cleared the auditor's screen). They are shown as escapes; `--json` keeps the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_devices_do_not_reach_the_terminal() {
+    let dir = tempdir();
+    let serial = "SN-\u{1b}[2J\u{1b}]0;owned\u{7}";
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start");
+    agent
+        .journal()
+        .append(vec![shopfloor_agent::journal::NewRecord::new(inspection(
+            serial, 25.0,
+        ))])
+        .await
+        .expect("append");
+    agent.stop("test").await;
+    let config_file = cli_config(dir.path());
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config_file)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let text = run(&["trace", "--serial", serial]);
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(shown.contains("SN-\\u{1b}[2J"), "{shown}");
+    assert!(
+        !text.stdout.contains(&0x1b) && !text.stdout.contains(&0x07),
+        "{shown}"
+    );
+    let json = run(&["trace", "--serial", serial, "--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert!(
+        v.to_string().contains("\\u001b[2J"),
+        "the value itself is kept"
+    );
+}
+
+/// Low finding: the journal file was created 0644 and the data directory 0755 (0700 only with
+/// signing). Both are private from the start, and so are the WAL and the head seal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_and_its_directory_are_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let agent = Agent::start(config(dir.path(), FILE_SINK))
+        .await
+        .expect("start");
+    append_inspections(&agent, 3, "SN").await;
+    let data = dir.path().join("data");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("journal.sqlite")), 0o600);
+    assert_eq!(mode(&data.join("journal.sqlite-wal")), 0o600);
+    agent.stop("test").await;
+    assert_eq!(
+        mode(&data.join(shopfloor_agent::journal::seal::SEAL_FILE)),
+        0o600
+    );
+}
+
+/// Low finding: a refused reload journaled the resolved secret in `config_reload_refused` (an
+/// error quoting the value). Errors show the reference as written instead.
+#[test]
+fn a_refused_reload_journals_the_reference_not_the_secret() {
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let config = dir.path().join("agent.toml");
+    let base = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"{}\"\n",
+        data.display()
+    );
+    std::fs::write(&config, &base).expect("config");
+    let mut agent = crate::support::KillOnDrop(
+        Command::new(crate::support::agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("BAD_URL", "s3cr3t-reload-value")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    crate::support::eventually_blocking(WAIT, "the start record", || {
+        Store::open_ro(&data)
+            .and_then(|s| s.head())
+            .is_ok_and(|h| h.seq >= 1)
+    });
+    std::fs::write(
+        &config,
+        format!("{base}\n[sinks.qms]\ntype = \"http\"\nurl = \"${{env:BAD_URL}}\"\n"),
+    )
+    .expect("broken config");
+    let _ = Command::new("kill")
+        .args(["-HUP", &agent.0.id().to_string()])
+        .status();
+    let refused = || -> Vec<String> {
+        Store::open_ro(&data)
+            .and_then(|s| s.bodies_of_kind("agent_event"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.contains("config_reload_refused"))
+            .collect()
+    };
+    crate::support::eventually_blocking(WAIT, "the refusal journaled", || !refused().is_empty());
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status();
+    let _ = agent.0.wait();
+    let event = refused().join("\n");
+    assert!(event.contains("${env:BAD_URL}"), "{event}");
+    assert!(!event.contains("s3cr3t-reload-value"), "{event}");
+}
+
+/// Low finding: the unit set no memory limit. `MemoryMax=` caps a runaway agent, sized well above
+/// the measured peak (46 MiB in the 30-minute soak), with `MemoryHigh=` below it.
+#[test]
+fn the_unit_caps_memory_above_the_measured_peak() {
+    let unit =
+        std::fs::read_to_string(crate::support::root().join("systemd/shopfloor-agent.service"))
+            .expect("unit");
+    let mib = |key: &str| -> u64 {
+        let v = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key}= missing"));
+        let n: u64 = v.trim_end_matches('M').parse().expect("a size in M");
+        n
+    };
+    let (high, max) = (mib("MemoryHigh"), mib("MemoryMax"));
+    assert!(
+        high >= 4 * 46 && high < max,
+        "MemoryHigh {high}M, MemoryMax {max}M"
+    );
+}
+
+/// `FILE_SINK` as a file for the command line, with the data directory's absolute path.
+fn cli_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("agent.toml");
+    std::fs::write(
+        &file,
+        FILE_SINK.replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", dir.join("data").display()),
+        ),
+    )
+    .expect("config");
+    file
+}

@@ -93,6 +93,10 @@ impl Pki {
                 ),
                 certificate_duration_days: cfg.certificate_validity_days,
             };
+            // The key file exists, private, before the stack writes the key into it (it keeps the
+            // mode of a file it overwrites): the key is never readable by others, not even briefly.
+            create_private(&key_path)
+                .map_err(|e| format!("cannot create {}: {e}", key_path.display()))?;
             let (cert, _) =
                 CertificateStore::create_certificate_and_key(&data, true, &cert_path, &key_path)?;
             restrict(&key_path);
@@ -219,6 +223,24 @@ impl Pki {
 /// `s` quoted for a POSIX shell: a hint copied into a terminal runs exactly the command it shows.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// An empty file only its owner may read (mode 0600), in a directory only its owner may enter.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
 }
 
 #[cfg(unix)]
