@@ -12,7 +12,7 @@ pub(crate) mod journal;
 mod kill9;
 mod metrics;
 mod modbus;
-mod mqtt;
+pub(crate) mod mqtt;
 mod opcua;
 mod pipeline;
 mod rest;

@@ -55,7 +55,8 @@ pub(crate) fn message(seq: usize) -> (String, Vec<u8>) {
     )
 }
 
-fn count(dir: &std::path::Path, sql: &str) -> i64 {
+/// The first column of `sql`'s one row on the journal of `dir` (0 when it cannot be read).
+pub(crate) fn count(dir: &std::path::Path, sql: &str) -> i64 {
     Store::open_ro(&dir.join("data"))
         .ok()
         .and_then(|s| {

@@ -1397,3 +1397,152 @@ fn cli_config(dir: &std::path::Path) -> std::path::PathBuf {
     .expect("config");
     file
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 10: MQTT message limits.
+
+/// One message over 10 KiB (rumqttc's default maximum) made the source reconnect forever, nothing
+/// quarantined, no gap; a JSON array became an empty incomplete inspection. Now: messages up to
+/// `max_message_bytes` become records, larger ones and non-objects are quarantined and
+/// acknowledged (not sent again), and the source never goes down for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_and_odd_mqtt_messages_are_quarantined_not_looped_on() {
+    use crate::support::mosquitto::{publish_all, Broker};
+    let broker = Broker::start();
+    let dir = tempdir();
+    let cfg = super::mqtt::toml(broker.port, "gw-sec-mqtt", "data").replace(
+        "topics = [\"plant1/+/inspection\"]",
+        "topics = [\"plant1/+/inspection\"]\nmax_message_bytes = 65536",
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
+    let topic = "plant1/cell1/inspection".to_string();
+    let padded = |seq: usize, bytes: usize| -> Vec<u8> {
+        json!({ "seq": seq, "serial": format!("SN-{seq}"), "measured": 25.0, "note": "x".repeat(bytes) })
+            .to_string()
+            .into_bytes()
+    };
+    publish_all(
+        broker.port,
+        vec![
+            (topic.clone(), padded(1, 20 << 10)), // over rumqttc's old 10 KiB, under the limit
+            (topic.clone(), padded(2, 100 << 10)), // over max_message_bytes: quarantined
+            (topic.clone(), b"[1,2,3]".to_vec()), // not an object: quarantined
+            (topic.clone(), padded(3, 10)),
+        ],
+        Duration::from_millis(20),
+    )
+    .await;
+    eventually(WAIT, "2 inspections and 2 quarantined payloads", || {
+        super::mqtt::count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'",
+        ) == 2
+            && super::mqtt::count(dir.path(), "SELECT count(*) FROM quarantine") == 2
+    })
+    .await;
+    agent.stop("test").await;
+    // Acknowledged: a restart with the same session gets nothing again.
+    let agent = Agent::start(config(dir.path(), &cfg))
+        .await
+        .expect("restart");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent.stop("test").await;
+    assert_eq!(
+        super::mqtt::count(dir.path(), "SELECT count(*) FROM quarantine"),
+        2
+    );
+    assert_eq!(
+        super::mqtt::count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'inspection'"
+        ),
+        2
+    );
+    assert_eq!(
+        super::mqtt::count(
+            dir.path(),
+            "SELECT count(*) FROM records WHERE kind = 'gap'"
+        ),
+        0
+    );
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let reasons: Vec<String> = store
+        .connection()
+        .prepare("SELECT reason FROM quarantine ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("reasons");
+    assert!(
+        reasons[0].contains("over max_message_bytes (65536)"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("JSON array"), "{reasons:?}");
+}
+
+/// A message even the connection cannot take (MQTT 3.1.1 cannot tell the broker the limit): the
+/// source is down, says why, and `/metrics` and `status` say so, instead of "up" while it loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_message_too_large_to_take_is_an_outage_not_a_silent_loop() {
+    use crate::support::mosquitto::{publish_all, Broker};
+    let broker = Broker::start();
+    let dir = tempdir();
+    let cfg = super::mqtt::toml(broker.port, "gw-sec-big", "data").replace(
+        "topics = [\"plant1/+/inspection\"]",
+        "topics = [\"plant1/+/inspection\"]\nmax_message_bytes = 4096",
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_all(
+        broker.port,
+        vec![("plant1/cell1/inspection".into(), vec![b'x'; 200 << 10])],
+        Duration::from_millis(5),
+    )
+    .await;
+    eventually(WAIT, "the source down, naming the message", || {
+        connection(dir.path(), "mqtt1", "connection")
+            .is_some_and(|c| c.starts_with("DOWN") && c.contains("larger than"))
+    })
+    .await;
+    agent.stop("test").await;
+    let gaps = bodies(dir.path(), "gap");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+}
+
+/// The MQTT sink was wedged for good by a record whose topic is invalid (a `{station}` of
+/// `cell+4`). Such a record is a dead letter; the records around it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_sink_record_with_an_invalid_topic_is_a_dead_letter() {
+    use crate::support::mosquitto::Broker;
+    let broker = Broker::start();
+    let dir = tempdir();
+    let cfg = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\nsite = \"plant1\"\ndata_dir = \"data\"\n[sinks.uns]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-sec-pub\"\n",
+        broker.port
+    );
+    let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    let records = ["cell4", "cell+4", "cell5"]
+        .iter()
+        .map(|station| {
+            let mut r = inspection(&format!("SN-{station}"), 25.0);
+            r.subject.station = Some((*station).into());
+            shopfloor_agent::journal::NewRecord::new(r)
+        })
+        .collect();
+    agent.journal().append(records).await.expect("append");
+    let head = agent.journal().durable_seq();
+    eventually(WAIT, "every record acknowledged or dead-lettered", || {
+        Store::open_ro(&dir.path().join("data"))
+            .and_then(|s| s.sink_cursors())
+            .is_ok_and(|c| c.iter().any(|c| c.sink == "uns" && c.acked_seq >= head))
+    })
+    .await;
+    agent.stop("test").await;
+    let letters = Store::open_ro(&dir.path().join("data"))
+        .and_then(|s| s.dead_letters(Some("uns")))
+        .expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].reason.contains("cell+4"), "{letters:?}");
+}

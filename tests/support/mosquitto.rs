@@ -162,6 +162,8 @@ async fn publish(
     let mut opts =
         rumqttc::MqttOptions::new(format!("test-pub-{}", fastrand::u32(..)), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
+    // Large messages too (rumqttc's default limit is 10 KiB).
+    opts.set_max_packet_size(16 << 20, 16 << 20);
     tweak(&mut opts);
     let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
     let total = messages.len();

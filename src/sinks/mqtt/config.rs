@@ -41,6 +41,15 @@ pub struct MqttSinkConfig {
     /// TLS (as for the MQTT source).
     #[serde(default)]
     pub tls: Option<crate::sources::mqtt::config::MqttTls>,
+    /// Largest record published (default 1 MiB; a broker may take less: Mosquitto's
+    /// `message_size_limit`). A larger record is a dead letter, like one whose topic is not a valid
+    /// MQTT topic name; neither holds up the records behind it.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    1 << 20
 }
 
 fn default_port() -> u16 {

@@ -14,7 +14,7 @@ use crate::sources::mqtt::link::{self, Client, LinkEvent, LinkOptions};
 enum Note {
     Sent(u16),
     Acked(u16),
-    Refused(u16, String),
+    Refused(u16, link::Refusal),
     Lost(String),
 }
 
@@ -46,6 +46,9 @@ impl MqttSink {
                 .as_ref()
                 .map(|u| (u.clone(), cfg.password.clone().unwrap_or_default())),
             tls: cfg.tls.as_ref(),
+            max_incoming_bytes: 64 << 10,
+            // The record and its topic, with room for the fixed header and properties.
+            max_outgoing_bytes: cfg.max_message_bytes.saturating_add(70 << 10),
         };
         let (client, mut events) = link::connect(&options, 1024)?;
         let (tx, notes) = mpsc::channel(4096);
@@ -110,13 +113,17 @@ impl MqttSink {
         };
         // Forget what an earlier, failed batch left behind.
         while self.notes.try_recv().is_ok() {}
-        for row in rows {
+        // A record that cannot be published (its topic, its size) is refused before anything of
+        // the batch goes out; the driver then sends the batch one by one and dead-letters it.
+        let topics: Vec<String> = rows.iter().map(|r| self.topic(r)).collect();
+        for (row, topic) in rows.iter().zip(&topics) {
+            if let Err(reason) = publishable(topic, row.body.len(), self.cfg.max_message_bytes) {
+                return Err(SendError::Reject { reason });
+            }
+        }
+        for (row, topic) in rows.iter().zip(topics) {
             self.client
-                .publish(
-                    self.topic(row),
-                    self.cfg.retain,
-                    row.body.clone().into_bytes(),
-                )
+                .publish(topic, self.cfg.retain, row.body.clone().into_bytes())
                 .await
                 .map_err(|e| retry(format!("cannot queue a publish: {e}")))?;
         }
@@ -132,8 +139,16 @@ impl MqttSink {
                     acked.insert(p);
                 }
                 // The broker (MQTT 5) said no: the batch is not delivered; the driver retries it.
+                // A refusal of the record itself (MQTT 5: topic or payload invalid) is for good:
+                // the driver finds the refused record one by one and dead-letters it.
+                Ok(Some(Note::Refused(p, why))) if sent.contains(&p) && why.permanent => {
+                    return Err(SendError::Reject { reason: why.reason })
+                }
                 Ok(Some(Note::Refused(p, why))) if sent.contains(&p) => {
-                    return Err(retry(format!("record refused by the broker: {why}")))
+                    return Err(retry(format!(
+                        "record refused by the broker: {}",
+                        why.reason
+                    )))
                 }
                 Ok(Some(Note::Refused(..))) => {}
                 Ok(Some(Note::Lost(e))) => {
@@ -151,5 +166,36 @@ impl MqttSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a record can be published: its topic a valid MQTT topic name (not empty, no `+`, `#` or
+/// NUL, at most 65,535 bytes) and its size within `max`.
+fn publishable(topic: &str, len: usize, max: usize) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 65_535 || topic.contains(['+', '#', '\0']) {
+        return Err(format!(
+            "topic {topic:?} is not a valid MQTT topic name (empty, a wildcard + or #, NUL, or over 65,535 bytes): a value the record puts into the topic template makes it so"
+        ));
+    }
+    if len > max {
+        return Err(format!(
+            "the record is {len} bytes, over max_message_bytes ({max})"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publishable;
+
+    #[test]
+    fn wildcards_nul_and_oversize_records_are_not_published() {
+        assert!(publishable("plant1/cell4/quality/inspection", 600, 1 << 20).is_ok());
+        assert!(publishable("plant1/cell+4/quality/inspection", 600, 1 << 20).is_err());
+        assert!(publishable("plant1/#/quality", 600, 1 << 20).is_err());
+        assert!(publishable("a\0b", 600, 1 << 20).is_err());
+        assert!(publishable("", 600, 1 << 20).is_err());
+        assert!(publishable("ok", 2 << 20, 1 << 20).is_err_and(|e| e.contains("max_message_bytes")));
     }
 }

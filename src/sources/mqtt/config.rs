@@ -57,6 +57,26 @@ pub struct MqttSourceConfig {
     /// TLS (verified against `ca_file`; the broker's certificate must name `host`).
     #[serde(default)]
     pub tls: Option<MqttTls>,
+    /// Largest payload read into a record (default 1 MiB). A larger message is quarantined with
+    /// the reason and acknowledged, up to four times this size; beyond that the connection cannot
+    /// take it: with MQTT 5 the broker is told so and does not send it, with 3.1.1 the source is
+    /// down (an outage and a gap record) until it is removed from the broker.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    1 << 20
+}
+
+impl MqttSourceConfig {
+    /// The largest packet the connection takes: room to quarantine messages over
+    /// `max_message_bytes` rather than drop the connection on them.
+    pub fn max_packet_bytes(&self) -> usize {
+        self.max_message_bytes
+            .saturating_mul(4)
+            .saturating_add(64 << 10)
+    }
 }
 
 fn default_port() -> u16 {
@@ -75,6 +95,15 @@ fn default_inflight() -> u16 {
 impl MqttSourceConfig {
     /// Checks the values; `at` is the key path (`sources.mqtt1`).
     pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        if self.max_message_bytes == 0 || self.max_message_bytes > 64 << 20 {
+            errors.push(
+                ConfigError::new(
+                    format!("{at}.max_message_bytes"),
+                    "must be from 1 to 67108864 (64 MiB)",
+                )
+                .hint("the default, 1048576, fits any inspection result"),
+            );
+        }
         if self.client_id.is_empty() || self.client_id.len() > 23 && !self.client_id.is_ascii() {
             errors.push(
                 ConfigError::new(format!("{at}.client_id"), "must be a non-empty ASCII id")

@@ -50,6 +50,26 @@ pub struct LinkOptions<'a> {
     pub credentials: Option<(String, String)>,
     /// TLS.
     pub tls: Option<&'a MqttTls>,
+    /// Largest packet taken from the broker (with MQTT 5 also announced to it, so it sends none
+    /// larger); a larger one ends the connection ([`is_too_large`]).
+    pub max_incoming_bytes: usize,
+    /// Largest packet sent.
+    pub max_outgoing_bytes: usize,
+}
+
+/// Whether a connection error is a packet over `max_incoming_bytes`: the broker keeps sending it,
+/// so the source cannot make progress (an outage, not a passing disconnect).
+pub fn is_too_large(error: &str) -> bool {
+    error.contains("PayloadSizeLimitExceeded") || error.contains("payload size limit")
+}
+
+/// How a broker refused a publish (MQTT 5 PUBACK reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// In words.
+    pub reason: String,
+    /// The record itself is refused (its topic or payload): sending it again cannot help.
+    pub permanent: bool,
 }
 
 /// A received message and what acknowledges it.
@@ -84,7 +104,7 @@ pub enum LinkEvent {
     /// A publish of ours went out with this packet id.
     Sent(u16),
     /// The broker acknowledged a publish of ours; `Err` carries an MQTT 5 reason for refusing it.
-    Acked(u16, Result<(), String>),
+    Acked(u16, Result<(), Refusal>),
     /// Anything else.
     Other,
 }
@@ -119,6 +139,7 @@ pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoo
             opts.set_clean_session(!o.persistent);
             opts.set_manual_acks(o.manual_acks);
             opts.set_inflight(o.inflight.max(1));
+            opts.set_max_packet_size(o.max_incoming_bytes, o.max_outgoing_bytes);
             if let Some((u, p)) = &o.credentials {
                 opts.set_credentials(u.clone(), p.clone());
             }
@@ -137,6 +158,9 @@ pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoo
             }
             opts.set_manual_acks(o.manual_acks);
             opts.set_outgoing_inflight_upper_limit(o.inflight.max(1));
+            opts.set_max_packet_size(Some(
+                u32::try_from(o.max_incoming_bytes).unwrap_or(u32::MAX),
+            ));
             if let Some((u, p)) = &o.credentials {
                 opts.set_credentials(u.clone(), p.clone());
             }
@@ -239,7 +263,14 @@ impl EventLoop {
                         a.pkid,
                         match a.reason {
                             PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
-                            other => Err(format!("the broker refused the message: {other:?}")),
+                            other => Err(Refusal {
+                                reason: format!("the broker refused the message: {other:?}"),
+                                permanent: matches!(
+                                    other,
+                                    PubAckReason::TopicNameInvalid
+                                        | PubAckReason::PayloadFormatInvalid
+                                ),
+                            }),
                         },
                     ),
                     Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),

@@ -21,7 +21,22 @@ pub enum PayloadFormat {
 /// Decodes a payload; `Err` is the reason it is quarantined.
 pub fn decode(format: PayloadFormat, bytes: &[u8]) -> Result<Value, String> {
     match format {
-        PayloadFormat::Json => serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}")),
+        PayloadFormat::Json => match serde_json::from_slice(bytes) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            // Fields are read by JSON pointer from an object; anything else would make a record
+            // with every field missing.
+            Ok(other) => Err(format!(
+                "a JSON {} where an object is expected (use payload = \"number\" or \"text\" for plain values)",
+                match other {
+                    Value::Array(_) => "array",
+                    Value::String(_) => "string",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "boolean",
+                    _ => "null",
+                }
+            )),
+            Err(e) => Err(format!("not JSON: {e}")),
+        },
         PayloadFormat::Number => {
             let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
             let n: f64 = text
@@ -51,6 +66,8 @@ mod tests {
             Ok(json!({"a": 1}))
         );
         assert!(decode(PayloadFormat::Json, b"{oops").is_err_and(|e| e.starts_with("not JSON")));
+        assert!(decode(PayloadFormat::Json, b"[1,2,3]").is_err_and(|e| e.contains("JSON array")));
+        assert!(decode(PayloadFormat::Json, b"42").is_err_and(|e| e.contains("JSON number")));
         assert_eq!(
             decode(PayloadFormat::Number, b" 25.004\n"),
             Ok(json!({"value": 25.004}))

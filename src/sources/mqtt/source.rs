@@ -76,6 +76,8 @@ impl MqttSource {
                 .as_ref()
                 .map(|u| (u.clone(), self.cfg.password.clone().unwrap_or_default())),
             tls: self.cfg.tls.as_ref(),
+            max_incoming_bytes: self.cfg.max_packet_bytes(),
+            max_outgoing_bytes: 64 << 10,
         };
         let (client, mut events) = match link::connect(&options, 64) {
             Ok(l) => l,
@@ -93,6 +95,8 @@ impl MqttSource {
         // this session, a lost connection may have lost some, and a gap record says so.
         let mut saw_qos0 = false;
         let mut lost_at: Option<(i64, String)> = None;
+        // Down because of a message too large to take (see below); up at the next message.
+        let mut stuck = false;
         // A message whose records the journal refused stays unacknowledged; brokers send such a
         // message again only on a new connection, so a refusal asks for one (after a pause).
         let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -173,8 +177,27 @@ impl MqttSource {
                 }
                 Ok(LinkEvent::Message(m)) => {
                     let received_ms = crate::time::now_ms();
+                    if std::mem::take(&mut stuck) {
+                        let up = Observation::SourceUp {
+                            source: self.id.clone(),
+                            channel: None,
+                            at_ms: received_ms,
+                        };
+                        if tx.send(Input::new(up)).await.is_err() {
+                            break;
+                        }
+                    }
                     saw_qos0 |= m.qos0;
-                    match payload::decode(self.cfg.payload, &m.payload) {
+                    let decoded = if m.payload.len() > self.cfg.max_message_bytes {
+                        Err(format!(
+                            "{} bytes, over max_message_bytes ({})",
+                            m.payload.len(),
+                            self.cfg.max_message_bytes
+                        ))
+                    } else {
+                        payload::decode(self.cfg.payload, &m.payload)
+                    };
+                    match decoded {
                         Ok(doc) => {
                             let (ack, done) = tokio::sync::oneshot::channel();
                             let input = Input {
@@ -241,6 +264,24 @@ impl MqttSource {
                 Err(e) => {
                     if lost_at.is_none() {
                         lost_at = Some((crate::time::now_ms(), e.clone()));
+                    }
+                    if link::is_too_large(&e) && !stuck {
+                        // The broker sends a message the connection cannot take, again after
+                        // every reconnect: the source makes no progress. An outage, said at once
+                        // (status, /metrics), with a gap record when messages flow again.
+                        stuck = true;
+                        let down = Observation::SourceDown {
+                            source: self.id.clone(),
+                            channel: None,
+                            at_ms: lost_at.as_ref().map_or_else(crate::time::now_ms, |(t, _)| *t),
+                            reason: format!(
+                                "the broker at {endpoint} sends a message larger than the {} bytes the connection takes ({e}); messages behind it wait. Remove it from the broker or raise max_message_bytes",
+                                self.cfg.max_packet_bytes()
+                            ),
+                        };
+                        if tx.send(Input::new(down)).await.is_err() {
+                            break;
+                        }
                     }
                     let delay = backoff.next_delay();
                     match repeat.failure() {
