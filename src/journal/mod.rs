@@ -100,6 +100,10 @@ pub struct NewRecord {
     pub canonical: String,
     /// Rule-declared key of the physical event; a second record with the same key is not appended.
     pub dedupe_key: Option<String>,
+    /// Its source sends the data again if the journal refuses it (it waits for the commit before
+    /// it acknowledges: MQTT QoS 1, REST pages); a refusal then delays the record, it does not
+    /// lose it. The refusal's gap record counts these apart.
+    pub resent_if_refused: bool,
 }
 
 impl NewRecord {
@@ -110,6 +114,7 @@ impl NewRecord {
             kind: record.kind,
             canonical: chain::to_canonical_json(&record),
             dedupe_key: None,
+            resent_if_refused: false,
         }
     }
 

@@ -650,8 +650,32 @@ impl Shared {
 struct Refusal {
     since: String,
     refused: u64,
+    /// Of `refused`, those whose source sends them again ([`NewRecord::resent_if_refused`]).
+    resent: u64,
     reason: String,
     last_log: Instant,
+}
+
+impl Refusal {
+    /// The gap's reason: what was refused, and what of it was lost (only what was).
+    fn describe(&self) -> String {
+        let lost = self.refused - self.resent;
+        let again = "their sources send again what was not acknowledged (MQTT QoS 1, REST pages), and they are journaled when they do";
+        match (lost, self.resent) {
+            (_, 0) => format!(
+                "journal refused {} records ({}); they were not captured",
+                self.refused, self.reason
+            ),
+            (0, _) => format!(
+                "journal refused {} records ({}); none was lost: {again}",
+                self.refused, self.reason
+            ),
+            _ => format!(
+                "journal refused {} records ({}); {lost} were not captured (values read from devices), {}: {again}",
+                self.refused, self.reason, self.resent
+            ),
+        }
+    }
 }
 
 struct Writer {
@@ -944,6 +968,11 @@ impl Writer {
 
     fn refuse(&mut self, group: Vec<Pending>, reason: String) {
         let n: u64 = group.iter().map(|p| p.records.len() as u64).sum();
+        let resent: u64 = group
+            .iter()
+            .flat_map(|p| &p.records)
+            .filter(|r| r.resent_if_refused)
+            .count() as u64;
         self.shared.refused.fetch_add(n, Ordering::Relaxed);
         if let Some(m) = &self.opts.metrics {
             m.refused(n);
@@ -960,12 +989,14 @@ impl Writer {
                 self.refusal = Some(Refusal {
                     since: crate::time::now_rfc3339(),
                     refused: n,
+                    resent,
                     reason: reason.clone(),
                     last_log: Instant::now(),
                 });
             }
             Some(r) => {
                 r.refused += n;
+                r.resent += resent;
                 if r.last_log.elapsed() >= Duration::from_secs(60) {
                     tracing::error!(
                         "journal {path}: still refusing records ({} refused since {}): {reason}",
@@ -999,10 +1030,7 @@ impl Writer {
                 "journal",
                 r.since.clone(),
                 crate::time::now_rfc3339(),
-                format!(
-                    "journal refused {} records ({}); they were not captured",
-                    r.refused, r.reason
-                ),
+                r.describe(),
             ))
         });
         let mut records: Vec<&NewRecord> = gap.iter().collect();

@@ -201,7 +201,13 @@ async fn process(
             state.push(health);
         }
         tally.count(&input.observation, engine, metrics);
-        let made = engine.observe(input.observation);
+        let mut made = engine.observe(input.observation);
+        if input.ack.is_some() {
+            // The source acknowledges upstream only after the commit: refused, it sends again.
+            for r in &mut made {
+                r.resent_if_refused = true;
+            }
+        }
         acks.push((input.ack, made.len()));
         records.extend(made);
         state.extend(input.state);

@@ -208,6 +208,21 @@ async fn a_full_disk_refuses_records_clearly_and_everything_arrives_when_space_r
             .any(|e| e["data"]["kind"] == "gap" && e["data"]["gap"]["source"] == "journal")
     })
     .await;
+    // The broker sent every refused message again: the gap says so, and claims no loss
+    // (security review, finding 5).
+    let gap_reason = qms
+        .state
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|e| e["data"]["kind"] == "gap" && e["data"]["gap"]["source"] == "journal")
+        .and_then(|e| e["data"]["gap"]["reason"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    assert!(
+        gap_reason.contains("none was lost") && !gap_reason.contains("not captured"),
+        "{gap_reason}"
+    );
     assert!(
         read_log().contains("journal accepts records again"),
         "{}",

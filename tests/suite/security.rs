@@ -1546,3 +1546,78 @@ async fn an_mqtt_sink_record_with_an_invalid_topic_is_a_dead_letter() {
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(letters[0].reason.contains("cell+4"), "{letters:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 5: gap records start where data was last known good.
+
+/// The `from` of the only gap of `source`, as an instant.
+fn gap_from(dir: &std::path::Path, source: &str) -> time::OffsetDateTime {
+    let gaps: Vec<Value> = bodies(dir, "gap")
+        .into_iter()
+        .filter(|g| g["gap"]["source"] == source)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    shopfloor_agent::time::parse(gaps[0]["gap"]["from"].as_str().unwrap_or("")).expect("from")
+}
+
+/// Freezes the path to `source`'s peer until the agent notices, thaws it until the source is up
+/// again, stops the agent, and checks that the gap starts no later than the freeze.
+async fn freeze_and_thaw(
+    proxy: &crate::support::proxy::Proxy,
+    agent: Agent,
+    dir: &std::path::Path,
+    source: &str,
+) {
+    let state = |prefix: &'static str| {
+        move || connection(dir, source, "connection").is_some_and(|c| c.starts_with(prefix))
+    };
+    let frozen_at = shopfloor_agent::time::now();
+    proxy.freeze(true);
+    eventually(WAIT, "the silence noticed", state("DOWN")).await;
+    proxy.freeze(false);
+    eventually(WAIT, "back", state("up")).await;
+    agent.stop("test").await;
+    let from = gap_from(dir, source);
+    assert!(
+        from <= frozen_at + time::Duration::milliseconds(100),
+        "the gap starts {} s after the freeze",
+        (from - frozen_at).as_seconds_f64()
+    );
+}
+
+/// A frozen OPC UA server: the gap began when the watchdog fired (18 s after the last record in
+/// the review's run). It starts at the last value or publish keep-alive received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opcua_gap_starts_at_the_last_data_not_at_the_watchdog() {
+    use crate::support::opcua::{Cell, Options, NS};
+    let dir = tempdir();
+    let cell = Cell::start(dir.path(), Options::default()).await;
+    let proxy = crate::support::proxy::Proxy::start(([127, 0, 0, 1], cell.port).into()).await;
+    let toml = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sources.plc]\ntype = \"opcua\"\nendpoint = \"opc.tcp://{}/cell1\"\nsecurity_policy = \"none\"\nsecurity_mode = \"none\"\npublishing_interval_ms = 100\nsampling_interval_ms = 50\nkeep_alive_ms = 300\nwatchdog_ms = 2000\nrequest_timeout_ms = 1000\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n[[sources.plc.tags]]\nname = \"serial\"\nnode = \"nsu={NS};s=Cell1.Station10.PartSerial\"\n",
+        proxy.addr
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // subscribed, keep-alives flowing
+    freeze_and_thaw(&proxy, agent, dir.path(), "plc").await;
+}
+
+/// A Modbus device that hangs: the gap began when the request timed out. It starts at the last
+/// poll that was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modbus_gap_starts_at_the_last_answered_poll() {
+    let dir = tempdir();
+    let dev = crate::support::modbus::Device::start().await;
+    let proxy = crate::support::proxy::Proxy::start(dev.addr).await;
+    let toml = format!(
+        "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"data\"\n\n[sources.gauge]\ntype = \"modbus\"\ntransport = \"tcp\"\naddress = \"{}\"\naddressing = \"pdu\"\npoll_interval_ms = 50\ntimeout_ms = 1000\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n[[sources.gauge.tags]]\nname = \"serial\"\nkind = \"holding\"\naddress = 10\ntype = \"u32\"\n",
+        proxy.addr
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await; // polling
+    freeze_and_thaw(&proxy, agent, dir.path(), "gauge").await;
+}

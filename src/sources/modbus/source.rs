@@ -266,12 +266,21 @@ impl ModbusSource {
         let mut repeat = RepeatLog::new(Duration::from_secs(600));
         let mut down = false;
         let mut attempts_left = self.cfg.retries;
+        // The last poll that answered: where a gap starts (not when the timeout noticed the loss).
+        let mut last_good_ms: Option<i64> = None;
         'outer: while !shutdown.is_triggered() {
             let mut ctx = match self.connect().await {
                 Ok(c) => c,
                 Err(e) => {
                     if !self
-                        .lost(&tx, &mut down, &mut repeat, &mut backoff, &e, &mut shutdown)
+                        .lost(
+                            &tx,
+                            (&mut down, last_good_ms),
+                            &mut repeat,
+                            &mut backoff,
+                            &e,
+                            &mut shutdown,
+                        )
                         .await
                     {
                         break;
@@ -289,6 +298,7 @@ impl ModbusSource {
                 match self.cycle(&mut ctx).await {
                     Ok(samples) => {
                         attempts_left = self.cfg.retries;
+                        last_good_ms = Some(crate::time::now_ms());
                         if down {
                             down = false;
                             backoff.reset();
@@ -323,7 +333,14 @@ impl ModbusSource {
                     Err(e) => {
                         attempts_left = self.cfg.retries;
                         if !self
-                            .lost(&tx, &mut down, &mut repeat, &mut backoff, &e, &mut shutdown)
+                            .lost(
+                                &tx,
+                                (&mut down, last_good_ms),
+                                &mut repeat,
+                                &mut backoff,
+                                &e,
+                                &mut shutdown,
+                            )
                             .await
                         {
                             break 'outer;
@@ -336,11 +353,12 @@ impl ModbusSource {
         tracing::debug!("modbus source {} stopped", self.id);
     }
 
-    /// Reports the loss once, logs (summarised), waits the backoff. `false`: stop.
+    /// Reports the loss once (from the last poll that answered), logs (summarised), waits the
+    /// backoff. `false`: stop.
     async fn lost(
         &self,
         tx: &Sender,
-        down: &mut bool,
+        (down, last_good_ms): (&mut bool, Option<i64>),
         repeat: &mut RepeatLog,
         backoff: &mut Backoff,
         reason: &str,
@@ -363,7 +381,7 @@ impl ModbusSource {
             let obs = Observation::SourceDown {
                 source: self.id.clone(),
                 channel: None,
-                at_ms: crate::time::now_ms(),
+                at_ms: last_good_ms.unwrap_or_else(crate::time::now_ms),
                 reason: format!("Modbus device at {} unreachable: {reason}", self.endpoint),
             };
             if tx.send(Input::new(obs)).await.is_err() {

@@ -742,6 +742,7 @@ impl OpcUaSource {
         shutdown: &mut Shutdown,
         down: &mut bool,
         sessions: &mut u64,
+        last_good_ms: &mut Option<i64>,
     ) -> Ended {
         let (queue, mut notes) = mpsc::channel(NOTES_QUEUED);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -787,6 +788,8 @@ impl OpcUaSource {
             return Ended::Shutdown;
         }
         let mut last_alive = Instant::now();
+        // Connected and subscribed: data is known good from here.
+        *last_good_ms = Some(crate::time::now_ms());
         let mut up_sent = !*down;
         let watchdog = self.cfg.watchdog();
         let mut check = tokio::time::interval(Duration::from_millis(match self.cfg.mode {
@@ -800,6 +803,7 @@ impl OpcUaSource {
                 n = notes.recv() => match n {
                     Some(Note::Data(data)) => {
                         last_alive = Instant::now();
+                        *last_good_ms = Some(crate::time::now_ms());
                         if !self.deliver(tx, data, &mut up_sent, down).await {
                             break Ended::Shutdown;
                         }
@@ -808,7 +812,10 @@ impl OpcUaSource {
                     None => {}
                 },
                 ev = live.events.recv() => match ev {
-                    Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::Publish))) => last_alive = Instant::now(),
+                    Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::Publish))) => {
+                        last_alive = Instant::now();
+                        *last_good_ms = Some(crate::time::now_ms());
+                    }
                     Some(Ok(SessionPollResult::ConnectionLost(code))) => break Ended::Lost(format!("connection lost ({code})")),
                     Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::FatalFailure(code)))) => break Ended::Lost(format!("publishing failed ({code})")),
                     Some(Ok(SessionPollResult::SessionActivity(opcua::client::SessionActivity::KeepAliveFailed(code)))) => {
@@ -829,6 +836,7 @@ impl OpcUaSource {
                         match self.poll(&live).await {
                             Ok(data) => {
                                 last_alive = Instant::now();
+                                *last_good_ms = Some(crate::time::now_ms());
                                 if !self.deliver(tx, data, &mut up_sent, down).await {
                                     break Ended::Shutdown;
                                 }
@@ -889,10 +897,20 @@ impl OpcUaSource {
         let mut repeat = RepeatLog::new(Duration::from_secs(600));
         let mut down = false;
         let mut sessions = 0u64;
+        // The last moment data was known good (a value, a publish keep-alive, a poll): where a gap
+        // starts, not when the loss was noticed (the watchdog fires later).
+        let mut last_good_ms: Option<i64> = None;
         loop {
             let started = Instant::now();
             match self
-                .session(&client, &tx, &mut shutdown, &mut down, &mut sessions)
+                .session(
+                    &client,
+                    &tx,
+                    &mut shutdown,
+                    &mut down,
+                    &mut sessions,
+                    &mut last_good_ms,
+                )
                 .await
             {
                 Ended::Shutdown => break,
@@ -921,7 +939,7 @@ impl OpcUaSource {
                         let obs = Observation::SourceDown {
                             source: self.id.clone(),
                             channel: None,
-                            at_ms: crate::time::now_ms(),
+                            at_ms: last_good_ms.unwrap_or_else(crate::time::now_ms),
                             reason: format!("OPC UA server {}: {reason}", self.cfg.endpoint),
                         };
                         if tx.send(Input::new(obs)).await.is_err() {
