@@ -4,20 +4,71 @@ use std::time::{Duration, Instant};
 
 use crate::config::LogFormat;
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides `level`. Logs go to stderr (journald
-/// captures them under systemd).
+/// Installs the global tracing subscriber. `RUST_LOG` overrides `level`. Logs go to stderr, as
+/// the daemons journald serves well write them:
+///
+/// - on a terminal: time, level, message, in colour;
+/// - to journald (`JOURNAL_STREAM` names stderr's device and inode, as systemd sets it): no time
+///   (journald adds its own) and no colour, each line led by its sd-daemon level (`<3>` error,
+///   `<4>` warning, `<6>` info, `<7>` debug), so `journalctl -p warning` shows warnings and errors;
+/// - to anything else (a file, a pipe): time, level, message, no colour;
+/// - `--log-format json`: one JSON object a line, as before.
 pub fn init(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text if stderr_is_journal() => builder.event_format(Journald).try_init(),
+        LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Whether stderr is the stream `JOURNAL_STREAM` names (`<device>:<inode>`): systemd connected it
+/// to journald. A child that inherited the variable but writes elsewhere does not match.
+// `st_dev` and `st_ino` are not u64 on every gateway target.
+#[allow(clippy::unnecessary_cast)]
+pub fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    rustix::fs::fstat(std::io::stderr())
+        .is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
+}
+
+/// One line per event for journald: the sd-daemon level prefix, then the message and its fields.
+struct Journald;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Journald
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{level}>")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// What to log about one more failure of the same kind.
@@ -98,7 +149,10 @@ impl RepeatLog {
 /// `95 s`, `12 min`, `3.5 h` — durations as OT staff read them.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 120.0 {
+    if s < 1.0 {
+        // Below a second the milliseconds are what happens ("0 s" read as "never waits").
+        format!("{} ms", d.as_millis())
+    } else if s < 120.0 {
         format!("{s:.0} s")
     } else if s < 7200.0 {
         format!("{:.0} min", s / 60.0)

@@ -255,3 +255,96 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
         .expect("verify");
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// Runs `run` for a moment against an unreachable QMS (so it logs info and a warning) with stderr
+/// on `stderr`, `JOURNAL_STREAM` set to `journal_stream` (if any); returns what it wrote there
+/// after SIGTERM, read back by `read`.
+fn logs_of_a_short_run(
+    stderr: std::process::Stdio,
+    journal_stream: Option<String>,
+    read: impl FnOnce() -> Vec<u8>,
+) -> Vec<u8> {
+    let dir = crate::support::tempdir();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ngateway_id = \"gw-log\"\ndata_dir = \"{}\"\n\n[metrics]\nenabled = false\n\n[sinks.qms]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/events\"\nretry_initial_ms = 50\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let mut cmd = std::process::Command::new(crate::support::agent_bin());
+    cmd.arg("--config").arg(&config).arg("run").stderr(stderr);
+    cmd.env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
+    if let Some(js) = journal_stream {
+        cmd.env("JOURNAL_STREAM", js);
+    }
+    let mut child = crate::support::KillOnDrop(cmd.spawn().expect("run"));
+    // The command holds our copy of the stream: drop it, so a reader sees the end when the agent exits.
+    drop(cmd);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let _ = child.0.wait();
+    read()
+}
+
+/// Issue 18: under systemd the logs carried colour codes and a second timestamp. To a file: no
+/// escape bytes. To a socket that `JOURNAL_STREAM` names (as journald's stream is): sd-daemon level
+/// prefixes, no timestamp, no escape bytes.
+#[test]
+fn logs_read_well_in_a_file_and_in_journald() {
+    use std::os::unix::fs::MetadataExt;
+    // A file.
+    let dir = crate::support::tempdir();
+    let path = dir.path().join("stderr.log");
+    let file = std::fs::File::create(&path).expect("log file");
+    let text = logs_of_a_short_run(file.into(), None, || std::fs::read(&path).expect("read"));
+    let shown = String::from_utf8_lossy(&text).into_owned();
+    assert!(!text.contains(&0x1b), "escape bytes in a file: {shown}");
+    assert!(shown.contains(" INFO "), "{shown}");
+    assert!(shown.contains("retrying in"), "{shown}");
+    assert!(!shown.contains("retrying in 0 s"), "{shown}");
+
+    // A socket named by JOURNAL_STREAM.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let theirs_fd: std::os::fd::OwnedFd = theirs.into();
+    let meta = std::fs::File::from(theirs_fd.try_clone().expect("dup"))
+        .metadata()
+        .expect("fstat");
+    let js = format!("{}:{}", meta.dev(), meta.ino());
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &ours, &mut out);
+        out
+    });
+    let text = logs_of_a_short_run(theirs_fd.into(), Some(js), move || {
+        reader.join().expect("reader")
+    });
+    let shown = String::from_utf8_lossy(&text).into_owned();
+    assert!(!text.contains(&0x1b), "escape bytes for journald: {shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(
+            l.starts_with("<3>")
+                || l.starts_with("<4>")
+                || l.starts_with("<6>")
+                || l.starts_with("<7>"),
+            "no level prefix: {l:?}"
+        );
+        assert!(
+            !l.contains("2026-") && !l.contains("Z INFO"),
+            "a timestamp: {l:?}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>")), "{shown}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("sink qms")),
+        "the sink's warning at level 4: {shown}"
+    );
+}

@@ -156,7 +156,12 @@ pub fn decode(
         DataType::U64 => Value::from(u64::from_be_bytes([
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ])),
-        DataType::F32 => return float(f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+        // Through the shortest decimal that reads back as the same f32: a gauge's 24.994 is recorded
+        // as 24.994, not 24.993999481201172 (the registers stay in the provenance).
+        DataType::F32 => {
+            let f = f32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            return float(f.to_string().parse::<f64>().unwrap_or(f64::from(f)));
+        }
         DataType::F64 => {
             return float(f64::from_be_bytes([
                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
@@ -246,21 +251,13 @@ mod tests {
                 0x0102_0304_0506_0708u64.to_be_bytes().to_vec(),
                 json!(0x0102_0304_0506_0708u64),
             ),
-            (
-                F32,
-                25.004f32.to_be_bytes().to_vec(),
-                json!(f64::from(25.004f32)),
-            ),
+            (F32, 25.004f32.to_be_bytes().to_vec(), json!(25.004)),
             (F32, (-1.5f32).to_be_bytes().to_vec(), json!(-1.5)),
-            (
-                F32,
-                f32::MAX.to_be_bytes().to_vec(),
-                json!(f64::from(f32::MAX)),
-            ),
+            (F32, f32::MAX.to_be_bytes().to_vec(), json!(3.4028235e38)),
             (
                 F32,
                 f32::MIN_POSITIVE.to_be_bytes().to_vec(),
-                json!(f64::from(f32::MIN_POSITIVE)),
+                json!(1.1754944e-38),
             ),
             (F64, 25.004f64.to_be_bytes().to_vec(), json!(25.004)),
             (F64, f64::MIN.to_be_bytes().to_vec(), json!(f64::MIN)),
@@ -287,6 +284,11 @@ mod tests {
 
     #[test]
     fn the_orders_are_the_documented_layouts() {
+        // 24.994f32 (a gauge reading) = 0x41C7F3B6: recorded as 24.994, not 24.993999481201172.
+        assert_eq!(
+            decode(&[0xF3B6, 0x41C7], F32, Cdab, None),
+            Ok(json!(24.994))
+        );
         // 25.0f32 = 0x41C80000
         assert_eq!(decode(&[0x41C8, 0x0000], F32, Abcd, None), Ok(json!(25.0)));
         assert_eq!(decode(&[0xC841, 0x0000], F32, Badc, None), Ok(json!(25.0)));
