@@ -250,14 +250,8 @@ fn check_seal(
     sealed_hash: Option<&str>,
     public_key: Option<&str>,
 ) -> Option<String> {
-    if s.seq > head {
-        return Some(
-            seal::Beyond {
-                what: format!("the head seal written at {}", s.sealed_at),
-                seq: s.seq,
-            }
-            .describe(head),
-        );
+    if let Some(b) = s.beyond(head) {
+        return Some(b.describe(head));
     }
     if sealed_hash.is_some_and(|h| h != s.hash) {
         return Some(format!(

@@ -43,6 +43,16 @@ pub struct Seal {
     pub signature: Option<String>,
 }
 
+impl Seal {
+    /// The seal as a reference beyond `head`, when it names a later seq.
+    pub fn beyond(&self, head: i64) -> Option<Beyond> {
+        (self.seq > head).then(|| Beyond {
+            what: format!("the head seal written at {}", self.sealed_at),
+            seq: self.seq,
+        })
+    }
+}
+
 fn digest(domain: &[u8], seq: i64, hash_hex: &str) -> Option<[u8; 32]> {
     let hash = decode_hex32(hash_hex)?;
     let mut h = Sha256::new();

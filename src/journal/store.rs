@@ -303,6 +303,16 @@ impl Store {
             .optional()?)
     }
 
+    /// The chain hash (hex) of the record at `seq`, if the journal holds it.
+    pub fn hash_at(&self, seq: i64) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT hash FROM records WHERE seq = ?1", [seq], |r| {
+                Ok(chain::hash_column_hex(r.get_ref(0)?))
+            })
+            .optional()?)
+    }
+
     /// The signature of the last retention checkpoint, if it has one (journals of schema 6 and
     /// before have none).
     pub fn checkpoint_signature(&self) -> Result<Option<String>, JournalError> {

@@ -197,11 +197,7 @@ fn refuse_a_shortened_journal(
 ) -> Result<(), JournalError> {
     let mut beyond = store.references_beyond(head)?;
     match super::seal::read(data_dir) {
-        Ok(Some(s)) if s.seq > head => beyond.push(super::seal::Beyond {
-            what: format!("the head seal written at {}", s.sealed_at),
-            seq: s.seq,
-        }),
-        Ok(_) => {}
+        Ok(seal) => beyond.extend(seal.and_then(|s| s.beyond(head))),
         Err(e) => {
             return Err(JournalError::Open {
                 path: store.path().to_path_buf(),
@@ -782,12 +778,9 @@ impl Writer {
         if durable <= self.sealed.0 {
             return;
         }
-        match self.store.read_range(durable - 1, durable, 2) {
-            Ok(rows) => {
-                if let Some(row) = rows.into_iter().find(|r| r.seq == durable) {
-                    self.seal(row.seq, row.hash);
-                }
-            }
+        match self.store.hash_at(durable) {
+            Ok(Some(hash)) => self.seal(durable, hash),
+            Ok(None) => {}
             Err(e) => tracing::warn!("journal: cannot read seq {durable} for the head seal ({e})"),
         }
     }

@@ -73,12 +73,8 @@ impl Driver {
             // The sink's own account is trusted only where the journal confirms it: the record of
             // that seq, with that hash. Anything else (a line added by hand, the output of a journal
             // that was moved aside) would make the sink skip records.
-            let row = reader
-                .read_range(held.seq - 1, held.seq, 2)?
-                .into_iter()
-                .find(|r| r.seq == held.seq);
-            match row {
-                Some(r) if r.hash == held.hash => {
+            match reader.hash_at(held.seq)? {
+                Some(hash) if hash == held.hash => {
                     if held.seq > cursor {
                         // A crash between the write and the ack.
                         tracing::info!(
