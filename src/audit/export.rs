@@ -8,7 +8,7 @@
 //! | `chain.jsonl` | every seq of the chain segment: `seq`, `id`, `kind`, `prev_hash`, `hash`, `included` |
 //! | `gaps.jsonl` | the gap records among them (also in `records.jsonl`) |
 //! | `configs.json` | each configuration the records name: hash, seqs, file, secrets removed |
-//! | `configs/<sha256>.toml` | those configurations (secret references as written; literal secrets removed) |
+//! | `configs/<sha256>.toml` | those configurations as the journal keeps them: secrets replaced by type (`REDACTED`), references as written; the text hashes to `sha256` |
 //! | `agents.json` | the agent versions that made the records, with their seqs |
 //! | `README.txt` | what this is and how to check it |
 //! | `manifest.json` | the query, the segment's first `prev_hash` and last `hash`, and the SHA-256 of every other file |
@@ -23,8 +23,9 @@
 //! walk is bounded), that only what the query allows is marked left out (nothing in a full export;
 //! no gap or agent event in a work order's), the chain's continuity from the first `prev_hash` to the last `hash`, each record
 //! against its chain entry (`hash = SHA-256(prev_hash ‖ record)`), that every included seq has its
-//! record, that gaps are records of the package, and each configuration against its hash (when no
-//! secret had to be removed from it). The last `hash` is the journal's chain at that seq: compare it
+//! record, that gaps are records of the package, and each configuration against its hash (the kept
+//! text has its secrets replaced already, so it hashes as it is; only a configuration kept by a
+//! version before secrets were marked by type loses values here and cannot be checked). The last `hash` is the journal's chain at that seq: compare it
 //! with `shopfloor-agent verify` on the gateway, or with a copy published at the time, to tie the
 //! package to the journal.
 
@@ -152,20 +153,38 @@ fn is_secret_key(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-/// Replaces literal secret values (not `${…}` references) by `(removed)`; returns how many.
-fn redact(value: &mut toml::Value, key: &str) -> usize {
+/// For a configuration kept before secrets were marked by type (no
+/// [`crate::config::secret::KEPT_MARK`]): replaces what may be a literal secret by `REDACTED`, as
+/// the types would have: values of secret-sounding keys and of every header, URL user info and
+/// query values, `${env:X:-default}` defaults. References stay. Returns how many values changed.
+fn redact(value: &mut toml::Value, key: &str, in_headers: bool) -> usize {
+    use crate::config::secret::{secret_as_written, url_as_written};
     match value {
-        toml::Value::String(s) if is_secret_key(key) => {
-            let reference = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
-            if reference || s.is_empty() {
+        toml::Value::String(s) if s.is_empty() => 0,
+        toml::Value::String(s) => {
+            let new = if in_headers || is_secret_key(key) {
+                secret_as_written(s)
+            } else if url::Url::parse(s).is_ok_and(|u| {
+                u.query().is_some() || !u.username().is_empty() || u.password().is_some()
+            }) {
+                url_as_written(s)
+            } else if s.contains("${env:") && s.contains(":-") {
+                secret_as_written(s)
+            } else {
+                return 0;
+            };
+            if new == *s {
                 0
             } else {
-                *s = "(removed)".into();
+                *s = new;
                 1
             }
         }
-        toml::Value::Array(items) => items.iter_mut().map(|v| redact(v, key)).sum(),
-        toml::Value::Table(t) => t.iter_mut().map(|(k, v)| redact(v, k)).sum(),
+        toml::Value::Array(items) => items.iter_mut().map(|v| redact(v, key, in_headers)).sum(),
+        toml::Value::Table(t) => {
+            let headers = key.eq_ignore_ascii_case("headers");
+            t.iter_mut().map(|(k, v)| redact(v, k, headers)).sum()
+        }
         _ => 0,
     }
 }
@@ -367,7 +386,11 @@ pub fn export(store: &Store, query: &ExportQuery, out: &Path) -> Result<Exported
             Some(text) => {
                 let mut value: toml::Value =
                     toml::from_str(&text).unwrap_or(toml::Value::Table(toml::Table::new()));
-                c.secrets_removed = redact(&mut value, "");
+                c.secrets_removed = if text.starts_with(crate::config::secret::KEPT_MARK) {
+                    0
+                } else {
+                    redact(&mut value, "", false)
+                };
                 let shown = toml::to_string(&value).unwrap_or_default();
                 let name = format!("configs/{}.toml", c.sha256);
                 let header = format!(
@@ -923,29 +946,41 @@ mod tests {
     }
 
     #[test]
-    fn literal_secrets_are_removed_and_references_kept() {
+    fn configurations_kept_before_typed_secrets_are_redacted_by_name() {
         let mut v: toml::Value = toml::from_str(
             r#"
             [sources.erp]
             auth = { type = "oauth2", token_url = "https://login/t", client_secret = "s3cret" }
             [sinks.qms]
             auth = { type = "basic", username = "gw", password = "${credential:qms_password}" }
-            headers = { Authorization = "Bearer abc", X-Plant = "p1" }
+            headers = { Authorization = "Bearer abc", X-Plant = "p1", Ocp-Apim-Subscription-Key = "sub-1", X-Auth = "xa-2" }
+            [sinks.api]
+            url = "https://fn.example/api?code=code-3"
             [sinks.mqtt]
             password = "hunter2"
+            username = "${env:USER_NAME:-dflt-4}"
             client_key_file = "/etc/key.pem"
             "#,
         )
         .expect("toml");
-        assert_eq!(redact(&mut v, ""), 3);
+        assert_eq!(redact(&mut v, "", false), 8);
         let text = toml::to_string(&v).expect("toml");
-        for gone in ["s3cret", "Bearer abc", "hunter2"] {
+        for gone in [
+            "s3cret",
+            "Bearer abc",
+            "hunter2",
+            "p1",
+            "sub-1",
+            "xa-2",
+            "code-3",
+            "dflt-4",
+        ] {
             assert!(!text.contains(gone), "{gone} in {text}");
         }
         for kept in [
             "https://login/t",
             "${credential:qms_password}",
-            "p1",
+            "${env:USER_NAME:-REDACTED}",
             "/etc/key.pem",
             "gw",
         ] {

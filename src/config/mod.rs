@@ -10,12 +10,18 @@
 //! `[log]` and `[metrics]`; a component (`[sinks.<id>]`) belongs to exactly one file.
 //!
 //! The config hash ([`Config::sha256`]) is the SHA-256 of the canonical JSON of the merged files
-//! *before* secrets are resolved: it identifies the configuration in every record without depending
-//! on, or revealing, secret values.
+//! *before* secret references are resolved and with every literal secret replaced by `REDACTED`
+//! (the fields typed [`Secret`], header values, URL query values, `${env:X:-default}` defaults: see
+//! [`secret`]). It identifies the configuration in every record without depending on, or
+//! revealing, secret values: a password written into the file cannot be confirmed by guessing
+//! against the hash. References (`${credential:qms_token}`) stay as written, so a configuration
+//! that keeps its secrets outside hashes to the same value from its text, and
+//! [`Config::effective_toml`] (kept in the journal's `configs` table) is exactly that text.
 
 pub mod error;
 pub mod raw;
 pub mod redact;
+pub mod secret;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -25,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat, MetricsConfig};
+pub use secret::{ConfigUrl, Secret};
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
@@ -77,9 +84,14 @@ pub struct Config {
     pub sha256: String,
     /// The files read, main file first.
     pub files: Vec<PathBuf>,
-    /// The merged configuration as TOML text, secret references unresolved (safe to show and to
-    /// export). Kept as text: a parsed tree of a 10,000-tag configuration costs megabytes.
+    /// The merged configuration as TOML text, secret references unresolved and literal secrets
+    /// replaced by type (safe to show and to export; it hashes to [`Config::sha256`]). Kept as
+    /// text: a parsed tree of a 10,000-tag configuration costs megabytes.
     pub effective: String,
+    /// SHA-256 of the configuration with its secrets resolved: in memory only (its `Debug` is
+    /// redacted), so that a reload notices a rotated credential or a changed header value, which
+    /// the published [`Config::sha256`] leaves out by design.
+    pub resolved_sha256: Secret,
 }
 
 impl Config {
@@ -131,10 +143,7 @@ impl Config {
             // Syntax errors or duplicate ids: what follows would only be noise.
             return Err(ConfigErrors(errors));
         }
-        // Canonical JSON of the merged tables, written in one pass (toml's maps are sorted), not
-        // through a JSON tree: a large configuration would otherwise need it twice in memory.
-        let sha256 = hash_of(&merged);
-        let effective = toml::to_string(&merged).unwrap_or_default();
+        let written = toml::Value::Table(merged.clone());
         let mut resolved = toml::Value::Table(merged);
         let substituted = if opts.environment {
             secrets::resolve_tree(&mut resolved, "", &mut errors)
@@ -142,6 +151,9 @@ impl Config {
             Vec::new()
         };
         refuse_user_info(&resolved, "", &mut errors);
+        // The typed sections below note which values are secrets (see `secret.rs`).
+        let snapshot = resolved.clone();
+        let collector = secret::Collector::start();
         let toml::Value::Table(mut table) = resolved else {
             secrets::scrub(&mut errors, &substituted);
             return Err(ConfigErrors(errors));
@@ -169,18 +181,9 @@ impl Config {
             .remove("metrics")
             .and_then(|v| section(v, "metrics", &mut errors))
             .unwrap_or_default();
-        let sources: BTreeMap<String, SourceConfig> = components(
-            table.remove("sources"),
-            "sources",
-            "write [sources.<id>] with type = \"modbus\"",
-            &mut errors,
-        );
-        let sinks: BTreeMap<String, SinkConfig> = components(
-            table.remove("sinks"),
-            "sinks",
-            "write [sinks.<id>] with type = \"http\" or \"file\"",
-            &mut errors,
-        );
+        let sources: BTreeMap<String, SourceConfig> =
+            components(table.remove("sources"), &mut errors);
+        let sinks: BTreeMap<String, SinkConfig> = components(table.remove("sinks"), &mut errors);
         let mut records = Vec::new();
         if let Some(v) = table.remove("records") {
             match v {
@@ -203,6 +206,23 @@ impl Config {
                     .hint("known sections: agent, journal, log, metrics, sources, sinks, records"),
             );
         }
+        // The configuration as written, every secret the types marked replaced: what is hashed
+        // (canonical JSON, one pass: toml's maps are sorted) and what the journal keeps.
+        let seen = collector.finish();
+        let resolved_sha256 = Secret::new(match &snapshot {
+            toml::Value::Table(t) => hash_of(t),
+            _ => String::new(),
+        });
+        let kept = secret::redacted(&written, &snapshot, &seen);
+        let toml::Value::Table(kept) = kept else {
+            unreachable!("secret::redacted keeps the shape of the tree it is given, a table")
+        };
+        let sha256 = hash_of(&kept);
+        let effective = format!(
+            "{}{}",
+            secret::KEPT_MARK,
+            toml::to_string(&kept).unwrap_or_default()
+        );
 
         let agent_ok = agent.is_some();
         let mut agent = agent.unwrap_or_else(|| AgentConfig {
@@ -224,6 +244,7 @@ impl Config {
             sha256,
             files: texts.iter().map(|(p, _)| p.clone()).collect(),
             effective,
+            resolved_sha256,
         };
         for sink in config.sinks.values_mut() {
             sink.resolve_paths(base);
@@ -233,6 +254,7 @@ impl Config {
             Ok(config)
         } else {
             secrets::scrub(&mut errors, &substituted);
+            seen.scrub(&mut errors);
             Err(ConfigErrors(errors))
         }
     }
@@ -409,73 +431,209 @@ pub fn check_id(path: &str, id: &str, errors: &mut Vec<ConfigError>) {
 
 /// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
 /// not hide the problems of the next.
-fn components<T: DeserializeOwned>(
+/// A kind of component (`[sources.<id>]`, `[sinks.<id>]`): a table per id, whose `type` picks the
+/// variant. Each kind lists its type names once ([`Component::TYPES`]); hints and errors use that
+/// list, so adding a type changes no other text.
+pub trait Component: Sized {
+    /// The top-level table: `sources` or `sinks`.
+    const TABLE: &'static str;
+    /// The `type` names built in.
+    const TYPES: &'static [&'static str];
+    /// Reads the table of the variant `kind` (without its `type` key); `None` for an unknown kind.
+    fn from_type(kind: &str, v: toml::Value) -> Option<Parsed<Self>>;
+}
+
+/// What reading one component's table gives: the component, or the error with its key path.
+pub type Parsed<T> = Result<T, serde_path_to_error::Error<toml::de::Error>>;
+
+fn type_list(types: &[&str]) -> String {
+    let quoted: Vec<String> = types.iter().map(|t| format!("\"{t}\"")).collect();
+    quoted.join(", ")
+}
+
+fn components<T: Component>(
     value: Option<toml::Value>,
-    name: &str,
-    hint: &str,
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<String, T> {
+    let name = T::TABLE;
+    let hint = || {
+        format!(
+            "write [{name}.<id>] with type = one of {}",
+            type_list(T::TYPES)
+        )
+    };
     let mut out = BTreeMap::new();
     match value {
         None => {}
         Some(toml::Value::Table(t)) => {
             for (id, v) in t {
-                if let Some(c) = section::<T>(v, &format!("{name}.{id}"), errors) {
+                let at = format!("{name}.{id}");
+                let mut v = v;
+                let kind = match &mut v {
+                    toml::Value::Table(t) => t.remove("type"),
+                    _ => {
+                        errors.push(ConfigError::new(&at, "must be a table").hint(hint()));
+                        continue;
+                    }
+                };
+                let kind = match kind {
+                    Some(toml::Value::String(k)) => k,
+                    Some(other) => {
+                        errors.push(
+                            ConfigError::new(
+                                format!("{at}.type"),
+                                format!("must be a string, not {}", other.type_str()),
+                            )
+                            .hint(hint()),
+                        );
+                        continue;
+                    }
+                    None => {
+                        errors.push(
+                            ConfigError::new(format!("{at}.type"), "missing field `type`")
+                                .hint(hint()),
+                        );
+                        continue;
+                    }
+                };
+                if !T::TYPES.contains(&kind.as_str()) {
+                    errors.push(
+                        ConfigError::new(
+                            format!("{at}.type"),
+                            format!(
+                                "unknown {} type `{kind}`; this build has {}",
+                                name.trim_end_matches('s'),
+                                type_list(T::TYPES)
+                            ),
+                        )
+                        .hint("use one of the types listed; a type behind a Cargo feature needs a build with it"),
+                    );
+                    continue;
+                }
+                if let Some(c) = read(v, &at, errors, |v| {
+                    T::from_type(&kind, v)
+                        .expect("every name in Component::TYPES has a variant (unit test)")
+                }) {
                     out.insert(id, c);
                 }
             }
         }
         Some(_) => {
-            errors.push(ConfigError::new(name, format!("must be a table of {name}")).hint(hint))
+            errors.push(ConfigError::new(name, format!("must be a table of {name}")).hint(hint()))
         }
     }
     out
 }
 
+/// Deserializes one section, collecting every problem: an unknown key is reported, taken out and
+/// the section read again, so a misspelt option does not hide the section's other mistakes (nor
+/// make rules that name its tags look wrong). Any other error ends the section.
 fn section<T: DeserializeOwned>(
     v: toml::Value,
     at: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                at.to_string()
-            } else {
-                format!("{at}.{inner}")
-            };
-            let message = e.into_inner().to_string();
-            // The TOML deserializer appends "in `key`"; the path already says where.
-            let message = message
-                .split("\nin `")
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let mut path = path;
-            if let Some(field) = message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.split('`').next())
-            {
-                if !path.ends_with(&format!(".{field}")) {
-                    path = format!("{path}.{field}");
+    read(v, at, errors, serde_path_to_error::deserialize)
+}
+
+/// [`section`] with the deserializer given.
+fn read<T>(
+    mut v: toml::Value,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+    parse: impl Fn(toml::Value) -> Parsed<T>,
+) -> Option<T> {
+    // Bounded: each round removes one key, and a section has few.
+    for _ in 0..64 {
+        match parse(v.clone()) {
+            Ok(t) => return Some(t),
+            Err(e) => {
+                let unknown = e
+                    .inner()
+                    .to_string()
+                    .strip_prefix("unknown field `")
+                    .and_then(|m| m.split('`').next())
+                    .map(str::to_string);
+                let removed = unknown
+                    .as_deref()
+                    .is_some_and(|field| remove_key(&mut v, e.path(), field));
+                report(e, at, errors);
+                if !removed {
+                    return None;
                 }
             }
-            let hint = if message.starts_with("unknown field") {
-                "remove or rename it; config/agent.toml lists every option"
-            } else if message.starts_with("missing field") {
-                "add it; config/agent.toml shows an example"
-            } else if message.starts_with("unknown variant") {
-                "use one of the values listed"
-            } else {
-                "see config/agent.toml for the expected type"
-            };
-            errors.push(ConfigError::new(path, message).hint(hint));
-            None
         }
     }
+    None
+}
+
+/// Removes `field` from the table at `path` (or the table holding the last segment of `path`, when
+/// `path` already ends with `field`). False when the path does not lead to a table holding it.
+fn remove_key(v: &mut toml::Value, path: &serde_path_to_error::Path, field: &str) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let mut cur = v;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        cur = match seg {
+            Segment::Map { key } if last && key == field => break,
+            Segment::Map { key } => match cur {
+                toml::Value::Table(t) if t.contains_key(key) => t.get_mut(key).expect("checked"),
+                _ => return false,
+            },
+            Segment::Seq { index } => match cur {
+                toml::Value::Array(a) if *index < a.len() => &mut a[*index],
+                _ => return false,
+            },
+            _ => cur,
+        };
+    }
+    match cur {
+        toml::Value::Table(t) => t.remove(field).is_some(),
+        _ => false,
+    }
+}
+
+/// Turns a deserialization error into a [`ConfigError`] at its full key path, with a hint.
+fn report(e: serde_path_to_error::Error<toml::de::Error>, at: &str, errors: &mut Vec<ConfigError>) {
+    let inner = e.path().to_string();
+    let raw = e.into_inner().to_string();
+    // The TOML deserializer appends "in `key`". serde_path_to_error's path says where, except inside
+    // a component (`type = "…"` tables are buffered by serde before the variant reads them): there
+    // the TOML key is all that names the faulty key.
+    let (message, toml_key) = match raw.split_once("\nin `") {
+        Some((m, k)) => (
+            m.trim().to_string(),
+            k.trim().trim_end_matches('`').to_string(),
+        ),
+        None => (raw.trim().to_string(), String::new()),
+    };
+    let path = if inner != "." && !inner.is_empty() {
+        format!("{at}.{inner}")
+    } else if !toml_key.is_empty() {
+        format!("{at}.{toml_key}")
+    } else {
+        at.to_string()
+    };
+    let mut path = path;
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
+        if !path.ends_with(&format!(".{field}")) {
+            path = format!("{path}.{field}");
+        }
+    }
+    let hint = if message.starts_with("unknown field") {
+        "remove or rename it; config/agent.toml lists every option"
+    } else if message.starts_with("missing field") {
+        "add it; config/agent.toml shows an example"
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed"
+    } else {
+        "see config/agent.toml for the expected type"
+    };
+    errors.push(ConfigError::new(path, message).hint(hint));
 }
 
 fn merge(texts: &[(PathBuf, String)], errors: &mut Vec<ConfigError>) -> toml::Table {
@@ -564,6 +722,22 @@ fn merge(texts: &[(PathBuf, String)], errors: &mut Vec<ConfigError>) -> toml::Ta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_component_type_has_a_variant_and_no_other_does() {
+        fn check<T: Component>() {
+            for kind in T::TYPES {
+                assert!(
+                    T::from_type(kind, toml::Value::Table(Default::default())).is_some(),
+                    "{} lists type {kind} but has no variant for it",
+                    T::TABLE
+                );
+            }
+            assert!(T::from_type("no_such_type", toml::Value::Table(Default::default())).is_none());
+        }
+        check::<SourceConfig>();
+        check::<SinkConfig>();
+    }
 
     #[test]
     fn reference_config_is_valid_and_hash_ignores_secret_values() {

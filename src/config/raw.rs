@@ -100,7 +100,8 @@ impl Default for MetricsConfig {
 pub struct LogConfig {
     /// `text` or `json`; `--log-format` overrides it.
     pub format: LogFormat,
-    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as
+    /// `error`, `warn`, `info`, `debug`, `trace` (the agent's own; libraries log below it, see
+    /// [`crate::runtime::logging::directives`]), or a tracing filter such as
     /// `info,shopfloor_agent::sinks=debug`; the `RUST_LOG` variable overrides it.
     pub level: String,
     /// A failure that repeats is logged once, then summarised at most this often (seconds).

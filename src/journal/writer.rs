@@ -975,9 +975,8 @@ impl Writer {
         match &mut self.refusal {
             None => {
                 tracing::error!(
-                    "journal {path}: {reason}; new records are REFUSED and evidence is at risk. \
-                     Space is freed only when every sink has acknowledged records older than retention_days: \
-                     check delivery with `shopfloor-agent status`, or raise journal.max_disk_bytes / free disk space."
+                    "journal {path}: {reason}; new records are REFUSED and evidence is at risk. {}",
+                    refusal_advice(&reason, self.store.path())
                 );
                 self.refusal = Some(Refusal {
                     since: crate::time::now_rfc3339(),
@@ -1077,7 +1076,7 @@ impl Writer {
                     }),
                 );
             }
-            Err(e) if is_disk_full(&e) => self.refuse(group, "disk full".to_string()),
+            Err(e) if is_disk_full(&e) => self.refuse(group, DISK_FULL.to_string()),
             Err(e) if group.len() > 1 => {
                 // One caller's bad batch must not fail the others: commit each on its own.
                 tracing::debug!("journal: group commit failed ({e}); retrying callers one by one");
@@ -1093,6 +1092,29 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// The refusal reason when the file system itself is full (not the configured size limit).
+const DISK_FULL: &str = "disk full";
+
+/// What an operator can do about a refusal: a full file system and the configured size limit have
+/// different remedies (raising the limit cannot help a full disk).
+fn refusal_advice(reason: &str, journal: &std::path::Path) -> String {
+    let dir = journal
+        .parent()
+        .map_or_else(|| ".".to_string(), |d| d.display().to_string());
+    if reason == DISK_FULL {
+        format!(
+            "The file system holding {dir} is full: free space on it (`df -h {dir}` shows how much; \
+             logs, old packages and core dumps are the usual culprits) or move agent.data_dir to a larger disk; \
+             raising journal.max_disk_bytes cannot help. Records flow again as soon as space is free."
+        )
+    } else {
+        "Space is freed only when every sink has acknowledged records older than retention_days: \
+         check delivery with `shopfloor-agent status` (a sink that cannot deliver holds the backlog), \
+         or raise journal.max_disk_bytes if the disk has room."
+            .to_string()
     }
 }
 

@@ -16,8 +16,8 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(directives(level)))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -28,6 +28,21 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text if stderr_is_journal() => builder.event_format(Journald).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The filter for `log.level`. A bare level is the agent's own: the libraries it uses (the OPC UA,
+/// MQTT, HTTP and TLS clients) log below it, so that ERROR and WARN lines are the agent's, which
+/// say what happens to the evidence. The OPC UA client, for one, logs ERROR lines on every routine
+/// reconnect ("Stream unexpectedly closed by peer"); the agent's own line is what staff should read.
+/// At `debug` the libraries' info and above show too, at `trace` their debug. A filter with targets
+/// (`info,opcua_client=warn`) is taken as written, as is `RUST_LOG`.
+pub fn directives(level: &str) -> String {
+    match level.trim() {
+        l if l.contains('=') || l.contains(',') => l.to_string(),
+        "debug" => "info,shopfloor_agent=debug".to_string(),
+        "trace" => "debug,shopfloor_agent=trace".to_string(),
+        l => format!("off,shopfloor_agent={l}"),
+    }
 }
 
 /// Whether stderr is the stream `JOURNAL_STREAM` names (`<device>:<inode>`): systemd connected it
@@ -164,6 +179,44 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libraries_log_below_the_agent() {
+        assert_eq!(directives("info"), "off,shopfloor_agent=info");
+        assert_eq!(directives("warn"), "off,shopfloor_agent=warn");
+        assert_eq!(directives("debug"), "info,shopfloor_agent=debug");
+        assert_eq!(directives("trace"), "debug,shopfloor_agent=trace");
+        assert_eq!(
+            directives("info,opcua_client=warn"),
+            "info,opcua_client=warn"
+        );
+        // What the filter makes of it: an OPC UA client error is off at info, the agent's on.
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        struct Collect(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if let Ok(mut v) = self.0.lock() {
+                    v.push(e.metadata().target().to_string());
+                }
+            }
+        }
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(directives("info")))
+            .with(Collect(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "opcua_client::transport", "Stream unexpectedly closed by peer");
+            tracing::warn!(target: "shopfloor_agent::sources::opcua", "the agent's own line");
+        });
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec!["shopfloor_agent::sources::opcua".to_string()]
+        );
+    }
 
     #[test]
     fn first_failure_logged_then_summaries_only_per_interval() {

@@ -245,8 +245,13 @@ impl Agent {
         ));
         let (sources_trigger, _) = shutdown::channel();
         let mut source_tasks = JoinSet::new();
+        let repeat = Duration::from_secs(config.log.repeat_summary_s);
         for source in sources {
-            source_tasks.spawn(source.run(observations.clone(), sources_trigger.subscribe()));
+            source_tasks.spawn(source.run(
+                observations.clone(),
+                sources_trigger.subscribe(),
+                repeat,
+            ));
         }
 
         let (trigger, _) = shutdown::channel();
@@ -259,7 +264,6 @@ impl Agent {
                 .clone()
                 .unwrap_or_else(|| config.agent.gateway_id.clone()),
         };
-        let repeat = Duration::from_secs(config.log.repeat_summary_s);
         for (id, sink_config) in &config.sinks {
             let sink =
                 Sink::build(id, sink_config, &sink_ctx).map_err(|message| StartError::Sink {
@@ -589,7 +593,7 @@ async fn reload(
             return Ok(agent);
         }
     };
-    if new.sha256 == old {
+    if new.sha256 == old && new.resolved_sha256 == agent.config().resolved_sha256 {
         tracing::info!(
             "SIGHUP: configuration unchanged (sha256 {}); nothing to reload",
             &old[..12]
@@ -612,11 +616,18 @@ async fn reload(
             .await;
         return Ok(agent);
     }
-    tracing::info!(
-        "SIGHUP: reloading configuration {} -> {}; sources reconnect",
-        &old[..12],
-        &new.sha256[..12]
-    );
+    if new.sha256 == old {
+        tracing::info!(
+            "SIGHUP: reloading configuration {}: a secret changed (the hash leaves secrets out); sources reconnect",
+            &old[..12]
+        );
+    } else {
+        tracing::info!(
+            "SIGHUP: reloading configuration {} -> {}; sources reconnect",
+            &old[..12],
+            &new.sha256[..12]
+        );
+    }
     let attempted = new.sha256.clone();
     let metrics = agent.metrics.clone();
     let previous = agent.stop("configuration reload (SIGHUP)").await;

@@ -21,6 +21,31 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ConfigError, LoadOptions};
 use crate::journal::JournalRow;
 
+/// The `type` names of the sinks built in (by Cargo feature): the one list hints and errors use.
+pub const SINK_TYPES: &[&str] = &[
+    #[cfg(feature = "sink-http")]
+    "http",
+    "file",
+    #[cfg(feature = "source-mqtt")]
+    "mqtt",
+];
+
+impl crate::config::Component for SinkConfig {
+    const TABLE: &'static str = "sinks";
+    const TYPES: &'static [&'static str] = SINK_TYPES;
+
+    fn from_type(kind: &str, v: toml::Value) -> Option<crate::config::Parsed<Self>> {
+        Some(match kind {
+            #[cfg(feature = "sink-http")]
+            "http" => serde_path_to_error::deserialize(v).map(Self::Http),
+            "file" => serde_path_to_error::deserialize(v).map(Self::File),
+            #[cfg(feature = "source-mqtt")]
+            "mqtt" => serde_path_to_error::deserialize(v).map(Self::Mqtt),
+            _ => return None,
+        })
+    }
+}
+
 /// `[sinks.<id>]`: one sink, chosen by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -18,6 +18,37 @@ use crate::records::engine::Engine;
 use crate::records::pipeline::Sender;
 use crate::runtime::Shutdown;
 
+/// The `type` names of the sources built in (by Cargo feature): the one list hints and errors use.
+pub const SOURCE_TYPES: &[&str] = &[
+    #[cfg(feature = "source-modbus")]
+    "modbus",
+    #[cfg(feature = "source-rest")]
+    "rest",
+    #[cfg(feature = "source-mqtt")]
+    "mqtt",
+    #[cfg(feature = "source-opcua")]
+    "opcua",
+];
+
+impl crate::config::Component for SourceConfig {
+    const TABLE: &'static str = "sources";
+    const TYPES: &'static [&'static str] = SOURCE_TYPES;
+
+    fn from_type(kind: &str, v: toml::Value) -> Option<crate::config::Parsed<Self>> {
+        Some(match kind {
+            #[cfg(feature = "source-modbus")]
+            "modbus" => serde_path_to_error::deserialize(v).map(Self::Modbus),
+            #[cfg(feature = "source-rest")]
+            "rest" => serde_path_to_error::deserialize(v).map(Self::Rest),
+            #[cfg(feature = "source-mqtt")]
+            "mqtt" => serde_path_to_error::deserialize(v).map(Self::Mqtt),
+            #[cfg(feature = "source-opcua")]
+            "opcua" => serde_path_to_error::deserialize(v).map(Self::Opcua),
+            _ => return None,
+        })
+    }
+}
+
 /// `[sources.<id>]`: one source, chosen by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -110,17 +141,18 @@ impl Source {
         }
     }
 
-    /// Runs until shutdown.
-    pub async fn run(self, tx: Sender, shutdown: Shutdown) {
+    /// Runs until shutdown. `repeat_summary` is `log.repeat_summary_s`: how often a continuing
+    /// outage is summarised in the log.
+    pub async fn run(self, tx: Sender, shutdown: Shutdown, repeat_summary: std::time::Duration) {
         match self {
             #[cfg(feature = "source-modbus")]
-            Source::Modbus(s) => s.run(tx, shutdown).await,
+            Source::Modbus(s) => s.run(tx, shutdown, repeat_summary).await,
             #[cfg(feature = "source-rest")]
-            Source::Rest(s) => s.run(tx, shutdown).await,
+            Source::Rest(s) => s.run(tx, shutdown, repeat_summary).await,
             #[cfg(feature = "source-mqtt")]
-            Source::Mqtt(s) => s.run(tx, shutdown).await,
+            Source::Mqtt(s) => s.run(tx, shutdown, repeat_summary).await,
             #[cfg(feature = "source-opcua")]
-            Source::Opcua(s) => s.run(tx, shutdown).await,
+            Source::Opcua(s) => s.run(tx, shutdown, repeat_summary).await,
         }
     }
 }

@@ -169,6 +169,17 @@ async fn a_full_disk_refuses_records_clearly_and_everything_arrives_when_space_r
         read_log().contains("disk full; new records are REFUSED")
     })
     .await;
+    // The advice fits a full file system: free space; the size limit is no remedy.
+    let refusal = read_log()
+        .lines()
+        .find(|l| l.contains("disk full; new records are REFUSED"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(refusal.contains("free space on it"), "{refusal}");
+    assert!(
+        refusal.contains("raising journal.max_disk_bytes cannot help"),
+        "{refusal}"
+    );
     let s = status(&disk);
     assert_eq!(s["health"]["status"], "degraded", "{s}");
     assert!(

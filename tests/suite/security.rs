@@ -1624,3 +1624,159 @@ async fn a_modbus_gap_starts_at_the_last_answered_poll() {
     tokio::time::sleep(Duration::from_millis(500)).await; // polling
     freeze_and_thaw(&proxy, agent, dir.path(), "gauge").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 7: literal secrets.
+
+/// A configuration with literal secrets in every kind of place: a password, header values under
+/// names no list would guess, a URL query, the default of an environment reference. `password`
+/// is the one a dictionary attack guesses.
+fn with_literal_secrets(password: &str) -> String {
+    format!(
+        r#"[agent]
+gateway_id = "gw-sec-7"
+data_dir = "data"
+
+[sources.erp]
+type = "rest"
+url = "http://127.0.0.1:9/odata/"
+auth = {{ type = "basic", username = "reader", password = "{password}" }}
+headers = {{ "Ocp-Apim-Subscription-Key" = "sub-key-1", "X-Auth" = "x-auth-2", "X-Access-Key" = "x-access-3" }}
+[[sources.erp.endpoints]]
+name = "WorkOrders"
+path = "WorkOrders"
+key = "/ID"
+
+[sinks.qms]
+type = "http"
+url = "http://127.0.0.1:9/events?code=code-4&plant=4"
+auth = {{ type = "bearer", token = "${{env:SFA_SEC7_NEVER_SET:-default-5}}" }}
+
+[sinks.audit]
+type = "file"
+path = "out/records.jsonl"
+"#
+    )
+}
+
+const LITERAL_SECRETS: &[&str] = &[
+    "pw-guess-7",
+    "sub-key-1",
+    "x-auth-2",
+    "x-access-3",
+    "code-4",
+    "default-5",
+];
+
+/// Finding 7: the config hash was taken over the text with literal secrets in it and travels in
+/// every record and in `/metrics`, so a dictionary attack confirmed a password in 10 guesses; the
+/// journal's `configs` table kept literal secrets in clear; export redaction by key name missed
+/// `?code=`, a `${env:X:-default}` default and headers such as `Ocp-Apim-Subscription-Key`,
+/// `X-Auth`, `X-Access-Key`; `Config`'s `Debug` printed passwords. Secrets are now marked by type
+/// and replaced before the configuration is hashed or kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literal_secrets_are_never_hashed_stored_exported_or_printed() {
+    let dir = tempdir();
+    // The dictionary attack: hash the configuration with each guess in the password's place and
+    // compare with the hash the records carry. The hash does not depend on the password, so no
+    // guess is confirmed (and none refuted).
+    let real = config(dir.path(), &with_literal_secrets("pw-guess-7"));
+    for guess in ["123456", "password", "operator", "pw-guess-6", "pw-guess-8"] {
+        let other = config(dir.path(), &with_literal_secrets(guess));
+        assert_eq!(
+            other.sha256, real.sha256,
+            "the hash depends on the password"
+        );
+    }
+    let printed = format!("{real:?}\n{}", real.effective_toml());
+    for secret in LITERAL_SECRETS {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    // References stay as written, so the kept text still says where the secret comes from.
+    assert!(
+        printed.contains("${env:SFA_SEC7_NEVER_SET:-REDACTED}"),
+        "{printed}"
+    );
+
+    // A configuration error quoting a value shows no secret either (it is printed, logged and,
+    // for a refused reload, journaled).
+    let broken = with_literal_secrets("pw-guess-7")
+        .replace("[sinks.audit]", "[sinks.audit]\nmax_file_bytes = 1")
+        .replace("/events?code", "/events?x=1&code")
+        .replace(
+            "type = \"bearer\", token",
+            "type = \"bearer\", token = \"x-auth-2\", tokn",
+        );
+    let errors = shopfloor_agent::config::Config::from_texts(
+        &[(dir.path().join("agent.toml"), broken)],
+        dir.path(),
+        shopfloor_agent::config::LoadOptions::default(),
+    )
+    .expect_err("invalid")
+    .to_string();
+    for secret in LITERAL_SECRETS {
+        assert!(
+            !errors.contains(secret),
+            "{secret} in the errors:\n{errors}"
+        );
+    }
+
+    // The journal (configs table and every other byte of it) and an evidence package.
+    let sha = real.sha256.clone();
+    let agent = Agent::start(real).await.expect("start");
+    append_inspections(&agent, 3, "SN").await;
+    agent.stop("test").await;
+    let mut journal = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("data")).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            journal.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    let journal = String::from_utf8_lossy(&journal);
+    for secret in LITERAL_SECRETS {
+        assert!(!journal.contains(secret), "{secret} in the journal's files");
+    }
+    let package = dir.path().join("package");
+    let store = Store::open_ro(&dir.path().join("data")).expect("journal");
+    let exported = export_to(&store, &package).expect("export");
+    assert!(exported.configs >= 1, "the package holds the configuration");
+    for entry in walk(&package) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).expect("read")).into_owned();
+        for secret in LITERAL_SECRETS {
+            assert!(
+                !text.contains(secret),
+                "{secret} in {}:\n{text}",
+                entry.display()
+            );
+        }
+    }
+    // And the kept text is the one the hash was taken over: the package checks it.
+    let report = shopfloor_agent::audit::export::verify_package(&package, None);
+    assert!(report.ok(), "{report:?}");
+    assert!(report.configs_checked >= 1, "{report:?}");
+    let listed: Value = serde_json::from_str(
+        &std::fs::read_to_string(package.join("configs.json")).expect("configs.json"),
+    )
+    .expect("json");
+    let entry = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["sha256"] == sha.as_str()))
+        .unwrap_or_else(|| panic!("{sha} not in {listed}"));
+    assert_eq!(entry["secrets_removed"], 0, "{entry}");
+    assert!(entry["note"].is_null(), "{entry}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

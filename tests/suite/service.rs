@@ -104,6 +104,17 @@ fn events_named(qms: &Qms, event: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The newest request the QMS saw.
+fn last_request(qms: &Qms) -> crate::support::qms::Seen {
+    qms.state
+        .requests
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request")
+}
+
 fn sha_printed_by_validate(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stdout);
     text.rsplit("config sha256 ")
@@ -167,8 +178,11 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     assert_eq!(first.authorization.as_deref(), Some("Bearer token-1"));
     assert_eq!(first.x_plant.as_deref(), Some("plant-1"));
 
-    // `systemctl reload`: a new header and a rotated credential; ExecReload validates, then SIGHUP.
-    std::fs::write(conf.join("agent.toml"), config("plant-2")).expect("config");
+    // `systemctl reload`: a new header, a rotated credential and a smaller batch; ExecReload
+    // validates, then SIGHUP. (Header values and credentials are secrets: the hash leaves them
+    // out, the batch size changes it.)
+    let config2 = || config("plant-2") + "batch_max_records = 400\n";
+    std::fs::write(conf.join("agent.toml"), config2()).expect("config");
     std::fs::write(credentials.join("qms_token"), "token-2\n").expect("credential");
     env.push(("MAINPID", agent.0.id().to_string()));
     let reload = &unit["ExecReload"];
@@ -201,22 +215,35 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     );
     assert_eq!(reloaded["agent_event"]["details"]["requested_by"], "SIGHUP");
     assert_eq!(reloaded["provenance"]["config_sha256"], second_sha);
-    let last = qms
-        .state
-        .requests
-        .lock()
-        .expect("lock")
-        .last()
-        .cloned()
-        .expect("a request");
+    let last = last_request(&qms);
     assert_eq!(last.authorization.as_deref(), Some("Bearer token-2"));
     assert_eq!(last.x_plant.as_deref(), Some("plant-2"));
+
+    // Only the credential rotates: the hash stays, and the reload still takes the new token.
+    std::fs::write(credentials.join("qms_token"), "token-3\n").expect("credential");
+    let checked = run(&reload[0], &etc, &env);
+    assert!(checked.status.success(), "{checked:?}");
+    assert_eq!(sha_printed_by_validate(&checked), second_sha);
+    assert!(run(&reload[1], &etc, &env).status.success());
+    assert!(notify.next_state(&mut pings).starts_with("RELOADING=1"));
+    assert_eq!(
+        notify.next_state(&mut pings),
+        format!("READY=1\nSTATUS=running with config {}", &second_sha[..12])
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the second reload record at the QMS",
+        || events_named(&qms, "config_reload").len() >= 2,
+    )
+    .await;
+    let last = last_request(&qms);
+    assert_eq!(last.authorization.as_deref(), Some("Bearer token-3"));
 
     // A broken config: ExecReload's validate stops `systemctl reload`; a bare SIGHUP is refused
     // by the agent, which runs on and records why.
     std::fs::write(
         conf.join("agent.toml"),
-        config("plant-3") + "surprise = true\n",
+        config("plant-3") + "retry_max_ms = \"a minute\"\n\n[journal]\nsurprise = true\n",
     )
     .expect("config");
     let refused = run(&reload[0], &etc, &env);
@@ -232,7 +259,10 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
     .await;
     let why = events_named(&qms, "config_reload_refused")[0]["agent_event"]["details"].clone();
     assert_eq!(why["config_sha256"], second_sha);
-    assert!(why["errors"].to_string().contains("surprise"), "{why}");
+    // Every problem, each named by its key (a wrong value inside a sink once named only the table).
+    let errors = why["errors"].to_string();
+    assert!(errors.contains("journal.surprise"), "{why}");
+    assert!(errors.contains("sinks.qms.retry_max_ms"), "{why}");
     assert!(agent.0.try_wait().expect("wait").is_none(), "still running");
 
     // `systemctl stop`.
@@ -246,7 +276,7 @@ async fn the_units_own_commands_validate_start_notify_reload_with_both_hashes_an
         .starts_with("STOPPING=1\nSTATUS=stopping (SIGTERM)"));
     assert!(agent.0.wait().expect("wait").success());
     // The broken config is still on disk; verify reads only [agent].
-    std::fs::write(conf.join("agent.toml"), config("plant-2")).expect("config");
+    std::fs::write(conf.join("agent.toml"), config2()).expect("config");
     let verify = Command::new(agent_bin())
         .arg("--config")
         .arg(conf.join("agent.toml"))
@@ -347,4 +377,138 @@ fn logs_read_well_in_a_file_and_in_journald() {
             .any(|l| l.starts_with("<4>") && l.contains("sink qms")),
         "the sink's warning at level 4: {shown}"
     );
+}
+
+/// Issue 18: `log.repeat_summary_s` was honoured by the sinks only; the sources summarised a
+/// continuing outage every 600 s whatever it said. Four sources, each facing a closed port, with
+/// summaries every second: each source writes its summary line within a few seconds. And the
+/// libraries' log lines stay below the agent's.
+#[test]
+fn every_source_summarises_an_outage_as_often_as_configured() {
+    let dir = crate::support::tempdir();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agent]
+gateway_id = "gw-repeat"
+data_dir = "{data}"
+
+[log]
+repeat_summary_s = 1
+
+[metrics]
+enabled = false
+
+[sources.gauge]
+type = "modbus"
+transport = "tcp"
+address = "127.0.0.1:{closed}"
+addressing = "pdu"
+retries = 0
+reconnect_initial_ms = 100
+reconnect_max_ms = 200
+[[sources.gauge.tags]]
+name = "diameter"
+kind = "holding"
+address = 0
+type = "f32"
+
+[sources.plc]
+type = "opcua"
+endpoint = "opc.tcp://127.0.0.1:{closed}/plc"
+security_policy = "none"
+security_mode = "none"
+reconnect_initial_ms = 100
+reconnect_max_ms = 200
+[[sources.plc.tags]]
+name = "serial"
+node = "nsu=urn:example:cell1;s=Serial"
+
+[sources.erp]
+type = "rest"
+url = "http://127.0.0.1:{closed}/odata/"
+poll_interval_ms = 100
+retry_initial_ms = 100
+retry_max_ms = 200
+[[sources.erp.endpoints]]
+name = "WorkOrders"
+path = "WorkOrders"
+key = "/ID"
+
+[sources.vision]
+type = "mqtt"
+host = "127.0.0.1"
+port = {closed}
+client_id = "gw-repeat"
+topics = ["plant1/+/inspection"]
+payload = "json"
+
+[sinks.audit]
+type = "file"
+path = "{out}"
+"#,
+            data = dir.path().join("data").display(),
+            out = dir.path().join("out").display(),
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("stderr.log");
+    let mut cmd = std::process::Command::new(crate::support::agent_bin());
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET");
+    let mut child = crate::support::KillOnDrop(cmd.spawn().expect("run"));
+    let summaries = [
+        "Modbus device gauge at 127.0.0.1",
+        "opcua source plc:",
+        "REST source erp endpoint WorkOrders:",
+        "MQTT broker mqtt://127.0.0.1",
+    ];
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let missing = |text: &str| -> Vec<&str> {
+        summaries
+            .iter()
+            .copied()
+            .filter(|s| {
+                !text
+                    .lines()
+                    .any(|l| l.contains(s) && l.contains("still") && l.contains("attempts in"))
+            })
+            .collect()
+    };
+    while !missing(&read()).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let _ = child.0.wait();
+    let text = read();
+    assert!(
+        missing(&text).is_empty(),
+        "no summary from {:?}:\n{text}",
+        missing(&text)
+    );
+    // Issue 18: the OPC UA client library's own lines ("Could not connect to host" as ERROR on
+    // every attempt, "Endpoint config contains no endpoints" at each start) stay below the agent's:
+    // an unreachable server is the agent's WARN, and ERROR means evidence at risk.
+    for noise in [
+        " ERROR ",
+        "Endpoint config contains no endpoints",
+        "Writing X509 cert",
+    ] {
+        assert!(
+            !text.lines().any(|l| l.contains(noise)),
+            "{noise:?} in the log:\n{text}"
+        );
+    }
 }

@@ -28,22 +28,22 @@ pub enum HttpAuth {
         /// User name.
         username: String,
         /// Password; use `${env:NAME}` or `${file:PATH}`.
-        password: String,
+        password: crate::config::Secret,
     },
     /// `Authorization: Bearer <token>`.
     Bearer {
         /// The token; use `${env:NAME}` or `${file:PATH}`.
-        token: String,
+        token: crate::config::Secret,
     },
     /// OAuth 2.0 client credentials (RFC 6749 §4.4): a token from `token_url`, cached, refreshed
     /// before it expires and whenever the peer answers 401.
     Oauth2 {
         /// Token endpoint.
-        token_url: String,
+        token_url: crate::config::ConfigUrl,
         /// Client id.
         client_id: String,
         /// Client secret; use `${env:NAME}` or `${file:PATH}`.
-        client_secret: String,
+        client_secret: crate::config::Secret,
         /// Requested scope, if the server wants one.
         #[serde(default)]
         scope: Option<String>,
@@ -55,7 +55,7 @@ pub enum HttpAuth {
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Endpoint that receives POSTed batches, `https://…` (or `http://` on a trusted network).
-    pub url: String,
+    pub url: crate::config::ConfigUrl,
     /// `cloudevents` (default) or `json_array`.
     #[serde(default)]
     pub format: WireFormat,
@@ -95,7 +95,7 @@ pub struct HttpSinkConfig {
     pub auth: Option<HttpAuth>,
     /// Extra headers sent with every request.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, crate::config::Secret>,
     /// Where a 2xx answer holds the QMS's receipt ids (kept for reconciliation).
     #[serde(default)]
     pub receipts: ReceiptsConfig,
@@ -157,7 +157,7 @@ impl HttpSinkConfig {
     /// A config for `url` with every default.
     pub fn new(url: impl Into<String>) -> Self {
         HttpSinkConfig {
-            url: url.into(),
+            url: crate::config::ConfigUrl::new(url),
             format: WireFormat::default(),
             event_type_prefix: default_prefix(),
             batch_max_records: default_batch_records(),

@@ -17,7 +17,7 @@ pub struct TokenSource {
     client: reqwest::Client,
     token_url: String,
     client_id: String,
-    client_secret: String,
+    client_secret: crate::config::Secret,
     scope: Option<String>,
     cached: Mutex<Option<(String, Instant)>>,
 }
@@ -40,7 +40,7 @@ impl TokenSource {
                 scope,
             }) => Some(TokenSource {
                 client: client.clone(),
-                token_url: token_url.clone(),
+                token_url: token_url.expose().to_string(),
                 client_id: client_id.clone(),
                 client_secret: client_secret.clone(),
                 scope: scope.clone(),
@@ -69,7 +69,7 @@ impl TokenSource {
         let mut resp = self
             .client
             .post(&self.token_url)
-            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",

@@ -39,19 +39,22 @@ pub fn build_client(config: &HttpSinkConfig) -> Result<reqwest::Client, String> 
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
-        let value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+        // Every configured header value is a secret (API keys travel in headers of any name).
+        let mut value =
+            HeaderValue::from_str(v.expose()).map_err(|e| format!("header {k}: {e}"))?;
+        value.set_sensitive(true);
         headers.insert(name, value);
     }
     match &config.auth {
         Some(HttpAuth::Basic { username, password }) => {
-            let token = base64(format!("{username}:{password}").as_bytes());
+            let token = base64(format!("{username}:{}", password.expose()).as_bytes());
             let mut v = HeaderValue::from_str(&format!("Basic {token}"))
                 .map_err(|e| format!("basic auth: {e}"))?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
         Some(HttpAuth::Bearer { token }) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|e| format!("bearer token: {e}"))?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
@@ -124,7 +127,7 @@ impl HttpSink {
         Ok(HttpSink {
             client,
             tokens,
-            url: config.url.clone(),
+            url: config.url.expose().to_string(),
             format: config.format,
             event_source: format!("urn:shopfloor-agent:{}", ctx.gateway_id),
             type_prefix: config.event_type_prefix.clone(),

@@ -31,7 +31,7 @@ pub struct MqttSinkConfig {
     pub username: Option<String>,
     /// Password; use `${env:NAME}` or `${file:PATH}`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::config::Secret>,
     /// Most records per batch.
     #[serde(default = "default_batch")]
     pub batch_max_records: usize,

@@ -41,10 +41,10 @@ impl MqttSink {
             session_expiry_s: 0,
             manual_acks: false,
             inflight: 100,
-            credentials: cfg
-                .username
-                .as_ref()
-                .map(|u| (u.clone(), cfg.password.clone().unwrap_or_default())),
+            credentials: cfg.username.as_ref().map(|u| {
+                let password = cfg.password.as_ref().map(|p| p.expose().to_string());
+                (u.clone(), password.unwrap_or_default())
+            }),
             tls: cfg.tls.as_ref(),
             max_incoming_bytes: 64 << 10,
             // The record and its topic, with room for the fixed header and properties.

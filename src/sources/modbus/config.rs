@@ -128,7 +128,7 @@ pub struct ModbusSourceConfig {
     /// First reconnect delay; doubles up to `reconnect_max_ms`.
     #[serde(default = "default_reconnect_initial")]
     pub reconnect_initial_ms: u64,
-    /// Longest reconnect delay.
+    /// Longest reconnect delay (default 5 s).
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
     /// The tags.
@@ -162,8 +162,10 @@ fn default_gap() -> u16 {
 fn default_reconnect_initial() -> u64 {
     500
 }
+/// LAN devices come back quickly (a power cycle, a cable): a device is looked for again within a
+/// few seconds, and a poll of a missing one costs next to nothing.
 fn default_reconnect_max() -> u64 {
-    30_000
+    5_000
 }
 
 /// A tag with its address resolved to a PDU address and kind.

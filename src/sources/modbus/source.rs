@@ -258,12 +258,12 @@ impl ModbusSource {
     }
 
     /// Polls until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
+    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
         let mut backoff = Backoff::new(
             Duration::from_millis(self.cfg.reconnect_initial_ms),
             Duration::from_millis(self.cfg.reconnect_max_ms),
         );
-        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        let mut repeat = RepeatLog::new(repeat_summary);
         let mut down = false;
         let mut attempts_left = self.cfg.retries;
         // The last poll that answered: where a gap starts (not when the timeout noticed the loss).

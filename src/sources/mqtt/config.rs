@@ -45,7 +45,7 @@ pub struct MqttSourceConfig {
     pub username: Option<String>,
     /// Password; use `${env:NAME}` or `${file:PATH}`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::config::Secret>,
     /// Topic filters, subscribed with QoS 1 (`+` and `#` wildcards).
     pub topics: Vec<String>,
     /// How payloads are read: `json`, `number` or `text`.

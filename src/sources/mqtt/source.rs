@@ -53,7 +53,7 @@ impl MqttSource {
     }
 
     /// Runs the session until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
+    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
         let scheme = if self.cfg.tls.is_some() {
             "mqtts"
         } else {
@@ -70,11 +70,10 @@ impl MqttSource {
             session_expiry_s: self.cfg.session_expiry_s,
             manual_acks: true,
             inflight: self.cfg.inflight,
-            credentials: self
-                .cfg
-                .username
-                .as_ref()
-                .map(|u| (u.clone(), self.cfg.password.clone().unwrap_or_default())),
+            credentials: self.cfg.username.as_ref().map(|u| {
+                let password = self.cfg.password.as_ref().map(|p| p.expose().to_string());
+                (u.clone(), password.unwrap_or_default())
+            }),
             tls: self.cfg.tls.as_ref(),
             max_incoming_bytes: self.cfg.max_packet_bytes(),
             max_outgoing_bytes: 64 << 10,
@@ -90,7 +89,7 @@ impl MqttSource {
             }
         };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        let mut repeat = RepeatLog::new(repeat_summary);
         // QoS 0 messages are not kept by the broker while the connection is down: if any arrived on
         // this session, a lost connection may have lost some, and a gap record says so.
         let mut saw_qos0 = false;

@@ -100,7 +100,7 @@ pub struct OpcUaSourceConfig {
     pub username: Option<String>,
     /// Password; use `${env:NAME}` or `${file:PATH}` (systemd credentials).
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::config::Secret>,
     /// Send the password although it would travel in clear text: on a `none` endpoint whose
     /// user-name token policy does not encrypt it. Off: such a connection is refused with a named
     /// error (use an encrypted endpoint). Only for an isolated network, knowingly.

@@ -219,7 +219,10 @@ impl OpcUaSource {
 
     fn identity(&self) -> Result<IdentityToken, String> {
         if let (Some(u), Some(p)) = (&self.cfg.username, &self.cfg.password) {
-            return Ok(IdentityToken::UserName(u.clone(), Password::new(p.clone())));
+            return Ok(IdentityToken::UserName(
+                u.clone(),
+                Password::new(p.expose().to_string()),
+            ));
         }
         if let (Some(c), Some(k)) = (&self.cfg.user_certificate_file, &self.cfg.user_key_file) {
             let cert = CertificateStore::read_cert(c)?;
@@ -860,7 +863,7 @@ impl OpcUaSource {
     }
 
     /// Runs until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown) {
+    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
         match self
             .pki
             .ensure_own_certificate(&self.cfg, &self.application_uri, &self.id)
@@ -894,7 +897,7 @@ impl OpcUaSource {
             Duration::from_millis(self.cfg.reconnect_initial_ms),
             Duration::from_millis(self.cfg.reconnect_max_ms),
         );
-        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        let mut repeat = RepeatLog::new(repeat_summary);
         let mut down = false;
         let mut sessions = 0u64;
         // The last moment data was known good (a value, a publish keep-alive, a poll): where a gap

@@ -132,7 +132,7 @@ fn default_cursor_pointer() -> String {
 #[serde(deny_unknown_fields)]
 pub struct RestSourceConfig {
     /// Service root, ending in `/` (`http://erp:4004/odata/v4/erp/`).
-    pub url: String,
+    pub url: crate::config::ConfigUrl,
     /// Poll cycle per endpoint.
     #[serde(default = "default_poll")]
     pub poll_interval_ms: u64,
@@ -153,7 +153,7 @@ pub struct RestSourceConfig {
     pub auth: Option<HttpAuth>,
     /// Extra headers.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, crate::config::Secret>,
     /// PEM CA file to trust instead of the system store.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -274,7 +274,7 @@ impl RestSourceConfig {
 
     /// The HTTP options as the HTTP sink's config, to build the client the same way.
     pub fn http_options(&self) -> crate::sinks::http::HttpSinkConfig {
-        let mut h = crate::sinks::http::HttpSinkConfig::new(self.url.clone());
+        let mut h = crate::sinks::http::HttpSinkConfig::new(self.url.expose().to_string());
         h.timeout_ms = self.timeout_ms;
         h.auth = self.auth.clone();
         h.headers = self.headers.clone();

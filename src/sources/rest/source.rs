@@ -90,7 +90,8 @@ impl RestSource {
         state: &[(String, String)],
     ) -> Result<RestSource, String> {
         let client = crate::sinks::http::sink::build_client(&cfg.http_options())?;
-        let base = url::Url::parse(&cfg.url).map_err(|e| format!("url {}: {e}", cfg.url))?;
+        let base = url::Url::parse(&cfg.url)
+            .map_err(|e| format!("url {}: {e}", crate::config::redact::url_text(&cfg.url)))?;
         let marks = state
             .iter()
             .filter_map(|(k, v)| {
@@ -110,7 +111,7 @@ impl RestSource {
     }
 
     /// Polls every endpoint, each in its own task, until shutdown.
-    pub async fn run(self, tx: Sender, shutdown: Shutdown) {
+    pub async fn run(self, tx: Sender, shutdown: Shutdown, repeat_summary: Duration) {
         let mut tasks = tokio::task::JoinSet::new();
         let me = std::sync::Arc::new(self);
         for (i, ep) in me.cfg.endpoints.iter().enumerate() {
@@ -120,10 +121,13 @@ impl RestSource {
                     .cloned()
                     .unwrap_or_else(|| w.initial.clone())
             });
-            tasks.spawn(
-                me.clone()
-                    .endpoint_loop(i, mark, tx.clone(), shutdown.clone()),
-            );
+            tasks.spawn(me.clone().endpoint_loop(
+                i,
+                mark,
+                tx.clone(),
+                shutdown.clone(),
+                repeat_summary,
+            ));
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -134,13 +138,14 @@ impl RestSource {
         mut mark: Option<String>,
         tx: Sender,
         mut shutdown: Shutdown,
+        repeat_summary: Duration,
     ) {
         let ep = &self.cfg.endpoints[index];
         let mut backoff = Backoff::new(
             Duration::from_millis(self.cfg.retry_initial_ms),
             Duration::from_millis(self.cfg.retry_max_ms),
         );
-        let mut repeat = RepeatLog::new(Duration::from_secs(600));
+        let mut repeat = RepeatLog::new(repeat_summary);
         let mut down = false;
         let poll = Duration::from_millis(self.cfg.poll_interval_ms);
         while !shutdown.is_triggered() {
