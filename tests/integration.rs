@@ -20,6 +20,7 @@
 //! | `suite::service` | the systemd unit's own Exec lines: validate, READY, watchdog, reload with a rotated credential, stop |
 //! | `suite::disk_full` | the real binary on a tmpfs filled up mid-run: refusal logged, health degraded, every MQTT message arrives once space returns, one gap |
 //! | `suite::security` | the security review's attacks, each named by its finding: REST next links to other hosts, paging loops, redirects, endless bodies, URL secrets, a forged file-sink tail, the journal shortened or re-forged |
+//! | `suite::layout` | sources never import sinks nor sinks sources; both meet in `src/transport/` |
 //! | `suite::e2e` | the real binary against the whole demo cell and Mosquitto: each peer fails in turn, the QMS away, kill -9 ×20 under load with all four sources |
 //!
 //! Every record a test sees is validated against `config/quality-record.v1.schema.json`.

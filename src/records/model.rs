@@ -1,4 +1,6 @@
-//! The quality record model of DESIGN.md §2, serialized exactly as `config/quality-record.v1.schema.json`.
+//! The quality record (`quality-record/1`), serialized exactly as
+//! `config/quality-record.v1.schema.json` describes it (the schema is the contract with receivers;
+//! a test validates records against it).
 //!
 //! **Fields are declared in alphabetical order** (of their JSON names): serde then writes them in the
 //! order RFC 8785 requires, so a record is canonicalized in one pass

@@ -10,7 +10,7 @@ pub mod driver;
 pub mod file;
 #[cfg(feature = "sink-http")]
 pub mod http;
-#[cfg(feature = "source-mqtt")]
+#[cfg(feature = "sink-mqtt")]
 pub mod mqtt;
 
 use std::path::Path;
@@ -26,7 +26,7 @@ pub const SINK_TYPES: &[&str] = &[
     #[cfg(feature = "sink-http")]
     "http",
     "file",
-    #[cfg(feature = "source-mqtt")]
+    #[cfg(feature = "sink-mqtt")]
     "mqtt",
 ];
 
@@ -39,7 +39,7 @@ impl crate::config::Component for SinkConfig {
             #[cfg(feature = "sink-http")]
             "http" => serde_path_to_error::deserialize(v).map(Self::Http),
             "file" => serde_path_to_error::deserialize(v).map(Self::File),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             "mqtt" => serde_path_to_error::deserialize(v).map(Self::Mqtt),
             _ => return None,
         })
@@ -57,7 +57,7 @@ pub enum SinkConfig {
     /// JSON Lines files with size-based rotation.
     File(file::FileSinkConfig),
     /// MQTT publish (QoS 1) to the plant's broker.
-    #[cfg(feature = "source-mqtt")]
+    #[cfg(feature = "sink-mqtt")]
     Mqtt(mqtt::MqttSinkConfig),
 }
 
@@ -68,7 +68,7 @@ impl SinkConfig {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => c.validate(at, opts, errors),
             SinkConfig::File(c) => c.validate(at, opts, errors),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             SinkConfig::Mqtt(c) => {
                 let _ = opts;
                 c.validate(at, errors)
@@ -82,7 +82,7 @@ impl SinkConfig {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => c.resolve_paths(base),
             SinkConfig::File(c) => c.resolve_paths(base),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             SinkConfig::Mqtt(_) => {}
         }
     }
@@ -103,7 +103,7 @@ impl SinkConfig {
                 retry_initial: Duration::from_secs(1),
                 retry_max: Duration::from_secs(60),
             },
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             SinkConfig::Mqtt(c) => driver::DeliveryOptions {
                 batch_max_records: c.batch_max_records,
                 batch_max_bytes: usize::MAX,
@@ -144,7 +144,7 @@ pub enum Sink {
     /// File sink.
     File(file::FileSink),
     /// MQTT sink.
-    #[cfg(feature = "source-mqtt")]
+    #[cfg(feature = "sink-mqtt")]
     Mqtt(mqtt::MqttSink),
 }
 
@@ -155,7 +155,7 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             SinkConfig::Http(c) => http::HttpSink::new(id, c, ctx).map(Sink::Http),
             SinkConfig::File(c) => file::FileSink::new(c).map(Sink::File),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             SinkConfig::Mqtt(c) => mqtt::MqttSink::new(id, c, ctx).map(Sink::Mqtt),
         }
     }
@@ -166,7 +166,7 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(s) => s.send(rows).await,
             Sink::File(s) => s.send(rows).await.map(|()| Vec::new()),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             Sink::Mqtt(s) => s.send(rows).await.map(|()| Vec::new()),
         }
     }
@@ -178,7 +178,7 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(_) => None,
             Sink::File(s) => s.delivered_tail(),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             Sink::Mqtt(_) => None,
         }
     }
@@ -198,7 +198,7 @@ impl Sink {
             #[cfg(feature = "sink-http")]
             Sink::Http(s) => crate::config::redact::url_text(&s.target()).into_owned(),
             Sink::File(s) => s.target(),
-            #[cfg(feature = "source-mqtt")]
+            #[cfg(feature = "sink-mqtt")]
             Sink::Mqtt(s) => crate::config::redact::url_text(&s.target()).into_owned(),
         }
     }

@@ -10,6 +10,7 @@ mod file_sink;
 mod http_sink;
 pub(crate) mod journal;
 mod kill9;
+mod layout;
 mod metrics;
 mod modbus;
 pub(crate) mod mqtt;

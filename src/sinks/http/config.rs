@@ -19,37 +19,6 @@ pub enum WireFormat {
     JsonArray,
 }
 
-/// Authentication to the QMS.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum HttpAuth {
-    /// HTTP Basic.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password; use `${env:NAME}` or `${file:PATH}`.
-        password: crate::config::Secret,
-    },
-    /// `Authorization: Bearer <token>`.
-    Bearer {
-        /// The token; use `${env:NAME}` or `${file:PATH}`.
-        token: crate::config::Secret,
-    },
-    /// OAuth 2.0 client credentials (RFC 6749 §4.4): a token from `token_url`, cached, refreshed
-    /// before it expires and whenever the peer answers 401.
-    Oauth2 {
-        /// Token endpoint.
-        token_url: crate::config::ConfigUrl,
-        /// Client id.
-        client_id: String,
-        /// Client secret; use `${env:NAME}` or `${file:PATH}`.
-        client_secret: crate::config::Secret,
-        /// Requested scope, if the server wants one.
-        #[serde(default)]
-        scope: Option<String>,
-    },
-}
-
 /// Options of the HTTP sink.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -92,7 +61,7 @@ pub struct HttpSinkConfig {
     pub client_key_file: Option<PathBuf>,
     /// Authentication.
     #[serde(default)]
-    pub auth: Option<HttpAuth>,
+    pub auth: Option<crate::transport::http::HttpAuth>,
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, crate::config::Secret>,
@@ -173,6 +142,20 @@ impl HttpSinkConfig {
             headers: BTreeMap::new(),
             receipts: ReceiptsConfig::default(),
             follow_redirects: false,
+        }
+    }
+
+    /// The client's connection options.
+    pub fn client_options(&self) -> crate::transport::http::ClientOptions<'_> {
+        crate::transport::http::ClientOptions {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            ca_file: self.ca_file.as_deref(),
+            client_cert_file: self.client_cert_file.as_deref(),
+            client_key_file: self.client_key_file.as_deref(),
+            auth: self.auth.as_ref(),
+            headers: &self.headers,
+            follow_redirects: self.follow_redirects,
         }
     }
 

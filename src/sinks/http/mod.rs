@@ -1,7 +1,8 @@
 //! HTTP sink: POSTs batches of records to a QMS as CloudEvents (or a plain JSON array).
 //!
 //! - `config.rs`: `[sinks.<id>] type = "http"` options and their validation.
-//! - `sink.rs`: the request (body, headers, TLS) and the retry policy below.
+//! - `sink.rs`: the request (body, headers) and the retry policy below; the client (TLS, auth,
+//!   OAuth 2.0) is `crate::transport::http`, shared with the REST source.
 //!
 //! # Retry policy (how an answer is classified)
 //!
@@ -15,8 +16,7 @@
 //! | connect error, timeout, TLS error | try later | back off, send again |
 
 pub mod config;
-pub mod oauth;
 pub mod sink;
 
-pub use config::{HttpAuth, HttpSinkConfig, WireFormat};
+pub use config::{HttpSinkConfig, WireFormat};
 pub use sink::HttpSink;

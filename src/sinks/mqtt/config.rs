@@ -16,7 +16,7 @@ pub struct MqttSinkConfig {
     /// `"3.1.1"` (default) or `"5"` (with 5, a PUBACK whose reason code refuses a record is an error,
     /// not a delivery).
     #[serde(default)]
-    pub protocol: crate::sources::mqtt::link::Protocol,
+    pub protocol: crate::transport::mqtt::Protocol,
     /// Client id.
     pub client_id: String,
     /// Topic of each record; `{site}`, `{gateway}`, `{station}` (the record's station, or
@@ -40,7 +40,7 @@ pub struct MqttSinkConfig {
     pub timeout_ms: u64,
     /// TLS (as for the MQTT source).
     #[serde(default)]
-    pub tls: Option<crate::sources::mqtt::config::MqttTls>,
+    pub tls: Option<crate::transport::mqtt::MqttTls>,
     /// Largest record published (default 1 MiB; a broker may take less: Mosquitto's
     /// `message_size_limit`). A larger record is a dead letter, like one whose topic is not a valid
     /// MQTT topic name; neither holds up the records behind it.

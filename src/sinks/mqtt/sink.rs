@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::config::MqttSinkConfig;
 use crate::journal::JournalRow;
 use crate::sinks::{SendError, SinkContext};
-use crate::sources::mqtt::link::{self, Client, LinkEvent, LinkOptions};
+use crate::transport::mqtt::{self as link, Client, LinkEvent, LinkOptions};
 
 /// What the event loop reports to the sink.
 enum Note {

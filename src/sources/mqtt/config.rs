@@ -5,20 +5,6 @@ use serde::{Deserialize, Serialize};
 use super::payload::PayloadFormat;
 use crate::config::ConfigError;
 
-/// TLS to the broker.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttTls {
-    /// PEM file of the CA(s) that signed the broker's certificate.
-    pub ca_file: std::path::PathBuf,
-    /// PEM client certificate for mutual TLS; needs `client_key_file`.
-    #[serde(default)]
-    pub client_cert_file: Option<std::path::PathBuf>,
-    /// PEM key of `client_cert_file`.
-    #[serde(default)]
-    pub client_key_file: Option<std::path::PathBuf>,
-}
-
 /// Options of an MQTT source.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +16,7 @@ pub struct MqttSourceConfig {
     pub port: u16,
     /// `"3.1.1"` (default) or `"5"`.
     #[serde(default)]
-    pub protocol: super::link::Protocol,
+    pub protocol: crate::transport::mqtt::Protocol,
     /// MQTT 5: how long the broker keeps the session (and queues QoS 1 messages) while the agent is
     /// away. Default 7 days.
     #[serde(default = "default_session_expiry")]
@@ -56,7 +42,7 @@ pub struct MqttSourceConfig {
     pub inflight: u16,
     /// TLS (verified against `ca_file`; the broker's certificate must name `host`).
     #[serde(default)]
-    pub tls: Option<MqttTls>,
+    pub tls: Option<crate::transport::mqtt::MqttTls>,
     /// Largest payload read into a record (default 1 MiB). A larger message is quarantined with
     /// the reason and acknowledged, up to four times this size; beyond that the connection cannot
     /// take it: with MQTT 5 the broker is told so and does not send it, with 3.1.1 the source is

@@ -2,13 +2,11 @@
 //! message made are committed (or the payload is quarantined).
 //!
 //! - `config.rs`: `[sources.<id>] type = "mqtt"`.
-//! - `link.rs`: one connection, MQTT 3.1.1 or 5, shared with the MQTT sink.
 //! - `payload.rs`: payload formats (pure; one arm per format).
 //! - `source.rs`: the event loop, commit-before-PUBACK, reconnects (with a gap record when QoS 0
 //!   messages may have been lost while the connection was down).
 
 pub mod config;
-pub mod link;
 pub mod payload;
 pub mod source;
 

@@ -79,4 +79,27 @@ mod tests {
         );
         assert!(decode(PayloadFormat::Text, &[0xff, 0xfe]).is_err());
     }
+
+    /// Issue 18: values must read as the device meant them. JSON numbers (and plain-number payloads)
+    /// are recorded as published, in the journal's canonical form: no float noise added, no
+    /// digits lost. (Integers beyond 2^53 are the exception: RFC 8785 writes every number as an
+    /// IEEE double, so such an integer is rounded: a known gap, it should be kept as text.)
+    #[test]
+    fn numbers_stay_as_the_publisher_wrote_them() {
+        let v = decode(
+            PayloadFormat::Json,
+            br#"{"d":24.994,"p":0.30000000000000004,"n":1234567890123456,"e":1e-7,"x":-0.5}"#,
+        )
+        .expect("json");
+        let text = crate::journal::chain::canonical_json(&v);
+        assert_eq!(
+            text,
+            r#"{"d":24.994,"e":1e-7,"n":1234567890123456,"p":0.30000000000000004,"x":-0.5}"#
+        );
+        let v = decode(PayloadFormat::Number, b"24.994").expect("number");
+        assert_eq!(
+            crate::journal::chain::canonical_json(&v),
+            r#"{"value":24.994}"#
+        );
+    }
 }

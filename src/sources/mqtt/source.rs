@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use super::config::MqttSourceConfig;
-use super::link::{self, LinkEvent, LinkOptions};
 use super::payload;
 use crate::journal::Journal;
 use crate::records::observation::{Message, Observation, Origin};
@@ -15,25 +14,7 @@ use crate::records::pipeline::{Input, Sender};
 use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
 use crate::runtime::retry::Backoff;
 use crate::runtime::Shutdown;
-
-/// The TLS transport of `tls` (CA, optional client certificate), shared by the MQTT source and sink.
-pub fn tls_transport(tls: &super::config::MqttTls) -> Result<rumqttc::Transport, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-    };
-    let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
-        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-        _ => None,
-    };
-    Ok(rumqttc::Transport::tls_with_config(
-        rumqttc::TlsConfiguration::Simple {
-            ca: read(&tls.ca_file)?,
-            alpn: None,
-            client_auth,
-        },
-    ))
-}
+use crate::transport::mqtt::{self as link, LinkEvent, LinkOptions};
 
 /// A built MQTT source.
 pub struct MqttSource {

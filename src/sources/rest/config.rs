@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
-use crate::sinks::http::HttpAuth;
+use crate::transport::http::HttpAuth;
 
 /// How the next page is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -272,16 +272,17 @@ impl RestSourceConfig {
         }
     }
 
-    /// The HTTP options as the HTTP sink's config, to build the client the same way.
-    pub fn http_options(&self) -> crate::sinks::http::HttpSinkConfig {
-        let mut h = crate::sinks::http::HttpSinkConfig::new(self.url.expose().to_string());
-        h.timeout_ms = self.timeout_ms;
-        h.auth = self.auth.clone();
-        h.headers = self.headers.clone();
-        h.ca_file = self.ca_file.clone();
-        h.client_cert_file = self.client_cert_file.clone();
-        h.client_key_file = self.client_key_file.clone();
-        h.follow_redirects = self.follow_redirects;
-        h
+    /// The client's connection options (connect timeout as the HTTP sink's default, 5 s).
+    pub fn client_options(&self) -> crate::transport::http::ClientOptions<'_> {
+        crate::transport::http::ClientOptions {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            connect_timeout: std::time::Duration::from_secs(5),
+            ca_file: self.ca_file.as_deref(),
+            client_cert_file: self.client_cert_file.as_deref(),
+            client_key_file: self.client_key_file.as_deref(),
+            auth: self.auth.as_ref(),
+            headers: &self.headers,
+            follow_redirects: self.follow_redirects,
+        }
     }
 }

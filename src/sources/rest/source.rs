@@ -35,7 +35,7 @@ pub struct RestSource {
     id: String,
     cfg: RestSourceConfig,
     client: reqwest::Client,
-    tokens: Option<crate::sinks::http::oauth::TokenSource>,
+    tokens: Option<crate::transport::http::TokenSource>,
     base: url::Url,
     marks: HashMap<String, String>,
 }
@@ -89,7 +89,7 @@ impl RestSource {
         cfg: &RestSourceConfig,
         state: &[(String, String)],
     ) -> Result<RestSource, String> {
-        let client = crate::sinks::http::sink::build_client(&cfg.http_options())?;
+        let client = crate::transport::http::build_client(&cfg.client_options())?;
         let base = url::Url::parse(&cfg.url)
             .map_err(|e| format!("url {}: {e}", crate::config::redact::url_text(&cfg.url)))?;
         let marks = state
@@ -99,7 +99,7 @@ impl RestSource {
                     .map(|e| (e.to_string(), v.clone()))
             })
             .collect();
-        let tokens = crate::sinks::http::oauth::TokenSource::for_auth(cfg.auth.as_ref(), &client);
+        let tokens = crate::transport::http::TokenSource::for_auth(cfg.auth.as_ref(), &client);
         Ok(RestSource {
             id: id.to_string(),
             cfg: cfg.clone(),
@@ -268,7 +268,7 @@ impl RestSource {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::sinks::http::sink::parse_retry_after);
+            .and_then(crate::transport::http::parse_retry_after);
         if resp
             .content_length()
             .is_some_and(|n| n as usize > self.cfg.max_response_bytes)
@@ -313,7 +313,7 @@ impl RestSource {
         if status.is_redirection() {
             return Err(PollError::Bad(format!(
                 "{what}: {}",
-                crate::sinks::http::sink::redirect_error(status, location.as_deref())
+                crate::transport::http::redirect_error(status, location.as_deref())
             )));
         }
         if !status.is_success() {
@@ -348,9 +348,9 @@ impl RestSource {
                 t.header().await.map_err(PollError::Bad)?,
             );
         }
-        req.send().await.map_err(|e| {
-            PollError::Unreachable(crate::sinks::http::sink::describe_reqwest_error(&e))
-        })
+        req.send()
+            .await
+            .map_err(|e| PollError::Unreachable(crate::transport::http::describe_reqwest_error(&e)))
     }
 
     /// One poll of an endpoint: every page, each journaled (with its watermark) before the next.

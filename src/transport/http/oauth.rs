@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::config::HttpAuth;
+use super::HttpAuth;
 use crate::config::redact;
 
 /// Most bytes of a token answer read: a token answer is small, anything larger is refused.
@@ -81,11 +81,11 @@ impl TokenSource {
                 format!(
                     "token request to {} failed: {}",
                     redact::url_text(&self.token_url),
-                    super::sink::describe_reqwest_error(&e)
+                    super::describe_reqwest_error(&e)
                 )
             })?;
         let status = resp.status();
-        let (body, cut) = super::sink::read_capped(&mut resp, MAX_TOKEN_ANSWER_BYTES).await;
+        let (body, cut) = super::read_capped(&mut resp, MAX_TOKEN_ANSWER_BYTES).await;
         let text = String::from_utf8_lossy(&body);
         if status.is_redirection() {
             let location = resp
@@ -95,7 +95,7 @@ impl TokenSource {
             return Err(format!(
                 "token endpoint {}: {}",
                 redact::url_text(&self.token_url),
-                super::sink::redirect_error(status, location)
+                super::redirect_error(status, location)
             ));
         }
         if !status.is_success() {

@@ -1,4 +1,5 @@
-//! One MQTT connection, version 3.1.1 or 5, behind one interface for the source and the sink.
+//! One MQTT connection, version 3.1.1 or 5, behind one interface for the MQTT source and the MQTT
+//! sink.
 //!
 //! rumqttc has a separate client for each protocol version with the same shape but different
 //! types. This module hides the difference: the source and the sink are written once.
@@ -11,7 +12,38 @@ use bytes::Bytes;
 use rumqttc::v5 as r5;
 use serde::{Deserialize, Serialize};
 
-use super::config::MqttTls;
+/// TLS to the broker.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// PEM file of the CA(s) that signed the broker's certificate.
+    pub ca_file: std::path::PathBuf,
+    /// PEM client certificate for mutual TLS; needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// PEM key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+/// The TLS transport of `tls` (CA, optional client certificate), shared by the MQTT source and sink.
+fn tls_transport(tls: &MqttTls) -> Result<rumqttc::Transport, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca: read(&tls.ca_file)?,
+            alpn: None,
+            client_auth,
+        },
+    ))
+}
 
 /// MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -129,7 +161,7 @@ pub enum EventLoop {
 /// Builds the connection (nothing is sent until the event loop is polled).
 pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoop), String> {
     let transport = match o.tls {
-        Some(tls) => Some(super::source::tls_transport(tls)?),
+        Some(tls) => Some(tls_transport(tls)?),
         None => None,
     };
     match o.protocol {
