@@ -42,6 +42,10 @@ struct Args {
     rate: u64,
     report: Option<PathBuf>,
     max_disk_bytes: u64,
+    /// The QMS answers 503 to every request from this second of the load ...
+    outage_at: Option<u64>,
+    /// ... for this many seconds.
+    outage_for: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +54,8 @@ fn args() -> Args {
         rate: 1000,
         report: None,
         max_disk_bytes: 0,
+        outage_at: None,
+        outage_for: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,6 +63,8 @@ fn args() -> Args {
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(60),
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()).unwrap_or(1000),
             "--report" => a.report = it.next().map(PathBuf::from),
+            "--outage-at" => a.outage_at = it.next().and_then(|v| v.parse().ok()),
+            "--outage-for" => a.outage_for = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--max-disk-bytes" => {
                 a.max_disk_bytes = it.next().and_then(|v| v.parse().ok()).unwrap_or(0)
             }
@@ -327,9 +335,35 @@ async fn run(args: &Args) -> Value {
     // Samples every second: (seconds since start, RSS KiB, fds).
     let mut samples: Vec<(f64, u64, usize)> = Vec::new();
     let end = t0 + Duration::from_secs(args.seconds);
+    // The outage: every request answered 503 (a real HTTP answer, as a QMS behind a load balancer
+    // gives it), so the sink retries and the backlog grows in the journal.
+    let outage = args
+        .outage_at
+        .map(|at| (at as f64, (at + args.outage_for) as f64));
+    let (mut outage_started, mut outage_ended) = (false, false);
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push((t0.elapsed().as_secs_f64(), rss_kib(pid), fds(pid)));
+        let now = t0.elapsed().as_secs_f64();
+        if let Some((from, to)) = outage {
+            if !outage_started && now >= from {
+                outage_started = true;
+                let answers = (args.outage_for as usize + 1) * 1000;
+                plant
+                    .qms_state
+                    .script
+                    .lock()
+                    .expect("lock")
+                    .extend(std::iter::repeat_n(
+                        support::qms::Step::Status(503, None),
+                        answers,
+                    ));
+            }
+            if outage_started && !outage_ended && now >= to {
+                outage_ended = true;
+                plant.qms_state.script.lock().expect("lock").clear();
+            }
+        }
+        samples.push((now, rss_kib(pid), fds(pid)));
     }
     done.store(true, Ordering::Relaxed);
     let ticks = cpu_ticks(pid) - ticks0;
@@ -357,6 +391,7 @@ async fn run(args: &Args) -> Value {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let fds_end = fds(pid);
+    let rss_drained = rss_kib(pid);
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -379,8 +414,32 @@ async fn run(args: &Args) -> Value {
     let lost_erp = erp_sent.saturating_sub(t.erp.len() as u64);
     // The stop record is written at shutdown, after the last delivery could happen.
     let undelivered = (journaled as u64).saturating_sub(t.ids.len() as u64 + 1);
+    // Memory through the outage: the mean of the ten seconds before the end of its first minute
+    // against the mean of its last ten seconds (the backlog grows all along), and after the drain.
+    let mean_between = |from: f64, to: f64| {
+        let v: Vec<u64> = samples
+            .iter()
+            .filter(|s| s.0 > from && s.0 <= to)
+            .map(|s| s.1)
+            .collect();
+        mean(&v)
+    };
+    let outage_report = outage.map(|(from, to)| {
+        let first = mean_between(from + 50.0, from + 60.0);
+        let last = mean_between(to - 10.0, to);
+        json!({
+            "from_s": from,
+            "for_s": to - from,
+            "rss_mib_first_minute": (first / 1024.0 * 10.0).round() / 10.0,
+            "rss_mib_end": (last / 1024.0 * 10.0).round() / 10.0,
+            "growth_pct": ((last - first) / first.max(1.0) * 1000.0).round() / 10.0,
+            "rss_mib_after_drain": (rss_drained as f64 / 1024.0 * 10.0).round() / 10.0,
+            "answers_503": plant.qms_state.requests.lock().expect("lock").iter().filter(|r| r.status == 503).count(),
+        })
+    });
     json!({
         "date": shopfloor_agent::time::now_rfc3339(),
+        "outage": outage_report,
         "machine": machine(),
         "agent": agent_bin.display().to_string(),
         "seconds": (elapsed * 10.0).round() / 10.0,
