@@ -151,69 +151,36 @@ impl Config {
             Vec::new()
         };
         refuse_user_info(&resolved, "", &mut errors);
-        // The typed sections below note which values are secrets (see `secret.rs`).
-        let snapshot = resolved.clone();
+        let toml::Value::Table(table) = resolved else {
+            unreachable!("resolving references keeps the shape of the tree, a table")
+        };
+        // In memory only: lets a reload notice a rotated secret the published hash leaves out.
+        let resolved_sha256 = Secret::new(hash_of(&table));
+        // The typed sections note which values are secrets (see `secret.rs`): as resolved, to take
+        // them out of error messages, and as written, to replace them where they are written (the
+        // same reading of the text as written, its errors already reported by the first).
         let collector = secret::Collector::start();
-        let toml::Value::Table(mut table) = resolved else {
-            secrets::scrub(&mut errors, &substituted);
-            return Err(ConfigErrors(errors));
+        let Sections {
+            agent,
+            journal,
+            log,
+            metrics,
+            sources,
+            sinks,
+            records,
+        } = read_sections(table, &mut errors);
+        let seen = collector.finish();
+        let seen_written = {
+            let collector = secret::Collector::start();
+            let toml::Value::Table(t) = written.clone() else {
+                unreachable!("the merged configuration is a table")
+            };
+            read_sections(t, &mut Vec::new());
+            collector.finish()
         };
-
-        let agent: Option<AgentConfig> = match table.remove("agent") {
-            Some(v) => section(v, "agent", &mut errors),
-            None => {
-                errors.push(
-                    ConfigError::new("agent", "missing section [agent]")
-                        .hint("add [agent] with at least gateway_id = \"plant1-cell4-gw01\""),
-                );
-                None
-            }
-        };
-        let journal: JournalConfig = table
-            .remove("journal")
-            .and_then(|v| section(v, "journal", &mut errors))
-            .unwrap_or_default();
-        let log: LogConfig = table
-            .remove("log")
-            .and_then(|v| section(v, "log", &mut errors))
-            .unwrap_or_default();
-        let metrics: MetricsConfig = table
-            .remove("metrics")
-            .and_then(|v| section(v, "metrics", &mut errors))
-            .unwrap_or_default();
-        let sources: BTreeMap<String, SourceConfig> =
-            components(table.remove("sources"), &mut errors);
-        let sinks: BTreeMap<String, SinkConfig> = components(table.remove("sinks"), &mut errors);
-        let mut records = Vec::new();
-        if let Some(v) = table.remove("records") {
-            match v {
-                toml::Value::Array(items) => {
-                    for (i, item) in items.into_iter().enumerate() {
-                        if let Some(r) = section(item, &format!("records[{i}]"), &mut errors) {
-                            records.push(r);
-                        }
-                    }
-                }
-                _ => errors.push(
-                    ConfigError::new("records", "must be an array of tables")
-                        .hint("write each rule as [[records]]"),
-                ),
-            }
-        }
-        for (key, _) in table {
-            errors.push(
-                ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
-                    .hint("known sections: agent, journal, log, metrics, sources, sinks, records"),
-            );
-        }
         // The configuration as written, every secret the types marked replaced: what is hashed
         // (canonical JSON, one pass: toml's maps are sorted) and what the journal keeps.
-        let seen = collector.finish();
-        let resolved_sha256 = Secret::new(match &snapshot {
-            toml::Value::Table(t) => hash_of(t),
-            _ => String::new(),
-        });
-        let kept = secret::redacted(&written, &snapshot, &seen);
+        let kept = secret::redacted(&written, &seen_written);
         let toml::Value::Table(kept) = kept else {
             unreachable!("secret::redacted keeps the shape of the tree it is given, a table")
         };
@@ -431,6 +398,77 @@ pub fn check_id(path: &str, id: &str, errors: &mut Vec<ConfigError>) {
 
 /// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
 /// not hide the problems of the next.
+/// The sections of a configuration, each as far as it could be read.
+struct Sections {
+    agent: Option<AgentConfig>,
+    journal: JournalConfig,
+    log: LogConfig,
+    metrics: MetricsConfig,
+    sources: BTreeMap<String, SourceConfig>,
+    sinks: BTreeMap<String, SinkConfig>,
+    records: Vec<crate::records::rules::RuleConfig>,
+}
+
+/// Reads every section of the merged configuration; problems go to `errors`, and a section that
+/// cannot be read takes its defaults so the others are still checked.
+fn read_sections(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Sections {
+    let agent: Option<AgentConfig> = match table.remove("agent") {
+        Some(v) => section(v, "agent", errors),
+        None => {
+            errors.push(
+                ConfigError::new("agent", "missing section [agent]")
+                    .hint("add [agent] with at least gateway_id = \"plant1-cell4-gw01\""),
+            );
+            None
+        }
+    };
+    let journal: JournalConfig = table
+        .remove("journal")
+        .and_then(|v| section(v, "journal", errors))
+        .unwrap_or_default();
+    let log: LogConfig = table
+        .remove("log")
+        .and_then(|v| section(v, "log", errors))
+        .unwrap_or_default();
+    let metrics: MetricsConfig = table
+        .remove("metrics")
+        .and_then(|v| section(v, "metrics", errors))
+        .unwrap_or_default();
+    let sources: BTreeMap<String, SourceConfig> = components(table.remove("sources"), errors);
+    let sinks: BTreeMap<String, SinkConfig> = components(table.remove("sinks"), errors);
+    let mut records = Vec::new();
+    if let Some(v) = table.remove("records") {
+        match v {
+            toml::Value::Array(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(r) = section(item, &format!("records[{i}]"), errors) {
+                        records.push(r);
+                    }
+                }
+            }
+            _ => errors.push(
+                ConfigError::new("records", "must be an array of tables")
+                    .hint("write each rule as [[records]]"),
+            ),
+        }
+    }
+    for (key, _) in table {
+        errors.push(
+            ConfigError::new(key.as_str(), format!("unknown section [{key}]"))
+                .hint("known sections: agent, journal, log, metrics, sources, sinks, records"),
+        );
+    }
+    Sections {
+        agent,
+        journal,
+        log,
+        metrics,
+        sources,
+        sinks,
+        records,
+    }
+}
+
 /// A kind of component (`[sources.<id>]`, `[sinks.<id>]`): a table per id, whose `type` picks the
 /// variant. Each kind lists its type names once ([`Component::TYPES`]); hints and errors use that
 /// list, so adding a type changes no other text.

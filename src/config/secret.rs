@@ -205,34 +205,24 @@ pub fn collecting<R>(f: impl FnOnce() -> R) -> (R, Seen) {
     (r, collector.finish())
 }
 
-/// The configuration as written (`written`: references unresolved) with every secret replaced,
-/// found by position in `resolved` (the same tree with references resolved, as the typed sections
-/// read it): a string whose resolved value was read as a [`Secret`] keeps only its references,
-/// without defaults, or becomes [`MASK`] if it holds literal text; one read as a URL loses its user
-/// info and its query values.
-pub fn redacted(written: &toml::Value, resolved: &toml::Value, seen: &Seen) -> toml::Value {
-    match (written, resolved) {
-        (toml::Value::String(w), toml::Value::String(r)) => {
-            if seen.secrets.contains(r) || seen.secrets.contains(w) {
-                toml::Value::String(secret_as_written(w))
-            } else if seen.urls.contains(r) || seen.urls.contains(w) {
-                toml::Value::String(url_as_written(w))
-            } else {
-                written.clone()
-            }
+/// The configuration as written (references unresolved) with every secret replaced. `seen` is
+/// what the typed sections noted when they read this same text: a string read as a [`Secret`]
+/// keeps only its references, without defaults, or becomes [`MASK`] if it holds literal text; one
+/// read as a [`ConfigUrl`] loses its user info and its query values. Matching on the text as
+/// written (not on resolved values) keeps the result the same with or without the environment:
+/// `validate --no-environment` prints the hash the running agent records.
+pub fn redacted(written: &toml::Value, seen: &Seen) -> toml::Value {
+    match written {
+        toml::Value::String(w) if seen.secrets.contains(w) => {
+            toml::Value::String(secret_as_written(w))
         }
-        (toml::Value::Array(w), toml::Value::Array(r)) if w.len() == r.len() => {
-            toml::Value::Array(w.iter().zip(r).map(|(w, r)| redacted(w, r, seen)).collect())
+        toml::Value::String(w) if seen.urls.contains(w) => toml::Value::String(url_as_written(w)),
+        toml::Value::Array(items) => {
+            toml::Value::Array(items.iter().map(|v| redacted(v, seen)).collect())
         }
-        (toml::Value::Table(w), toml::Value::Table(r)) => toml::Value::Table(
-            w.iter()
-                .map(|(k, wv)| {
-                    let v = match r.get(k) {
-                        Some(rv) => redacted(wv, rv, seen),
-                        None => wv.clone(),
-                    };
-                    (k.clone(), v)
-                })
+        toml::Value::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.clone(), redacted(v, seen)))
                 .collect(),
         ),
         _ => written.clone(),
@@ -296,6 +286,7 @@ mod tests {
         mixed: Secret,
         headers: std::collections::BTreeMap<String, Secret>,
         user: String,
+        label: String,
     }
 
     #[test]
@@ -309,23 +300,26 @@ mod tests {
             mixed = "Bearer ${env:T}"
             headers = { "Ocp-Apim-Subscription-Key" = "k1", "X-Plant" = "4" }
             user = "hunter2-is-not-this"
+            label = "tok-value"
             "#,
         )
         .expect("toml");
-        // As if resolved: references replaced by their values.
+        // Read as resolved (references replaced by their values): Debug shows no secret.
         let mut resolved = written.clone();
         resolved["token"] = toml::Value::String("tok-value".into());
         resolved["default"] = toml::Value::String("operator123".into());
         resolved["mixed"] = toml::Value::String("Bearer t".into());
-        let (conf, seen) = collecting(|| resolved.clone().try_into::<Conf>());
+        let (conf, _) = collecting(|| resolved.clone().try_into::<Conf>());
         let conf = conf.expect("conf");
         assert_eq!(conf.password.expose(), "hunter2");
         let debug = format!("{conf:?}");
         assert!(!debug.contains("hunter2\""), "{debug}");
-        assert!(!debug.contains("tok-value"), "{debug}");
+        assert!(format!("{:?}", conf.token) == "Secret(REDACTED)", "{debug}");
         assert!(!debug.contains("k1"), "{debug}");
 
-        let r = redacted(&written, &resolved, &seen);
+        // Read as written: the positions of the secrets, replaced there.
+        let (_, seen) = collecting(|| written.clone().try_into::<Conf>());
+        let r = redacted(&written, &seen);
         assert_eq!(r["password"].as_str(), Some(MASK));
         assert_eq!(r["token"].as_str(), Some("${credential:qms_token}"));
         assert_eq!(r["default"].as_str(), Some("${env:PW:-REDACTED}"));
@@ -340,6 +334,9 @@ mod tests {
         );
         assert_eq!(r["headers"]["X-Plant"].as_str(), Some(MASK));
         assert_eq!(r["user"].as_str(), Some("hunter2-is-not-this"));
+        // A plain value equal to what a reference resolves to is not a secret's position: the
+        // kept text (and its hash) is the same whatever the environment holds.
+        assert_eq!(r["label"].as_str(), Some("tok-value"));
         // Outside `collecting`, nothing is noted.
         let (_, empty) = collecting(|| ());
         assert!(empty.secrets.is_empty() && empty.urls.is_empty());
