@@ -823,11 +823,12 @@ async fn dead_letters_and_replays_are_re_sent_by_the_running_agent_and_recorded_
         )),
         "{out:?}"
     );
-    crate::support::eventually(wait, "the retry recorded", || {
-        !events("dead_letters_retried").is_empty()
+    // The event is journaled first, then the letters are marked retried (two steps: a check
+    // between them saw both letters still open on a loaded machine).
+    crate::support::eventually(wait, "the retry recorded and the letters closed", || {
+        !events("dead_letters_retried").is_empty() && open_letters() == 0
     })
     .await;
-    assert_eq!(open_letters(), 0);
     let retried = &events("dead_letters_retried")[0]["agent_event"];
     assert_eq!(retried["details"]["requested_by"], auditor().as_str());
     assert_eq!(retried["details"]["reason"], "QMS fixed, ticket 42");
