@@ -37,6 +37,16 @@ impl ConfigError {
         self.hint = Some(hint.into());
         self
     }
+
+    /// Rewrites the message and the hint of each of `errors` (to take secrets out of them).
+    pub fn rewrite_all(errors: &mut [ConfigError], rewrite: impl Fn(&mut String)) {
+        for e in errors {
+            rewrite(&mut e.message);
+            if let Some(h) = e.hint.as_mut() {
+                rewrite(h);
+            }
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

@@ -396,8 +396,6 @@ pub fn check_id(path: &str, id: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
-/// not hide the problems of the next.
 /// The sections of a configuration, each as far as it could be read.
 struct Sections {
     agent: Option<AgentConfig>,
@@ -489,6 +487,8 @@ fn type_list(types: &[&str]) -> String {
     quoted.join(", ")
 }
 
+/// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
+/// not hide the problems of the next.
 fn components<T: Component>(
     value: Option<toml::Value>,
     errors: &mut Vec<ConfigError>,
@@ -586,14 +586,8 @@ fn read<T>(
         match parse(v.clone()) {
             Ok(t) => return Some(t),
             Err(e) => {
-                let unknown = e
-                    .inner()
-                    .to_string()
-                    .strip_prefix("unknown field `")
-                    .and_then(|m| m.split('`').next())
-                    .map(str::to_string);
-                let removed = unknown
-                    .as_deref()
+                let message = e.inner().to_string();
+                let removed = unknown_field(&message)
                     .is_some_and(|field| remove_key(&mut v, e.path(), field));
                 report(e, at, errors);
                 if !removed {
@@ -603,6 +597,13 @@ fn read<T>(
         }
     }
     None
+}
+
+/// The key a serde "unknown field `x`, expected …" message names.
+fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
 }
 
 /// Removes `field` from the table at `path` (or the table holding the last segment of `path`, when
@@ -646,18 +647,14 @@ fn report(e: serde_path_to_error::Error<toml::de::Error>, at: &str, errors: &mut
         ),
         None => (raw.trim().to_string(), String::new()),
     };
-    let path = if inner != "." && !inner.is_empty() {
+    let mut path = if inner != "." && !inner.is_empty() {
         format!("{at}.{inner}")
     } else if !toml_key.is_empty() {
         format!("{at}.{toml_key}")
     } else {
         at.to_string()
     };
-    let mut path = path;
-    if let Some(field) = message
-        .strip_prefix("unknown field `")
-        .and_then(|m| m.split('`').next())
-    {
+    if let Some(field) = unknown_field(&message) {
         if !path.ends_with(&format!(".{field}")) {
             path = format!("{path}.{field}");
         }

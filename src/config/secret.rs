@@ -146,12 +146,7 @@ impl Seen {
                 }
             }
         };
-        for e in errors.iter_mut() {
-            clean(&mut e.message);
-            if let Some(h) = e.hint.as_mut() {
-                clean(h);
-            }
-        }
+        super::ConfigError::rewrite_all(errors, clean);
     }
 }
 
@@ -199,7 +194,8 @@ impl Drop for Collector {
 
 /// Runs `f` (which reads configuration sections) and returns what it returned with the secret
 /// and URL values read meanwhile on this thread.
-pub fn collecting<R>(f: impl FnOnce() -> R) -> (R, Seen) {
+#[cfg(test)]
+fn collecting<R>(f: impl FnOnce() -> R) -> (R, Seen) {
     let collector = Collector::start();
     let r = f();
     (r, collector.finish())

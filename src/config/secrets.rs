@@ -157,12 +157,7 @@ pub fn scrub(errors: &mut [ConfigError], substituted: &[(String, String)]) {
             }
         }
     };
-    for e in errors.iter_mut() {
-        clean(&mut e.message);
-        if let Some(h) = e.hint.as_mut() {
-            clean(h);
-        }
-    }
+    ConfigError::rewrite_all(errors, clean);
 }
 
 #[cfg(test)]

@@ -6,5 +6,18 @@
 
 #[cfg(feature = "transport-http")]
 pub mod http;
+
+/// Installs ring as the process's rustls crypto provider (idempotent): the HTTP client and the MQTT
+/// connection both use it.
+#[cfg(any(feature = "transport-http", feature = "transport-mqtt"))]
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A PEM file (CA, certificate, key), or an error naming it.
+#[cfg(any(feature = "transport-http", feature = "transport-mqtt"))]
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
 #[cfg(feature = "transport-mqtt")]
 pub mod mqtt;

@@ -466,7 +466,7 @@ async fn steady(metrics: std::net::SocketAddr) -> SystemTime {
             .any(|l| l == format!("shopfloor_source_up{{source=\"{source}\"}} 1"))
     };
     // reqwest is built without a default crypto provider (the agent picks ring).
-    shopfloor_agent::transport::http::install_crypto_provider();
+    shopfloor_agent::transport::install_crypto_provider();
     let start = std::time::Instant::now();
     loop {
         if let Ok(r) = reqwest::get(format!("http://{metrics}/metrics")).await {

@@ -341,7 +341,7 @@ async fn a_secret_in_a_url_query_is_never_shown_or_journaled() {
             .is_ok_and(|c| c.iter().any(|c| c.last_error.is_some()))
     })
     .await;
-    shopfloor_agent::transport::http::install_crypto_provider();
+    shopfloor_agent::transport::install_crypto_provider();
     let health = reqwest::get(format!("http://127.0.0.1:{metrics}/healthz"))
         .await
         .expect("healthz")

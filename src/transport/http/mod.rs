@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use oauth::TokenSource;
 
+use super::{install_crypto_provider, read_pem};
+
 use crate::config::Secret;
 
 /// Authentication to an HTTP peer (`auth = { type = … }` of the HTTP sink and the REST source).
@@ -67,15 +69,6 @@ pub struct ClientOptions<'a> {
     pub headers: &'a BTreeMap<String, Secret>,
     /// Follow redirects within the same origin.
     pub follow_redirects: bool,
-}
-
-/// Installs ring as the process's rustls crypto provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// An HTTP client with the TLS, authentication and header options of `config`.

@@ -28,17 +28,14 @@ pub struct MqttTls {
 
 /// The TLS transport of `tls` (CA, optional client certificate), shared by the MQTT source and sink.
 fn tls_transport(tls: &MqttTls) -> Result<rumqttc::Transport, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-    };
+    super::install_crypto_provider();
     let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
-        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        (Some(c), Some(k)) => Some((super::read_pem(c)?, super::read_pem(k)?)),
         _ => None,
     };
     Ok(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Simple {
-            ca: read(&tls.ca_file)?,
+            ca: super::read_pem(&tls.ca_file)?,
             alpn: None,
             client_auth,
         },
