@@ -18,6 +18,7 @@
 //! that keeps its secrets outside hashes to the same value from its text, and
 //! [`Config::effective_toml`] (kept in the journal's `configs` table) is exactly that text.
 
+pub mod component;
 pub mod error;
 pub mod raw;
 pub mod redact;
@@ -27,8 +28,8 @@ pub mod secrets;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-
+use component::{components, section};
+pub use component::{Component, Parsed};
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat, MetricsConfig};
 pub use secret::{ConfigUrl, Secret};
@@ -214,7 +215,7 @@ impl Config {
             resolved_sha256,
         };
         for sink in config.sinks.values_mut() {
-            sink.resolve_paths(base);
+            sink.spec_mut().resolve_paths(base);
         }
         config.validate(agent_ok, opts, &mut errors);
         if errors.is_empty() {
@@ -294,7 +295,7 @@ impl Config {
         }
         for (id, sink) in &self.sinks {
             check_id(&format!("sinks.{id}"), id, errors);
-            sink.validate(&format!("sinks.{id}"), opts, errors);
+            sink.spec().validate(&format!("sinks.{id}"), opts, errors);
         }
         for (id, source) in &self.sources {
             check_id(&format!("sources.{id}"), id, errors);
@@ -309,7 +310,7 @@ impl Config {
                     ),
                 );
             }
-            source.validate(&format!("sources.{id}"), errors);
+            source.spec().validate(&format!("sources.{id}"), errors);
         }
         let mut tags = crate::records::tags::TagTable::new();
         match crate::records::rules::compile(&self.records, &mut tags) {
@@ -320,7 +321,7 @@ impl Config {
                 for t in tags.iter() {
                     let tag = t.name.split_once('.').map_or("", |(_, n)| n);
                     if let Some(src) = self.sources.get(&t.source) {
-                        if !src.tag_names().iter().any(|n| n == tag) {
+                        if !src.spec().tag_names().iter().any(|n| n == tag) {
                             errors.push(
                                 ConfigError::new(
                                     "records",
@@ -329,7 +330,7 @@ impl Config {
                                 .hint(format!(
                                     "tags of {}: {}",
                                     t.source,
-                                    src.tag_names().join(", ")
+                                    src.spec().tag_names().join(", ")
                                 )),
                             );
                         }
@@ -465,210 +466,6 @@ fn read_sections(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Secti
         sinks,
         records,
     }
-}
-
-/// A kind of component (`[sources.<id>]`, `[sinks.<id>]`): a table per id, whose `type` picks the
-/// variant. Each kind lists its type names once ([`Component::TYPES`]); hints and errors use that
-/// list, so adding a type changes no other text.
-pub trait Component: Sized {
-    /// The top-level table: `sources` or `sinks`.
-    const TABLE: &'static str;
-    /// The `type` names built in.
-    const TYPES: &'static [&'static str];
-    /// Reads the table of the variant `kind` (without its `type` key); `None` for an unknown kind.
-    fn from_type(kind: &str, v: toml::Value) -> Option<Parsed<Self>>;
-}
-
-/// What reading one component's table gives: the component, or the error with its key path.
-pub type Parsed<T> = Result<T, serde_path_to_error::Error<toml::de::Error>>;
-
-fn type_list(types: &[&str]) -> String {
-    let quoted: Vec<String> = types.iter().map(|t| format!("\"{t}\"")).collect();
-    quoted.join(", ")
-}
-
-/// A table of components (`[sinks.<id>]`), each deserialized on its own so one bad component does
-/// not hide the problems of the next.
-fn components<T: Component>(
-    value: Option<toml::Value>,
-    errors: &mut Vec<ConfigError>,
-) -> BTreeMap<String, T> {
-    let name = T::TABLE;
-    let hint = || {
-        format!(
-            "write [{name}.<id>] with type = one of {}",
-            type_list(T::TYPES)
-        )
-    };
-    let mut out = BTreeMap::new();
-    match value {
-        None => {}
-        Some(toml::Value::Table(t)) => {
-            for (id, v) in t {
-                let at = format!("{name}.{id}");
-                let mut v = v;
-                let kind = match &mut v {
-                    toml::Value::Table(t) => t.remove("type"),
-                    _ => {
-                        errors.push(ConfigError::new(&at, "must be a table").hint(hint()));
-                        continue;
-                    }
-                };
-                let kind = match kind {
-                    Some(toml::Value::String(k)) => k,
-                    Some(other) => {
-                        errors.push(
-                            ConfigError::new(
-                                format!("{at}.type"),
-                                format!("must be a string, not {}", other.type_str()),
-                            )
-                            .hint(hint()),
-                        );
-                        continue;
-                    }
-                    None => {
-                        errors.push(
-                            ConfigError::new(format!("{at}.type"), "missing field `type`")
-                                .hint(hint()),
-                        );
-                        continue;
-                    }
-                };
-                if !T::TYPES.contains(&kind.as_str()) {
-                    errors.push(
-                        ConfigError::new(
-                            format!("{at}.type"),
-                            format!(
-                                "unknown {} type `{kind}`; this build has {}",
-                                name.trim_end_matches('s'),
-                                type_list(T::TYPES)
-                            ),
-                        )
-                        .hint("use one of the types listed; a type behind a Cargo feature needs a build with it"),
-                    );
-                    continue;
-                }
-                if let Some(c) = read(v, &at, errors, |v| {
-                    T::from_type(&kind, v)
-                        .expect("every name in Component::TYPES has a variant (unit test)")
-                }) {
-                    out.insert(id, c);
-                }
-            }
-        }
-        Some(_) => {
-            errors.push(ConfigError::new(name, format!("must be a table of {name}")).hint(hint()))
-        }
-    }
-    out
-}
-
-/// Deserializes one section, collecting every problem: an unknown key is reported, taken out and
-/// the section read again, so a misspelt option does not hide the section's other mistakes (nor
-/// make rules that name its tags look wrong). Any other error ends the section.
-fn section<T: DeserializeOwned>(
-    v: toml::Value,
-    at: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
-    read(v, at, errors, serde_path_to_error::deserialize)
-}
-
-/// [`section`] with the deserializer given.
-fn read<T>(
-    mut v: toml::Value,
-    at: &str,
-    errors: &mut Vec<ConfigError>,
-    parse: impl Fn(toml::Value) -> Parsed<T>,
-) -> Option<T> {
-    // Bounded: each round removes one key, and a section has few.
-    for _ in 0..64 {
-        match parse(v.clone()) {
-            Ok(t) => return Some(t),
-            Err(e) => {
-                let message = e.inner().to_string();
-                let removed = unknown_field(&message)
-                    .is_some_and(|field| remove_key(&mut v, e.path(), field));
-                report(e, at, errors);
-                if !removed {
-                    return None;
-                }
-            }
-        }
-    }
-    None
-}
-
-/// The key a serde "unknown field `x`, expected …" message names.
-fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")
-        .and_then(|m| m.split('`').next())
-}
-
-/// Removes `field` from the table at `path` (or the table holding the last segment of `path`, when
-/// `path` already ends with `field`). False when the path does not lead to a table holding it.
-fn remove_key(v: &mut toml::Value, path: &serde_path_to_error::Path, field: &str) -> bool {
-    use serde_path_to_error::Segment;
-    let segments: Vec<&Segment> = path.iter().collect();
-    let mut cur = v;
-    for (i, seg) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        cur = match seg {
-            Segment::Map { key } if last && key == field => break,
-            Segment::Map { key } => match cur {
-                toml::Value::Table(t) if t.contains_key(key) => t.get_mut(key).expect("checked"),
-                _ => return false,
-            },
-            Segment::Seq { index } => match cur {
-                toml::Value::Array(a) if *index < a.len() => &mut a[*index],
-                _ => return false,
-            },
-            _ => cur,
-        };
-    }
-    match cur {
-        toml::Value::Table(t) => t.remove(field).is_some(),
-        _ => false,
-    }
-}
-
-/// Turns a deserialization error into a [`ConfigError`] at its full key path, with a hint.
-fn report(e: serde_path_to_error::Error<toml::de::Error>, at: &str, errors: &mut Vec<ConfigError>) {
-    let inner = e.path().to_string();
-    let raw = e.into_inner().to_string();
-    // The TOML deserializer appends "in `key`". serde_path_to_error's path says where, except inside
-    // a component (`type = "…"` tables are buffered by serde before the variant reads them): there
-    // the TOML key is all that names the faulty key.
-    let (message, toml_key) = match raw.split_once("\nin `") {
-        Some((m, k)) => (
-            m.trim().to_string(),
-            k.trim().trim_end_matches('`').to_string(),
-        ),
-        None => (raw.trim().to_string(), String::new()),
-    };
-    let mut path = if inner != "." && !inner.is_empty() {
-        format!("{at}.{inner}")
-    } else if !toml_key.is_empty() {
-        format!("{at}.{toml_key}")
-    } else {
-        at.to_string()
-    };
-    if let Some(field) = unknown_field(&message) {
-        if !path.ends_with(&format!(".{field}")) {
-            path = format!("{path}.{field}");
-        }
-    }
-    let hint = if message.starts_with("unknown field") {
-        "remove or rename it; config/agent.toml lists every option"
-    } else if message.starts_with("missing field") {
-        "add it; config/agent.toml shows an example"
-    } else if message.starts_with("unknown variant") {
-        "use one of the values listed"
-    } else {
-        "see config/agent.toml for the expected type"
-    };
-    errors.push(ConfigError::new(path, message).hint(hint));
 }
 
 fn merge(texts: &[(PathBuf, String)], errors: &mut Vec<ConfigError>) -> toml::Table {

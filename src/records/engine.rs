@@ -146,6 +146,7 @@ impl Engine {
                     None => Vec::new(),
                 }
             }
+            Observation::Nothing => Vec::new(),
         }
     }
 

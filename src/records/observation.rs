@@ -114,6 +114,8 @@ pub enum Observation {
         /// Why, for the gap record.
         reason: String,
     },
+    /// Nothing observed: the input carries only source state (see `Input::state`).
+    Nothing,
     /// The source is delivering again.
     SourceUp {
         /// Source id.

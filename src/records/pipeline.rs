@@ -39,6 +39,15 @@ impl Input {
             ack: None,
         }
     }
+
+    /// Nothing observed: only source state to keep (a certificate's expiry, for `status`).
+    pub fn state(state: Vec<StateUpdate>) -> Self {
+        Input {
+            observation: Observation::Nothing,
+            state,
+            ack: None,
+        }
+    }
 }
 
 /// The sending side, one clone per source.
@@ -175,6 +184,7 @@ impl Tally {
             Observation::SourceUp {
                 source, channel, ..
             } => metrics.source_up(source, channel.as_deref()),
+            Observation::Nothing => {}
         }
     }
 

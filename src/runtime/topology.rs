@@ -12,9 +12,10 @@ use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::records::engine::Engine;
 use crate::records::{pipeline, QualityRecord};
+use crate::runtime::BuildError;
 use crate::sinks::driver::Driver;
-use crate::sinks::{Sink, SinkContext};
-use crate::sources::Source;
+use crate::sinks::SinkContext;
+use crate::sources::{BuildContext, SourceRuntime};
 
 /// How long a stop waits for sinks to finish the batch in flight.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -32,20 +33,20 @@ pub enum StartError {
     #[error("record rules: {0}")]
     Rules(String),
     /// A source could not be built.
-    #[error("source {id}: {message}")]
+    #[error("source {id}: {error}")]
     Source {
         /// Source id.
         id: String,
         /// What went wrong.
-        message: String,
+        error: BuildError,
     },
     /// A sink could not be built.
-    #[error("sink {id}: {message}")]
+    #[error("sink {id}: {error}")]
     Sink {
         /// Sink id.
         id: String,
         /// What went wrong.
-        message: String,
+        error: BuildError,
     },
 }
 
@@ -218,10 +219,19 @@ impl Agent {
                 .filter(|(s, _, _)| s == id)
                 .map(|(_, k, v)| (k.clone(), v.clone()))
                 .collect();
-            let source = Source::build(id, c, &mut engine, &mine, &journal, &config.agent)
-                .map_err(|message| StartError::Source {
+            let mut cx = BuildContext {
+                engine: &mut engine,
+                state: &mine,
+                journal: &journal,
+                data_dir: &config.agent.data_dir,
+                gateway_id: &config.agent.gateway_id,
+            };
+            let source = c
+                .spec()
+                .build(id, &mut cx)
+                .map_err(|error| StartError::Source {
                     id: id.clone(),
-                    message,
+                    error,
                 })?;
             sources.push(source);
         }
@@ -247,11 +257,11 @@ impl Agent {
         let mut source_tasks = JoinSet::new();
         let repeat = Duration::from_secs(config.log.repeat_summary_s);
         for source in sources {
-            source_tasks.spawn(source.run(
-                observations.clone(),
-                sources_trigger.subscribe(),
-                repeat,
-            ));
+            source_tasks.spawn(source.run(SourceRuntime {
+                tx: observations.clone(),
+                shutdown: sources_trigger.subscribe(),
+                repeat_summary: repeat,
+            }));
         }
 
         let (trigger, _) = shutdown::channel();
@@ -265,23 +275,25 @@ impl Agent {
                 .unwrap_or_else(|| config.agent.gateway_id.clone()),
         };
         for (id, sink_config) in &config.sinks {
-            let sink =
-                Sink::build(id, sink_config, &sink_ctx).map_err(|message| StartError::Sink {
+            let spec = sink_config.spec();
+            let sink = spec
+                .build(id, &sink_ctx)
+                .map_err(|error| StartError::Sink {
                     id: id.clone(),
-                    message,
+                    error,
                 })?;
             let driver = Driver::new(
                 id,
                 sink,
                 journal.clone(),
-                sink_config.delivery(),
+                spec.delivery(),
                 repeat,
                 metrics.clone(),
             )
             .await?;
             tasks.spawn(driver.run(trigger.subscribe()));
         }
-        tasks.spawn(watch_clock(
+        tasks.spawn(super::clock::watch_clock(
             journal.clone(),
             ctx.clone(),
             trigger.subscribe(),
@@ -465,57 +477,6 @@ async fn learn_from_journal(engine: &mut Engine, journal: &Journal) {
     }
 }
 
-/// Every 10 s, compares the wall clock with the monotonic clock; a step of more than 2 s (NTP
-/// correction, manual change, RTC reset) is written as an `agent_event`, since timestamps around it
-/// cannot be compared naively.
-async fn watch_clock(
-    journal: Journal,
-    ctx: crate::records::RecordContext,
-    mut stop: shutdown::Shutdown,
-) {
-    const EVERY: Duration = Duration::from_secs(10);
-    let mut wall = std::time::SystemTime::now();
-    let mut mono = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.wait() => return,
-        }
-        let (wall_now, mono_now) = (std::time::SystemTime::now(), std::time::Instant::now());
-        if let Some(step) = clock_step(wall, mono, wall_now, mono_now) {
-            tracing::warn!("the system clock stepped by {step} ms; recorded as an agent_event");
-            let r = QualityRecord::agent_event(
-                &ctx,
-                "clock_step",
-                format!("the system clock stepped by {step} ms"),
-                serde_json::json!({ "step_ms": step }),
-            );
-            if let Err(e) = journal.append_record(r).await {
-                tracing::warn!("cannot write the clock step record: {e}");
-            }
-        }
-        wall = wall_now;
-        mono = mono_now;
-    }
-}
-
-/// The wall-clock step between two readings, in ms, if the wall clock moved more than 2 s away from
-/// the monotonic clock (which no one can set).
-pub fn clock_step(
-    wall: std::time::SystemTime,
-    mono: std::time::Instant,
-    wall_now: std::time::SystemTime,
-    mono_now: std::time::Instant,
-) -> Option<i64> {
-    let wall_ms = match wall_now.duration_since(wall) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    };
-    let mono_ms = mono_now.duration_since(mono).as_millis() as i64;
-    let step = wall_ms - mono_ms;
-    (step.abs() > 2000).then_some(step)
-}
-
 /// `run`: starts the agent, reloads it on SIGHUP (with the configuration `load` returns) and stops
 /// it on SIGTERM or SIGINT.
 pub async fn run(
@@ -647,33 +608,5 @@ async fn reload(
             )
             .await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Instant, SystemTime};
-
-    #[test]
-    fn clock_steps_beyond_two_seconds_are_detected_both_ways() {
-        let (w, m) = (SystemTime::now(), Instant::now());
-        let ten = Duration::from_secs(10);
-        assert_eq!(clock_step(w, m, w + ten, m + ten), None, "a normal tick");
-        assert_eq!(
-            clock_step(w, m, w + ten + Duration::from_millis(1500), m + ten),
-            None,
-            "drift within tolerance"
-        );
-        assert_eq!(
-            clock_step(w, m, w + Duration::from_secs(70), m + ten),
-            Some(60_000),
-            "stepped forward"
-        );
-        assert_eq!(
-            clock_step(w, m, w - Duration::from_secs(50), m + ten),
-            Some(-60_000),
-            "stepped back"
-        );
     }
 }

@@ -43,7 +43,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Delivers the journal to one sink until shutdown.
 pub struct Driver {
     id: String,
-    sink: Sink,
+    sink: Box<dyn Sink>,
     journal: Journal,
     reader: Arc<Mutex<Store>>,
     opts: DeliveryOptions,
@@ -57,7 +57,7 @@ impl Driver {
     /// Prepares delivery for sink `id`; registers its cursor in the journal.
     pub async fn new(
         id: &str,
-        sink: Sink,
+        sink: Box<dyn Sink>,
         journal: Journal,
         opts: DeliveryOptions,
         repeat_summary: Duration,

@@ -468,7 +468,7 @@ path = "{out}"
     let mut child = crate::support::KillOnDrop(cmd.spawn().expect("run"));
     let summaries = [
         "Modbus device gauge at 127.0.0.1",
-        "opcua source plc:",
+        "OPC UA source plc at opc.tcp://127.0.0.1",
         "REST source erp endpoint WorkOrders:",
         "MQTT broker mqtt://127.0.0.1",
     ];

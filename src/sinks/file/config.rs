@@ -49,7 +49,7 @@ impl FileSinkConfig {
         }
     }
 
-    pub(crate) fn validate(&self, at: &str, _opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, _opts: LoadOptions, errors: &mut Vec<ConfigError>) {
         if self.max_file_bytes < 4096 {
             errors.push(
                 ConfigError::new(

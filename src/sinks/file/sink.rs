@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::FileSinkConfig;
 use crate::journal::JournalRow;
-use crate::sinks::SendError;
+use crate::sinks::{SendError, Tail};
 
 /// Where the sink writes: the active file and its rotated siblings.
 #[derive(Debug, Clone)]
@@ -78,17 +78,6 @@ pub struct FileSink {
     inner: Option<Inner>,
     target: String,
     delivered: Option<Tail>,
-}
-
-/// The last complete line found in the files: its seq and chain hash. The driver checks it against
-/// the journal before trusting it (a line written by hand, or the output of another journal, must
-/// not make the sink skip records).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tail {
-    /// `seq` of the line.
-    pub seq: i64,
-    /// `hash` of the line (hex), empty when the line has none.
-    pub hash: String,
 }
 
 fn seq_of(line: &str) -> Option<i64> {

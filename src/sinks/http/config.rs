@@ -174,7 +174,7 @@ impl HttpSinkConfig {
         }
     }
 
-    pub(crate) fn validate(&self, at: &str, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
         match url::Url::parse(&self.url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
             Ok(u) => errors.push(

@@ -20,3 +20,48 @@ pub mod sink;
 
 pub use config::{HttpSinkConfig, WireFormat};
 pub use sink::HttpSink;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{ConfigError, LoadOptions};
+use crate::journal::JournalRow;
+use crate::runtime::{BoxFuture, BuildError};
+use crate::sinks::driver::DeliveryOptions;
+use crate::sinks::{Receipts, SendError, Sink, SinkContext, SinkSpec};
+
+impl SinkSpec for HttpSinkConfig {
+    fn validate(&self, at: &str, opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+        self.check(at, opts, errors)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        HttpSinkConfig::resolve_paths(self, base)
+    }
+
+    fn delivery(&self) -> DeliveryOptions {
+        DeliveryOptions {
+            batch_max_records: self.batch_max_records,
+            batch_max_bytes: self.batch_max_bytes,
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+        }
+    }
+
+    fn build(&self, id: &str, cx: &SinkContext) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(HttpSink::new(id, self, cx)?))
+    }
+}
+
+impl Sink for HttpSink {
+    fn send<'a>(
+        &'a mut self,
+        rows: &'a [JournalRow],
+    ) -> BoxFuture<'a, Result<Receipts, SendError>> {
+        Box::pin(HttpSink::send(self, rows))
+    }
+
+    fn target(&self) -> String {
+        crate::config::redact::url_text(&HttpSink::target(self)).into_owned()
+    }
+}

@@ -66,7 +66,7 @@ fn default_timeout() -> u64 {
 }
 
 impl MqttSinkConfig {
-    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
         if self.client_id.is_empty() {
             errors.push(ConfigError::new(
                 format!("{at}.client_id"),

@@ -10,3 +10,43 @@ pub mod sink;
 
 pub use config::MqttSinkConfig;
 pub use sink::MqttSink;
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, LoadOptions};
+use crate::journal::JournalRow;
+use crate::runtime::{BoxFuture, BuildError};
+use crate::sinks::driver::DeliveryOptions;
+use crate::sinks::{Receipts, SendError, Sink, SinkContext, SinkSpec};
+
+impl SinkSpec for MqttSinkConfig {
+    fn validate(&self, at: &str, _opts: LoadOptions, errors: &mut Vec<ConfigError>) {
+        self.check(at, errors)
+    }
+
+    fn delivery(&self) -> DeliveryOptions {
+        DeliveryOptions {
+            batch_max_records: self.batch_max_records,
+            batch_max_bytes: usize::MAX,
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+
+    fn build(&self, id: &str, cx: &SinkContext) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(MqttSink::new(id, self, cx)?))
+    }
+}
+
+impl Sink for MqttSink {
+    fn send<'a>(
+        &'a mut self,
+        rows: &'a [JournalRow],
+    ) -> BoxFuture<'a, Result<Receipts, SendError>> {
+        Box::pin(async move { MqttSink::send(self, rows).await.map(|()| Vec::new()) })
+    }
+
+    fn target(&self) -> String {
+        crate::config::redact::url_text(&MqttSink::target(self)).into_owned()
+    }
+}

@@ -427,7 +427,7 @@ impl ModbusSourceConfig {
     }
 
     /// Checks the values; `at` is the key path (`sources.gauge1`).
-    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
         match self.transport {
             Transport::Tcp => match &self.address {
                 Some(a)

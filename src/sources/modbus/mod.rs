@@ -14,3 +14,27 @@ pub mod source;
 
 pub use config::ModbusSourceConfig;
 pub use source::ModbusSource;
+
+use crate::config::ConfigError;
+use crate::runtime::{BoxFuture, BuildError};
+use crate::sources::{BuildContext, Source, SourceRuntime, SourceSpec};
+
+impl SourceSpec for ModbusSourceConfig {
+    fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        self.check(at, errors)
+    }
+
+    fn tag_names(&self) -> Vec<String> {
+        self.tags.iter().map(|t| t.name.clone()).collect()
+    }
+
+    fn build(&self, id: &str, cx: &mut BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(ModbusSource::new(id, self, cx.engine)?))
+    }
+}
+
+impl Source for ModbusSource {
+    fn run(self: Box<Self>, rt: SourceRuntime) -> BoxFuture<'static, ()> {
+        Box::pin((*self).run(rt))
+    }
+}

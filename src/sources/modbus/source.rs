@@ -21,10 +21,8 @@ use super::decode::{decode, scale};
 use super::plan::{plan, Read, RegisterKind};
 use crate::records::engine::Engine;
 use crate::records::observation::{Observation, Origin, Quality, Sample, TagId};
-use crate::records::pipeline::{Input, Sender};
-use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
-use crate::runtime::retry::Backoff;
-use crate::runtime::Shutdown;
+use crate::records::pipeline::Input;
+use crate::sources::{Stopped, Supervisor};
 
 /// A running Modbus source.
 pub struct ModbusSource {
@@ -258,33 +256,32 @@ impl ModbusSource {
     }
 
     /// Polls until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.cfg.reconnect_initial_ms),
-            Duration::from_millis(self.cfg.reconnect_max_ms),
+    pub(crate) async fn run(self, rt: crate::sources::SourceRuntime) {
+        let mut sup = rt.supervisor(
+            &self.id,
+            format!("Modbus device {} at {}", self.id, self.endpoint),
+            (
+                Duration::from_millis(self.cfg.reconnect_initial_ms),
+                Duration::from_millis(self.cfg.reconnect_max_ms),
+            ),
         );
-        let mut repeat = RepeatLog::new(repeat_summary);
-        let mut down = false;
+        let _ = self.poll(&rt, &mut sup).await;
+        tracing::debug!("modbus source {} stopped", self.id);
+    }
+
+    async fn poll(
+        &self,
+        rt: &crate::sources::SourceRuntime,
+        sup: &mut Supervisor,
+    ) -> Result<(), Stopped> {
+        let mut shutdown = rt.shutdown.clone();
+        let why = |e: &str| format!("Modbus device at {} unreachable: {e}", self.endpoint);
         let mut attempts_left = self.cfg.retries;
-        // The last poll that answered: where a gap starts (not when the timeout noticed the loss).
-        let mut last_good_ms: Option<i64> = None;
         'outer: while !shutdown.is_triggered() {
             let mut ctx = match self.connect().await {
                 Ok(c) => c,
                 Err(e) => {
-                    if !self
-                        .lost(
-                            &tx,
-                            (&mut down, last_good_ms),
-                            &mut repeat,
-                            &mut backoff,
-                            &e,
-                            &mut shutdown,
-                        )
-                        .await
-                    {
-                        break;
-                    }
+                    sup.lost(&e, why(&e), &mut shutdown).await?;
                     continue;
                 }
             };
@@ -298,32 +295,14 @@ impl ModbusSource {
                 match self.cycle(&mut ctx).await {
                     Ok(samples) => {
                         attempts_left = self.cfg.retries;
-                        last_good_ms = Some(crate::time::now_ms());
-                        if down {
-                            down = false;
-                            backoff.reset();
-                            if let Some((n, took)) = repeat.success() {
-                                tracing::info!(
-                                    "Modbus device {} at {} answers again (after {n} failed attempts over {})",
-                                    self.id, self.endpoint, human_duration(took)
-                                );
-                            }
-                            let up = Observation::SourceUp {
-                                source: self.id.clone(),
-                                channel: None,
-                                at_ms: crate::time::now_ms(),
-                            };
-                            if tx.send(Input::new(up)).await.is_err() {
-                                break 'outer;
-                            }
-                        }
-                        if tx
+                        // The last poll that answered: where a gap starts (not when the timeout
+                        // noticed the loss).
+                        sup.alive();
+                        sup.up().await?;
+                        rt.tx
                             .send(Input::new(Observation::Tags(samples)))
                             .await
-                            .is_err()
-                        {
-                            break 'outer;
-                        }
+                            .map_err(|_| Stopped)?;
                     }
                     Err(e) if attempts_left > 0 => {
                         attempts_left -= 1;
@@ -332,65 +311,12 @@ impl ModbusSource {
                     }
                     Err(e) => {
                         attempts_left = self.cfg.retries;
-                        if !self
-                            .lost(
-                                &tx,
-                                (&mut down, last_good_ms),
-                                &mut repeat,
-                                &mut backoff,
-                                &e,
-                                &mut shutdown,
-                            )
-                            .await
-                        {
-                            break 'outer;
-                        }
+                        sup.lost(&e, why(&e), &mut shutdown).await?;
                         continue 'outer;
                     }
                 }
             }
         }
-        tracing::debug!("modbus source {} stopped", self.id);
-    }
-
-    /// Reports the loss once (from the last poll that answered), logs (summarised), waits the
-    /// backoff. `false`: stop.
-    async fn lost(
-        &self,
-        tx: &Sender,
-        (down, last_good_ms): (&mut bool, Option<i64>),
-        repeat: &mut RepeatLog,
-        backoff: &mut Backoff,
-        reason: &str,
-        shutdown: &mut Shutdown,
-    ) -> bool {
-        let delay = backoff.next_delay();
-        match repeat.failure() {
-            Repeat::First => tracing::warn!(
-                "Cannot reach Modbus device {} at {} ({reason}); retrying in {}.",
-                self.id, self.endpoint, human_duration(delay)
-            ),
-            Repeat::Summary { attempts, since } => tracing::warn!(
-                "Modbus device {} at {}: still unreachable, {attempts} attempts in {} (last: {reason}).",
-                self.id, self.endpoint, human_duration(since)
-            ),
-            Repeat::Quiet => {}
-        }
-        if !*down {
-            *down = true;
-            let obs = Observation::SourceDown {
-                source: self.id.clone(),
-                channel: None,
-                at_ms: last_good_ms.unwrap_or_else(crate::time::now_ms),
-                reason: format!("Modbus device at {} unreachable: {reason}", self.endpoint),
-            };
-            if tx.send(Input::new(obs)).await.is_err() {
-                return false;
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
-            _ = shutdown.wait() => false,
-        }
+        Ok(())
     }
 }

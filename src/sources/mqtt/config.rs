@@ -80,7 +80,7 @@ fn default_inflight() -> u16 {
 
 impl MqttSourceConfig {
     /// Checks the values; `at` is the key path (`sources.mqtt1`).
-    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
         if self.max_message_bytes == 0 || self.max_message_bytes > 64 << 20 {
             errors.push(
                 ConfigError::new(

@@ -12,3 +12,23 @@ pub mod source;
 
 pub use config::MqttSourceConfig;
 pub use source::MqttSource;
+
+use crate::config::ConfigError;
+use crate::runtime::{BoxFuture, BuildError};
+use crate::sources::{BuildContext, Source, SourceRuntime, SourceSpec};
+
+impl SourceSpec for MqttSourceConfig {
+    fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        self.check(at, errors)
+    }
+
+    fn build(&self, id: &str, cx: &mut BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(MqttSource::new(id, self, cx.journal)?))
+    }
+}
+
+impl Source for MqttSource {
+    fn run(self: Box<Self>, rt: SourceRuntime) -> BoxFuture<'static, ()> {
+        Box::pin((*self).run(rt))
+    }
+}

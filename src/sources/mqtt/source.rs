@@ -10,10 +10,10 @@ use super::config::MqttSourceConfig;
 use super::payload;
 use crate::journal::Journal;
 use crate::records::observation::{Message, Observation, Origin};
-use crate::records::pipeline::{Input, Sender};
-use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
+use crate::records::pipeline::Input;
+use crate::runtime::logging::human_duration;
 use crate::runtime::retry::Backoff;
-use crate::runtime::Shutdown;
+use crate::sources::SourceRuntime;
 use crate::transport::mqtt::{self as link, LinkEvent, LinkOptions};
 
 /// A built MQTT source.
@@ -34,7 +34,10 @@ impl MqttSource {
     }
 
     /// Runs the session until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
+    pub(crate) async fn run(self, rt: SourceRuntime) {
+        let SourceRuntime {
+            tx, mut shutdown, ..
+        } = rt.clone();
         let scheme = if self.cfg.tls.is_some() {
             "mqtts"
         } else {
@@ -69,8 +72,13 @@ impl MqttSource {
                 return;
             }
         };
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut repeat = RepeatLog::new(repeat_summary);
+        let mut sup = rt
+            .supervisor(
+                &self.id,
+                format!("MQTT broker {endpoint} (source {})", self.id),
+                (Duration::from_millis(500), Duration::from_secs(30)),
+            )
+            .advice("Messages wait in the broker's session.");
         // QoS 0 messages are not kept by the broker while the connection is down: if any arrived on
         // this session, a lost connection may have lost some, and a gap record says so.
         let mut saw_qos0 = false;
@@ -103,7 +111,8 @@ impl MqttSource {
             };
             match event {
                 Ok(LinkEvent::Connected { session_present }) => {
-                    backoff.reset();
+                    let again = lost_at.is_some();
+                    sup.connected();
                     if let Some((at_ms, why)) = lost_at.take() {
                         // QoS 1 messages wait in the agent's session on the broker; a broker that
                         // comes back without the session (restarted without persistence) lost
@@ -114,32 +123,13 @@ impl MqttSource {
                             (false, true) => None,
                         };
                         if let Some(lost) = lost {
-                            let now = crate::time::now_ms();
-                            let down = Observation::SourceDown {
-                                source: self.id.clone(),
-                                channel: None,
-                                at_ms,
-                                reason: format!("connection to {endpoint} lost ({why}); {lost}"),
-                            };
-                            let up = Observation::SourceUp {
-                                source: self.id.clone(),
-                                channel: None,
-                                at_ms: now,
-                            };
-                            if tx.send(Input::new(down)).await.is_err()
-                                || tx.send(Input::new(up)).await.is_err()
-                            {
+                            let why = format!("connection to {endpoint} lost ({why}); {lost}");
+                            if sup.gap(at_ms, why).await.is_err() {
                                 break;
                             }
                         }
                     }
-                    if let Some((n, took)) = repeat.success() {
-                        tracing::info!(
-                            "MQTT source {}: connected again to {endpoint} after {n} failed attempts over {}",
-                            self.id,
-                            human_duration(took)
-                        );
-                    } else {
+                    if !again {
                         tracing::info!(
                             "MQTT source {}: connected to {endpoint} (MQTT {}, session present: {session_present})",
                             self.id,
@@ -157,15 +147,8 @@ impl MqttSource {
                 }
                 Ok(LinkEvent::Message(m)) => {
                     let received_ms = crate::time::now_ms();
-                    if std::mem::take(&mut stuck) {
-                        let up = Observation::SourceUp {
-                            source: self.id.clone(),
-                            channel: None,
-                            at_ms: received_ms,
-                        };
-                        if tx.send(Input::new(up)).await.is_err() {
-                            break;
-                        }
+                    if std::mem::take(&mut stuck) && sup.flowing().await.is_err() {
+                        break;
                     }
                     saw_qos0 |= m.qos0;
                     let decoded = if m.payload.len() > self.cfg.max_message_bytes {
@@ -250,35 +233,20 @@ impl MqttSource {
                         // every reconnect: the source makes no progress. An outage, said at once
                         // (status, /metrics), with a gap record when messages flow again.
                         stuck = true;
-                        let down = Observation::SourceDown {
-                            source: self.id.clone(),
-                            channel: None,
-                            at_ms: lost_at.as_ref().map_or_else(crate::time::now_ms, |(t, _)| *t),
-                            reason: format!(
-                                "the broker at {endpoint} sends a message larger than the {} bytes the connection takes ({e}); messages behind it wait. Remove it from the broker or raise max_message_bytes",
-                                self.cfg.max_packet_bytes()
-                            ),
-                        };
-                        if tx.send(Input::new(down)).await.is_err() {
+                        let at_ms = lost_at
+                            .as_ref()
+                            .map_or_else(crate::time::now_ms, |(t, _)| *t);
+                        let why = format!(
+                            "the broker at {endpoint} sends a message larger than the {} bytes the connection takes ({e}); messages behind it wait. Remove it from the broker or raise max_message_bytes",
+                            self.cfg.max_packet_bytes()
+                        );
+                        if sup.down_since(at_ms, why).await.is_err() {
                             break;
                         }
                     }
-                    let delay = backoff.next_delay();
-                    match repeat.failure() {
-                        Repeat::First => tracing::warn!(
-                            "Cannot reach MQTT broker {endpoint} for source {} ({e}); retrying in {}. Messages wait in the broker's session.",
-                            self.id,
-                            human_duration(delay)
-                        ),
-                        Repeat::Summary { attempts, since } => tracing::warn!(
-                            "MQTT broker {endpoint}: still unreachable, {attempts} attempts in {} (last: {e}).",
-                            human_duration(since)
-                        ),
-                        Repeat::Quiet => {}
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait() => break,
+                    let delay = sup.failed(&e);
+                    if sup.wait(delay, &mut shutdown).await.is_err() {
+                        break;
                     }
                 }
             }

@@ -276,7 +276,7 @@ impl OpcUaSourceConfig {
     }
 
     /// Checks the values; `at` is the key path (`sources.plc1`).
-    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
         if !self.endpoint.starts_with("opc.tcp://") {
             errors.push(
                 ConfigError::new(

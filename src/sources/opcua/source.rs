@@ -38,9 +38,9 @@ use super::value::sample;
 use crate::records::engine::Engine;
 use crate::records::observation::{Observation, Origin, Quality, Sample, TagId};
 use crate::records::pipeline::{Input, Sender};
-use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
-use crate::runtime::retry::Backoff;
+use crate::runtime::logging::human_duration;
 use crate::runtime::Shutdown;
+use crate::sources::{SourceRuntime, Stopped, Supervisor};
 
 /// The shortest session timeout the agent asks for (ms): see `client()`.
 const SESSION_TIMEOUT_MS: u128 = 30_000;
@@ -708,33 +708,21 @@ impl OpcUaSource {
         Ok(out)
     }
 
-    /// Sends values to the pipeline, preceded by "delivering again" after an outage. `false`: the
-    /// pipeline is gone (the agent stops).
+    /// Sends values to the pipeline, the first of a session after an outage closing it.
     async fn deliver(
         &self,
         tx: &Sender,
         data: Vec<(u32, DataValue)>,
-        up_sent: &mut bool,
-        down: &mut bool,
-    ) -> bool {
-        if !*up_sent {
-            *up_sent = true;
-            *down = false;
-            let up = Observation::SourceUp {
-                source: self.id.clone(),
-                channel: None,
-                at_ms: crate::time::now_ms(),
-            };
-            if tx.send(Input::new(up)).await.is_err() {
-                return false;
-            }
+        first: &mut bool,
+        sup: &mut Supervisor,
+    ) -> Result<(), Stopped> {
+        if std::mem::take(first) {
+            sup.flowing().await?;
         }
         for o in self.observations(data) {
-            if tx.send(Input::new(o)).await.is_err() {
-                return false;
-            }
+            tx.send(Input::new(o)).await.map_err(|_| Stopped)?;
         }
-        true
+        Ok(())
     }
 
     /// Runs one session until it is lost or the agent stops.
@@ -743,9 +731,8 @@ impl OpcUaSource {
         client: &Client,
         tx: &Sender,
         shutdown: &mut Shutdown,
-        down: &mut bool,
+        sup: &mut Supervisor,
         sessions: &mut u64,
-        last_good_ms: &mut Option<i64>,
     ) -> Ended {
         let (queue, mut notes) = mpsc::channel(NOTES_QUEUED);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -762,6 +749,7 @@ impl OpcUaSource {
             Err(e) => return Ended::Lost(e),
         };
         *sessions += 1;
+        sup.connected();
         let resolved = live.nodes.iter().filter(|n| n.is_ok()).count();
         tracing::info!(
             "opcua source {}: {} session to {} ({}/{:?}); {resolved} of {} tags resolved{}",
@@ -792,8 +780,8 @@ impl OpcUaSource {
         }
         let mut last_alive = Instant::now();
         // Connected and subscribed: data is known good from here.
-        *last_good_ms = Some(crate::time::now_ms());
-        let mut up_sent = !*down;
+        sup.alive();
+        let mut first = true;
         let watchdog = self.cfg.watchdog();
         let mut check = tokio::time::interval(Duration::from_millis(match self.cfg.mode {
             ReadMode::Subscribe => (watchdog.as_millis() as u64 / 4).max(50),
@@ -806,8 +794,8 @@ impl OpcUaSource {
                 n = notes.recv() => match n {
                     Some(Note::Data(data)) => {
                         last_alive = Instant::now();
-                        *last_good_ms = Some(crate::time::now_ms());
-                        if !self.deliver(tx, data, &mut up_sent, down).await {
+                        sup.alive();
+                        if self.deliver(tx, data, &mut first, sup).await.is_err() {
                             break Ended::Shutdown;
                         }
                     }
@@ -817,7 +805,7 @@ impl OpcUaSource {
                 ev = live.events.recv() => match ev {
                     Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::Publish))) => {
                         last_alive = Instant::now();
-                        *last_good_ms = Some(crate::time::now_ms());
+                        sup.alive();
                     }
                     Some(Ok(SessionPollResult::ConnectionLost(code))) => break Ended::Lost(format!("connection lost ({code})")),
                     Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::FatalFailure(code)))) => break Ended::Lost(format!("publishing failed ({code})")),
@@ -839,8 +827,8 @@ impl OpcUaSource {
                         match self.poll(&live).await {
                             Ok(data) => {
                                 last_alive = Instant::now();
-                                *last_good_ms = Some(crate::time::now_ms());
-                                if !self.deliver(tx, data, &mut up_sent, down).await {
+                                sup.alive();
+                                if self.deliver(tx, data, &mut first, sup).await.is_err() {
                                     break Ended::Shutdown;
                                 }
                             }
@@ -863,20 +851,22 @@ impl OpcUaSource {
     }
 
     /// Runs until shutdown.
-    pub async fn run(self, tx: Sender, mut shutdown: Shutdown, repeat_summary: Duration) {
+    pub(crate) async fn run(self, rt: SourceRuntime) {
+        let SourceRuntime {
+            tx, mut shutdown, ..
+        } = rt.clone();
         match self
             .pki
             .ensure_own_certificate(&self.cfg, &self.application_uri, &self.id)
         {
             // `status` shows it beside the source's other state.
             Ok(expiry) => {
-                let mut input = Input::new(Observation::Tags(Vec::new()));
-                input.state.push(crate::journal::StateUpdate {
+                let state = crate::journal::StateUpdate {
                     source: self.id.clone(),
                     key: "certificate".into(),
                     value: format!("{} ({})", self.pki.own_cert().display(), expiry),
-                });
-                if tx.send(input).await.is_err() {
+                };
+                if tx.send(Input::state(vec![state])).await.is_err() {
                     return;
                 }
             }
@@ -893,65 +883,28 @@ impl OpcUaSource {
                 return;
             }
         };
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.cfg.reconnect_initial_ms),
-            Duration::from_millis(self.cfg.reconnect_max_ms),
-        );
-        let mut repeat = RepeatLog::new(repeat_summary);
-        let mut down = false;
+        // A session that lasted a minute starts the backoff over; one dropped at once does not.
+        let mut sup = rt
+            .supervisor(
+                &self.id,
+                format!("OPC UA source {} at {}", self.id, self.cfg.endpoint),
+                (
+                    Duration::from_millis(self.cfg.reconnect_initial_ms),
+                    Duration::from_millis(self.cfg.reconnect_max_ms),
+                ),
+            )
+            .steady(Duration::from_secs(60));
         let mut sessions = 0u64;
-        // The last moment data was known good (a value, a publish keep-alive, a poll): where a gap
-        // starts, not when the loss was noticed (the watchdog fires later).
-        let mut last_good_ms: Option<i64> = None;
         loop {
-            let started = Instant::now();
             match self
-                .session(
-                    &client,
-                    &tx,
-                    &mut shutdown,
-                    &mut down,
-                    &mut sessions,
-                    &mut last_good_ms,
-                )
+                .session(&client, &tx, &mut shutdown, &mut sup, &mut sessions)
                 .await
             {
                 Ended::Shutdown => break,
                 Ended::Lost(reason) => {
-                    if started.elapsed() > Duration::from_secs(60) {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    match repeat.failure() {
-                        Repeat::First => tracing::warn!(
-                            "opcua source {}: {} — {reason}; reconnecting in {}",
-                            self.id,
-                            self.cfg.endpoint,
-                            human_duration(delay)
-                        ),
-                        Repeat::Summary { attempts, since } => tracing::warn!(
-                            "opcua source {}: {} still unavailable, {attempts} attempts in {} (last: {reason})",
-                            self.id,
-                            self.cfg.endpoint,
-                            human_duration(since)
-                        ),
-                        Repeat::Quiet => {}
-                    }
-                    if !down {
-                        down = true;
-                        let obs = Observation::SourceDown {
-                            source: self.id.clone(),
-                            channel: None,
-                            at_ms: last_good_ms.unwrap_or_else(crate::time::now_ms),
-                            reason: format!("OPC UA server {}: {reason}", self.cfg.endpoint),
-                        };
-                        if tx.send(Input::new(obs)).await.is_err() {
-                            break;
-                        }
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait() => break,
+                    let why = format!("OPC UA server {}: {reason}", self.cfg.endpoint);
+                    if sup.lost(&reason, why, &mut shutdown).await.is_err() {
+                        break;
                     }
                 }
             }

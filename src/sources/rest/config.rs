@@ -189,7 +189,7 @@ fn default_retry_max() -> u64 {
 
 impl RestSourceConfig {
     /// Checks the values; `at` is the key path (`sources.erp`).
-    pub fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
         match url::Url::parse(&self.url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && self.url.ends_with('/') => {}
             Ok(_) => errors.push(

@@ -11,3 +11,23 @@ pub mod source;
 
 pub use config::RestSourceConfig;
 pub use source::RestSource;
+
+use crate::config::ConfigError;
+use crate::runtime::{BoxFuture, BuildError};
+use crate::sources::{BuildContext, Source, SourceRuntime, SourceSpec};
+
+impl SourceSpec for RestSourceConfig {
+    fn validate(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        self.check(at, errors)
+    }
+
+    fn build(&self, id: &str, cx: &mut BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(RestSource::new(id, self, cx.state)?))
+    }
+}
+
+impl Source for RestSource {
+    fn run(self: Box<Self>, rt: SourceRuntime) -> BoxFuture<'static, ()> {
+        Box::pin((*self).run(rt))
+    }
+}

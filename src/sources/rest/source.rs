@@ -26,9 +26,8 @@ use crate::config::redact;
 use crate::journal::StateUpdate;
 use crate::records::observation::{Message, Observation, Origin};
 use crate::records::pipeline::{Input, Sender};
-use crate::runtime::logging::{human_duration, Repeat, RepeatLog};
-use crate::runtime::retry::Backoff;
-use crate::runtime::Shutdown;
+use crate::runtime::logging::human_duration;
+use crate::sources::SourceRuntime;
 
 /// A built REST source.
 pub struct RestSource {
@@ -111,7 +110,7 @@ impl RestSource {
     }
 
     /// Polls every endpoint, each in its own task, until shutdown.
-    pub async fn run(self, tx: Sender, shutdown: Shutdown, repeat_summary: Duration) {
+    pub(crate) async fn run(self, rt: SourceRuntime) {
         let mut tasks = tokio::task::JoinSet::new();
         let me = std::sync::Arc::new(self);
         for (i, ep) in me.cfg.endpoints.iter().enumerate() {
@@ -121,100 +120,59 @@ impl RestSource {
                     .cloned()
                     .unwrap_or_else(|| w.initial.clone())
             });
-            tasks.spawn(me.clone().endpoint_loop(
-                i,
-                mark,
-                tx.clone(),
-                shutdown.clone(),
-                repeat_summary,
-            ));
+            tasks.spawn(me.clone().endpoint_loop(i, mark, rt.clone()));
         }
         while tasks.join_next().await.is_some() {}
     }
 
+    /// One endpoint: its own outages (a channel of the source), its own backoff.
     async fn endpoint_loop(
         self: std::sync::Arc<Self>,
         index: usize,
         mut mark: Option<String>,
-        tx: Sender,
-        mut shutdown: Shutdown,
-        repeat_summary: Duration,
+        rt: SourceRuntime,
     ) {
         let ep = &self.cfg.endpoints[index];
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.cfg.retry_initial_ms),
-            Duration::from_millis(self.cfg.retry_max_ms),
-        );
-        let mut repeat = RepeatLog::new(repeat_summary);
-        let mut down = false;
+        let mut sup = rt
+            .supervisor(
+                &self.id,
+                format!("REST source {} endpoint {}", self.id, ep.name),
+                (
+                    Duration::from_millis(self.cfg.retry_initial_ms),
+                    Duration::from_millis(self.cfg.retry_max_ms),
+                ),
+            )
+            .channel(ep.name.clone())
+            .advice("The watermark stays.");
+        let mut shutdown = rt.shutdown.clone();
         let poll = Duration::from_millis(self.cfg.poll_interval_ms);
         while !shutdown.is_triggered() {
-            let wait = match self.poll(ep, &mut mark, &tx).await {
+            let wait = match self.poll(ep, &mut mark, &rt.tx).await {
                 Ok(rows) => {
                     tracing::debug!("rest source {} endpoint {}: {rows} rows", self.id, ep.name);
-                    backoff.reset();
-                    if let Some((n, took)) = repeat.success() {
-                        tracing::info!(
-                            "REST source {} endpoint {} works again (after {n} failed polls over {})",
-                            self.id, ep.name, human_duration(took)
-                        );
-                    }
-                    if down {
-                        down = false;
-                        let up = Observation::SourceUp {
-                            source: self.id.clone(),
-                            channel: Some(ep.name.clone()),
-                            at_ms: crate::time::now_ms(),
-                        };
-                        if tx.send(Input::new(up)).await.is_err() {
-                            return;
-                        }
+                    if sup.up().await.is_err() {
+                        return;
                     }
                     poll
                 }
                 Err(PollError::Closed) => return,
-                Err(e) => {
-                    let (delay, reason) = match e {
-                        PollError::Wait(d, why) => (d, why),
-                        PollError::Unreachable(why) | PollError::Refused(why) => {
-                            if !down {
-                                down = true;
-                                let obs = Observation::SourceDown {
-                                    source: self.id.clone(),
-                                    channel: Some(ep.name.clone()),
-                                    at_ms: crate::time::now_ms(),
-                                    reason: format!(
-                                        "endpoint {} of REST service {} cannot be read: {why}",
-                                        ep.name,
-                                        redact::url(&self.base)
-                                    ),
-                                };
-                                if tx.send(Input::new(obs)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            (backoff.next_delay(), why)
-                        }
-                        PollError::Bad(why) => (backoff.next_delay(), why),
-                        PollError::Closed => return,
-                    };
-                    match repeat.failure() {
-                        Repeat::First => tracing::warn!(
-                            "REST source {} endpoint {}: {reason}; the watermark stays, retrying in {}.",
-                            self.id, ep.name, human_duration(delay)
-                        ),
-                        Repeat::Summary { attempts, since } => tracing::warn!(
-                            "REST source {} endpoint {}: still failing, {attempts} attempts in {} (last: {reason}).",
-                            self.id, ep.name, human_duration(since)
-                        ),
-                        Repeat::Quiet => {}
+                Err(PollError::Wait(delay, why)) => sup.failed_for(&why, delay),
+                Err(PollError::Bad(why)) => sup.failed(&why),
+                Err(PollError::Unreachable(why) | PollError::Refused(why)) => {
+                    let delay = sup.failed(&why);
+                    let gap = format!(
+                        "endpoint {} of REST service {} cannot be read: {why}",
+                        ep.name,
+                        redact::url(&self.base)
+                    );
+                    if sup.down(gap).await.is_err() {
+                        return;
                     }
                     delay
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.wait() => return,
+            if sup.wait(wait, &mut shutdown).await.is_err() {
+                return;
             }
         }
     }
