@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::journal::store::Grouping;
 use crate::journal::{JournalError, Store};
 
 /// How to group.
@@ -43,37 +44,22 @@ pub struct Reconciliation {
 
 /// Reconciles every sink with a cursor in the journal.
 pub fn reconcile(store: &Store, by: By) -> Result<Vec<Reconciliation>, JournalError> {
-    let conn = store.connection();
-    let has_receipts = store.has_table("receipts")?;
-    let key = match by {
-        By::WorkOrder => "coalesce(json_extract(body, '$.subject.work_order'), '(none)')",
-        By::Day => "substr(json_extract(body, '$.captured_at'), 1, 10)",
+    let grouping = match by {
+        By::WorkOrder => Grouping::WorkOrder,
+        By::Day => Grouping::Day,
     };
-    let receipted = if has_receipts {
-        "(SELECT count(*) FROM receipts x WHERE x.sink = ?1 AND x.seq = r.seq)"
-    } else {
-        "0"
-    };
-    let sql = format!(
-        "SELECT {key} AS k, count(*),
-                sum(r.seq <= ?2 AND NOT EXISTS (SELECT 1 FROM dead_letters d
-                    WHERE d.sink = ?1 AND d.seq = r.seq AND d.retried_at IS NULL)),
-                sum({receipted})
-         FROM records r WHERE r.kind <> 'agent_event' GROUP BY k ORDER BY k"
-    );
     let mut out = Vec::new();
     for cursor in store.sink_cursors()? {
-        let mut stmt = conn.prepare(&sql)?;
-        let lines = stmt
-            .query_map(rusqlite::params![cursor.sink, cursor.acked_seq], |r| {
-                Ok(Line {
-                    key: r.get(0)?,
-                    captured: r.get(1)?,
-                    acknowledged: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                    receipted: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let lines = store
+            .delivery_counts(&cursor.sink, cursor.acked_seq, grouping)?
+            .into_iter()
+            .map(|c| Line {
+                key: c.key,
+                captured: c.captured,
+                acknowledged: c.acknowledged,
+                receipted: c.receipted,
+            })
+            .collect();
         out.push(Reconciliation {
             sink: cursor.sink,
             lines,

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime as Instant;
 
+use crate::journal::store::{Bodies, SubjectField};
 use crate::journal::{JournalError, Store};
 use crate::records::enrich::{calibrated_instant, due_instant};
 
@@ -176,43 +177,32 @@ pub enum Trace {
 /// Follows `query` through the journal.
 pub fn trace(store: &Store, query: &Query) -> Result<Trace, JournalError> {
     match query {
-        Query::Serial(v) => part(store, "serial", v).map(Trace::Part),
-        Query::Lot(v) => part(store, "lot", v).map(Trace::Part),
-        Query::WorkOrder(v) => part(store, "work_order", v).map(Trace::Part),
+        Query::Serial(v) => part(store, SubjectField::Serial, v).map(Trace::Part),
+        Query::Lot(v) => part(store, SubjectField::Lot, v).map(Trace::Part),
+        Query::WorkOrder(v) => part(store, SubjectField::WorkOrder, v).map(Trace::Part),
         Query::Gauge(g) => gauge(store, g).map(Trace::Gauge),
     }
 }
 
-fn rows(
-    store: &Store,
-    sql: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> Result<Vec<Entry>, JournalError> {
-    let mut stmt = store.connection().prepare(sql)?;
-    let found = stmt.query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = Vec::new();
-    for row in found {
-        let (seq, body) = row?;
-        let record = serde_json::from_str(&body).map_err(|e| {
-            JournalError::Unreadable(format!("record at seq {seq} is not JSON: {e}"))
-        })?;
-        out.push(Entry { seq, record });
-    }
-    Ok(out)
+/// Parses the bodies a store query found.
+fn entries(found: Bodies) -> Result<Vec<Entry>, JournalError> {
+    found
+        .into_iter()
+        .map(|(seq, body)| {
+            let record = serde_json::from_str(&body).map_err(|e| {
+                JournalError::Unreadable(format!("record at seq {seq} is not JSON: {e}"))
+            })?;
+            Ok(Entry { seq, record })
+        })
+        .collect()
 }
 
 fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-fn part(store: &Store, by: &'static str, value: &str) -> Result<PartTrace, JournalError> {
-    let mut records = rows(
-        store,
-        &format!(
-            "SELECT seq, body FROM records WHERE json_extract(body, '$.subject.{by}') = ?1 ORDER BY seq"
-        ),
-        &[&value],
-    )?;
+fn part(store: &Store, by: SubjectField, value: &str) -> Result<PartTrace, JournalError> {
+    let mut records = entries(store.records_of_subject(by, value)?)?;
     records.sort_by(|a, b| {
         let at = |e: &Entry| crate::time::parse(e.record["captured_at"].as_str().unwrap_or(""));
         at(a).cmp(&at(b)).then(a.seq.cmp(&b.seq))
@@ -223,21 +213,17 @@ fn part(store: &Store, by: &'static str, value: &str) -> Result<PartTrace, Journ
         .collect();
     let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
     let gaps = match (first, last) {
-        (Some(first), Some(last)) => rows(
-            store,
-            "SELECT seq, body FROM records WHERE kind = 'gap' ORDER BY seq",
-            &[],
-        )?
-        .into_iter()
-        .filter(|g| {
-            let at = |k: &str| crate::time::parse(g.record["gap"][k].as_str().unwrap_or(""));
-            matches!((at("from"), at("to")), (Some(f), Some(t)) if f <= last && t >= first)
-        })
-        .collect(),
+        (Some(first), Some(last)) => entries(store.records_of_kind("gap")?)?
+            .into_iter()
+            .filter(|g| {
+                let at = |k: &str| crate::time::parse(g.record["gap"][k].as_str().unwrap_or(""));
+                matches!((at("from"), at("to")), (Some(f), Some(t)) if f <= last && t >= first)
+            })
+            .collect(),
         _ => Vec::new(),
     };
     Ok(PartTrace {
-        by,
+        by: by.as_str(),
         value: value.to_string(),
         from: first.map(crate::time::format),
         to: last.map(crate::time::format),
@@ -248,12 +234,7 @@ fn part(store: &Store, by: &'static str, value: &str) -> Result<PartTrace, Journ
 
 fn gauge(store: &Store, id: &str) -> Result<GaugeTrace, JournalError> {
     let mut calibrations: Vec<CalibrationEntry> = Vec::new();
-    for e in rows(
-        store,
-        "SELECT seq, body FROM records WHERE kind = 'calibration'
-           AND json_extract(body, '$.calibration.instrument_id') = ?1 ORDER BY seq",
-        &[&id],
-    )? {
+    for e in entries(store.calibrations_of(id)?)? {
         let c = &e.record["calibration"];
         let entry = CalibrationEntry {
             seq: e.seq,
@@ -302,12 +283,7 @@ fn gauge(store: &Store, id: &str) -> Result<GaugeTrace, JournalError> {
         })
         .collect();
     let mut inspections = Vec::new();
-    for e in rows(
-        store,
-        "SELECT seq, body FROM records WHERE kind = 'inspection'
-           AND json_extract(body, '$.inspection.gauge_id') = ?1 ORDER BY seq",
-        &[&id],
-    )? {
+    for e in entries(store.inspections_with_gauge(id)?)? {
         let r = &e.record;
         let captured_at = text(&r["captured_at"]).unwrap_or_default();
         let at = crate::time::parse(&captured_at);

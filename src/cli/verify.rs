@@ -24,7 +24,7 @@ pub(super) fn package(
     public_key: Option<&str>,
 ) -> Result<ExitCode, CliError> {
     check_public_key(public_key)?;
-    let report = audit::export::verify_package(dir, public_key);
+    let report = audit::package::verify_package(dir, public_key);
     if json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -4,7 +4,7 @@
 //!
 //! 1. **Acknowledged means on disk.** [`Journal::append`] returns only after the transaction holding
 //!    the records has committed and the WAL has been fsynced past it (`journal.synchronous = "full"`,
-//!    the default: the fsync runs on its own thread, pipelined with the next commit, see [`writer`]),
+//!    the default: the fsync runs on its own thread, pipelined with the next commit, see `syncer.rs`),
 //!    so a source acknowledges upstream (MQTT PUBACK, REST watermark) only for data that survives
 //!    kill -9 and power loss. Sinks read only up to that point ([`Journal::durable_seq`]).
 //!    `journal.synchronous = "normal"` trades the last commits on power loss for speed and is
@@ -33,6 +33,23 @@
 //!    head seal (`head.seal`, written at every stop and every `seal_interval_s`); `verify` fails and
 //!    [`Journal::open`] refuses such a journal, so a seq a sink has acknowledged is never given to
 //!    a new record.
+//!
+//! # Where each invariant is enforced
+//!
+//! | file | what it holds | invariants |
+//! |---|---|---|
+//! | `handle.rs` | [`Journal`]: the commands callers send, `open` (refuses a shortened journal) | 8, 9 |
+//! | `writer.rs` | the writer thread: group commit, chaining, the head seal, retention runs | 2, 3, 6, 7, 8, 9 |
+//! | `syncer.rs` | fsync after each commit before anyone is answered; checkpoints beside the writer | 1 |
+//! | `limit.rs` | `max_disk_bytes` and a full disk: refuse, tell, write the gap once accepting again | 5 |
+//! | `store/records.rs` | appending a group in one transaction (hash, dedupe, signature, state), reading in order | 2, 3, 6, 7 |
+//! | `store/retention.rs` | pruning behind a (signed) checkpoint | 4 |
+//! | `store/delivery.rs` | sink cursors, dead letters, requests, receipts | 4, 9 |
+//! | `store/sources.rs` | source state and quarantine | 6 |
+//! | `store/wal.rs` | the checkpoint thread's connection and the WAL backstop | 1 |
+//! | `store/queries.rs` | every query the audit tools make (they hold no SQL of their own) | – |
+//! | `schema.rs` | the DDL, the UPDATE trigger, migrations | 2 |
+//! | `chain.rs`, `signing.rs`, `seal.rs` | canonical JSON and hashes, Ed25519 signatures, the head seal | 3, 9 |
 //!
 //! # What tampering is found, and what is not
 //!
@@ -71,19 +88,22 @@
 //! The exact DDL is in [`schema`].
 
 pub mod chain;
+mod handle;
+mod limit;
 pub mod loadgen;
 pub mod schema;
 pub mod seal;
 pub mod signing;
 pub mod store;
-pub mod writer;
+mod syncer;
+mod writer;
 
 use std::path::PathBuf;
 
 use crate::records::{QualityRecord, RecordKind};
 
+pub use handle::{Journal, JournalOptions, Startup};
 pub use store::{JournalRow, Store};
-pub use writer::{Journal, JournalOptions};
 
 /// The journal's file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite";

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use shopfloor_agent::audit::export::{config_hash, export, verify_package, ExportQuery};
+use shopfloor_agent::audit::export::{config_hash, export, ExportQuery};
+use shopfloor_agent::audit::package::verify_package;
 use shopfloor_agent::audit::trace::{trace, GaugeStanding, Query, Trace};
 use shopfloor_agent::journal::{Journal, JournalOptions, NewRecord, Store};
 use shopfloor_agent::records::model::{Calibration, Traveler};
@@ -623,8 +624,7 @@ fn signed_records_verify_with_the_gateways_key_and_a_consistently_rewritten_chai
         made[0]["agent_event"]["details"]["public_key"],
         key.as_str()
     );
-    let unsigned: i64 = store
-        .connection()
+    let unsigned: i64 = crate::support::journal_sql(&store)
         .query_row(
             "SELECT count(*) FROM records WHERE signature IS NULL",
             [],

@@ -196,8 +196,7 @@ async fn a_schema_5_journal_is_read_as_it_is_and_migrated_with_its_chain_intact(
         .expect("append");
     journal.close().await;
     let store = Store::open_ro(dir.path()).expect("ro");
-    let version: i64 = store
-        .connection()
+    let version: i64 = crate::support::journal_sql(&store)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
     assert_eq!(version, shopfloor_agent::journal::schema::current_version());
@@ -568,8 +567,7 @@ async fn a_full_disk_is_an_error_not_a_crash_and_leaves_no_corruption() {
     assert!(journal.is_refusing());
     journal.close().await;
     let store = Store::open_ro(dir.path()).expect("ro");
-    let check: String = store
-        .connection()
+    let check: String = crate::support::journal_sql(&store)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity");
     assert_eq!(check, "ok");
@@ -602,8 +600,7 @@ async fn dedupe_keys_keep_one_record_per_physical_event() {
     assert_eq!(all_rows(dir.path()).len(), 2);
     // The lookup uses the partial unique index (records without a key stay out of it).
     let store = Store::open_ro(dir.path()).expect("ro");
-    let plan: String = store
-        .connection()
+    let plan: String = crate::support::journal_sql(&store)
         .query_row(
             "EXPLAIN QUERY PLAN SELECT seq FROM records WHERE dedupe_key = 'x'",
             [],

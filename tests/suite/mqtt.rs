@@ -60,7 +60,7 @@ pub(crate) fn count(dir: &std::path::Path, sql: &str) -> i64 {
     Store::open_ro(&dir.join("data"))
         .ok()
         .and_then(|s| {
-            s.connection()
+            crate::support::journal_sql(&s)
                 .query_row(sql, [], |r| r.get::<_, i64>(0))
                 .ok()
         })
@@ -107,8 +107,7 @@ async fn messages_become_records_and_bad_payloads_are_quarantined_once() {
         .render();
     assert!(status.contains("(1 payloads quarantined)"), "{status}");
     let store = Store::open_ro(&dir.path().join("data")).expect("journal");
-    let reason: String = store
-        .connection()
+    let reason: String = crate::support::journal_sql(&store)
         .query_row("SELECT reason FROM quarantine", [], |r| r.get(0))
         .expect("reason");
     assert!(reason.starts_with("not JSON"), "{reason}");

@@ -896,7 +896,7 @@ async fn exported(dir: &std::path::Path) -> std::path::PathBuf {
     let package = dir.join("package");
     let store = Store::open_ro(&dir.join("data")).expect("journal");
     export_to(&store, &package).expect("export");
-    assert!(shopfloor_agent::audit::export::verify_package(&package, None).ok());
+    assert!(shopfloor_agent::audit::package::verify_package(&package, None).ok());
     package
 }
 
@@ -953,7 +953,7 @@ async fn a_record_marked_left_out_of_a_full_export_is_named() {
     std::fs::write(package.join("records.jsonl"), records).expect("write");
     rehash(&package, "chain.jsonl");
     rehash(&package, "records.jsonl");
-    let report = shopfloor_agent::audit::export::verify_package(&package, None);
+    let report = shopfloor_agent::audit::package::verify_package(&package, None);
     assert!(!report.ok());
     assert!(
         report
@@ -985,7 +985,7 @@ async fn a_package_with_links_or_paths_outside_it_is_refused_without_hanging() {
     let (tx, rx) = std::sync::mpsc::channel();
     let p = package.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(shopfloor_agent::audit::export::verify_package(&p, None));
+        let _ = tx.send(shopfloor_agent::audit::package::verify_package(&p, None));
     });
     let report = rx
         .recv_timeout(Duration::from_secs(20))
@@ -1470,8 +1470,7 @@ async fn large_and_odd_mqtt_messages_are_quarantined_not_looped_on() {
         0
     );
     let store = Store::open_ro(&dir.path().join("data")).expect("journal");
-    let reasons: Vec<String> = store
-        .connection()
+    let reasons: Vec<String> = crate::support::journal_sql(&store)
         .prepare("SELECT reason FROM quarantine ORDER BY id")
         .expect("prepare")
         .query_map([], |r| r.get(0))
@@ -1752,7 +1751,7 @@ async fn literal_secrets_are_never_hashed_stored_exported_or_printed() {
         }
     }
     // And the kept text is the one the hash was taken over: the package checks it.
-    let report = shopfloor_agent::audit::export::verify_package(&package, None);
+    let report = shopfloor_agent::audit::package::verify_package(&package, None);
     assert!(report.ok(), "{report:?}");
     assert!(report.configs_checked >= 1, "{report:?}");
     let listed: Value = serde_json::from_str(

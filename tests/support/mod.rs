@@ -63,6 +63,13 @@ impl Drop for KillOnDrop {
 }
 
 /// A fresh temporary directory, removed on drop.
+/// A read-only SQL connection to `store`'s database file: tests look into the tables as an auditor
+/// with `sqlite3` would (the store itself offers no raw SQL).
+pub fn journal_sql(store: &shopfloor_agent::journal::Store) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(store.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the journal read-only")
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("sfa-test-")
