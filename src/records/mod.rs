@@ -16,6 +16,7 @@ pub mod observation;
 pub mod pipeline;
 pub mod rules;
 pub mod tags;
+pub mod targets;
 
 pub use model::{
     AgentEvent, Calibration, FieldProvenance, Gap, Inspection, Provenance, QualityRecord,

@@ -3,9 +3,11 @@
 //! workflow and the namespace rules.
 
 pub mod config;
+mod connect;
 pub mod node;
 pub mod pki;
 pub mod source;
+mod subscription;
 pub mod value;
 
 pub use config::OpcUaSourceConfig;
