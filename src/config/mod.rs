@@ -33,6 +33,7 @@ pub use component::{Component, Parsed};
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::{AgentConfig, JournalConfig, LogConfig, LogFormat, MetricsConfig};
 pub use secret::{ConfigUrl, Secret};
+pub use secrets::Environment;
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
@@ -138,6 +139,17 @@ impl Config {
         base: &Path,
         opts: LoadOptions,
     ) -> Result<Config, ConfigErrors> {
+        Self::from_texts_in(texts, base, opts, &Environment::Process)
+    }
+
+    /// [`Config::from_texts`] with secret references resolved in `env` (tests give their own, so
+    /// they never change the process environment that other tests read in parallel).
+    pub fn from_texts_in(
+        texts: &[(PathBuf, String)],
+        base: &Path,
+        opts: LoadOptions,
+        env: &Environment,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let merged = merge(texts, &mut errors);
         if !errors.is_empty() {
@@ -147,7 +159,7 @@ impl Config {
         let written = toml::Value::Table(merged.clone());
         let mut resolved = toml::Value::Table(merged);
         let substituted = if opts.environment {
-            secrets::resolve_tree(&mut resolved, "", &mut errors)
+            secrets::resolve_tree(&mut resolved, "", env, &mut errors)
         } else {
             Vec::new()
         };
@@ -573,22 +585,27 @@ mod tests {
 
     #[test]
     fn reference_config_is_valid_and_hash_ignores_secret_values() {
-        for var in ["OPCUA_PASSWORD", "ERP_PASSWORD", "MQTT_PASSWORD"] {
-            std::env::set_var(var, "secret");
-        }
-        std::env::set_var("QMS_TOKEN", "one");
+        let env = |token| {
+            Environment::given([
+                ("OPCUA_PASSWORD", "secret"),
+                ("ERP_PASSWORD", "secret"),
+                ("MQTT_PASSWORD", "secret"),
+                ("QMS_TOKEN", token),
+            ])
+        };
         let texts = vec![(PathBuf::from("agent.toml"), REFERENCE.to_string())];
-        let a = Config::from_texts(
+        let a = Config::from_texts_in(
             &texts,
             Path::new("/etc/shopfloor-agent"),
             LoadOptions::default(),
+            &env("one"),
         )
         .unwrap_or_else(|e| panic!("reference config must be valid:\n{e}"));
-        std::env::set_var("QMS_TOKEN", "two");
-        let b = Config::from_texts(
+        let b = Config::from_texts_in(
             &texts,
             Path::new("/etc/shopfloor-agent"),
             LoadOptions::default(),
+            &env("two"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.sha256, b.sha256);
@@ -609,14 +626,16 @@ mod tests {
 
     #[test]
     fn shipped_examples_are_valid() {
-        std::env::set_var("ERP_PASSWORD", "x");
+        let env = Environment::given([("ERP_PASSWORD", "x")]);
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("config/examples") {
             let path = entry.expect("entry").path();
             let text = std::fs::read_to_string(&path).expect("read");
             let texts = vec![(path.clone(), text)];
-            if let Err(e) = Config::from_texts(&texts, Path::new("/tmp"), LoadOptions::default()) {
+            let loaded =
+                Config::from_texts_in(&texts, Path::new("/tmp"), LoadOptions::default(), &env);
+            if let Err(e) = loaded {
                 panic!("{} is invalid:\n{e}", path.display());
             }
             n += 1;

@@ -9,12 +9,45 @@
 //! not followed by `env:`, `file:` or `credential:` is an error rather than literal text, so a typo cannot send
 //! `${evn:X}` to a peer as a password.
 
+use std::collections::BTreeMap;
+
 use super::ConfigError;
+
+/// Where `${env:NAME}` and `$CREDENTIALS_DIRECTORY` are looked up: the process environment, or a
+/// given set of variables (tests resolve in parallel without changing the process's environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Environment {
+    /// The process environment.
+    #[default]
+    Process,
+    /// Exactly these variables.
+    Given(BTreeMap<String, String>),
+}
+
+impl Environment {
+    /// The variables `pairs`, and no other.
+    pub fn given<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Environment::Given(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// The value of `name`, if set (and valid Unicode).
+    pub fn var(&self, name: &str) -> Option<String> {
+        match self {
+            Environment::Process => std::env::var(name).ok(),
+            Environment::Given(vars) => vars.get(name).cloned(),
+        }
+    }
+}
 
 const HINT: &str = "write ${env:NAME}, ${file:/path/to/secret} or ${credential:NAME}";
 
 /// Replaces every reference in `text`. `at` is the key path used in errors.
-pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
+pub fn resolve(text: &str, at: &str, env: &Environment, errors: &mut Vec<ConfigError>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -33,10 +66,10 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
                 Some((n, d)) => (n, Some(d)),
                 None => (name, None),
             };
-            match (std::env::var(name), default) {
-                (Ok(v), _) => out.push_str(&v),
-                (Err(_), Some(d)) => out.push_str(d),
-                (Err(_), None) => errors.push(
+            match (env.var(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => errors.push(
                     ConfigError::new(at, format!("environment variable {name} is not set (${{env:{name}}})"))
                         .hint(format!(
                             "set {name} in the service environment (Environment=/EnvironmentFile=), or pass it with LoadCredential=<name>:<path> and write ${{credential:<name>}}"
@@ -52,7 +85,7 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
                 ),
             }
         } else if let Some(name) = reference.strip_prefix("credential:") {
-            match credential(name, at) {
+            match credential(name, at, env) {
                 Ok(v) => out.push_str(&v),
                 Err(e) => errors.push(e),
             }
@@ -69,14 +102,14 @@ pub fn resolve(text: &str, at: &str, errors: &mut Vec<ConfigError>) -> String {
 }
 
 /// Reads the systemd credential `name` from `$CREDENTIALS_DIRECTORY`.
-fn credential(name: &str, at: &str) -> Result<String, ConfigError> {
+fn credential(name: &str, at: &str, env: &Environment) -> Result<String, ConfigError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(
             ConfigError::new(at, format!("invalid credential name {name:?}"))
                 .hint("a credential name is the part before the colon in LoadCredential=NAME:PATH"),
         );
     }
-    let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+    let Some(dir) = env.var("CREDENTIALS_DIRECTORY") else {
         return Err(ConfigError::new(
             at,
             format!("${{credential:{name}}} needs CREDENTIALS_DIRECTORY, which is set only when systemd starts the agent with LoadCredential="),
@@ -101,30 +134,32 @@ fn credential(name: &str, at: &str) -> Result<String, ConfigError> {
 pub fn resolve_tree(
     value: &mut toml::Value,
     at: &str,
+    env: &Environment,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<(String, String)> {
     let mut substituted = Vec::new();
-    walk(value, at, errors, &mut substituted);
+    walk(value, at, env, errors, &mut substituted);
     substituted
 }
 
 fn walk(
     value: &mut toml::Value,
     at: &str,
+    env: &Environment,
     errors: &mut Vec<ConfigError>,
     substituted: &mut Vec<(String, String)>,
 ) {
     match value {
         toml::Value::String(s) if s.contains("${") => {
             let written = std::mem::take(s);
-            *s = resolve(&written, at, errors);
+            *s = resolve(&written, at, env, errors);
             if !s.is_empty() && *s != written {
                 substituted.push((written, s.clone()));
             }
         }
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                walk(v, &format!("{at}[{i}]"), errors, substituted);
+                walk(v, &format!("{at}[{i}]"), env, errors, substituted);
             }
         }
         toml::Value::Table(t) => {
@@ -134,7 +169,7 @@ fn walk(
                 } else {
                     format!("{at}.{k}")
                 };
-                walk(v, &p, errors, substituted);
+                walk(v, &p, env, errors, substituted);
             }
         }
         _ => {}
@@ -165,27 +200,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_file_and_reports_missing_env() {
-        let dir = std::env::temp_dir().join(format!("sfa-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("pw");
+    fn resolves_file_and_env_from_the_given_environment_and_reports_what_is_missing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let f = dir.path().join("pw");
         std::fs::write(&f, "s3cret\n").expect("write");
+        let env = Environment::given([("SFA_TOKEN", "t0k3n")]);
         let mut errors = Vec::new();
-        let out = resolve(&format!("a-${{file:{}}}-b", f.display()), "x", &mut errors);
+        let out = resolve(
+            &format!("a-${{file:{}}}-b", f.display()),
+            "x",
+            &env,
+            &mut errors,
+        );
         assert_eq!(out, "a-s3cret-b");
+        assert_eq!(resolve("${env:SFA_TOKEN}", "t", &env, &mut errors), "t0k3n");
         assert!(errors.is_empty());
         resolve(
             "${env:SFA_SURELY_UNSET_VAR}",
             "sinks.qms.auth.password",
+            &env,
             &mut errors,
         );
-        resolve("${evn:X}", "y", &mut errors);
-        let defaulted = resolve("${env:SFA_SURELY_UNSET_VAR:-lab-pw}", "z", &mut errors);
+        resolve("${evn:X}", "y", &env, &mut errors);
+        let defaulted = resolve(
+            "${env:SFA_SURELY_UNSET_VAR:-lab-pw}",
+            "z",
+            &env,
+            &mut errors,
+        );
         assert_eq!(defaulted, "lab-pw");
-        assert_eq!(errors.len(), 2);
+        resolve("${credential:qms}", "c", &env, &mut errors);
+        assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0]
             .message
             .contains("SFA_SURELY_UNSET_VAR is not set"));
         assert!(errors[1].message.contains("unknown secret reference"));
+        assert!(errors[2].message.contains("needs CREDENTIALS_DIRECTORY"));
+        // The credential directory comes from the same environment.
+        std::fs::write(dir.path().join("qms"), "from-systemd\n").expect("write");
+        let env =
+            Environment::given([("CREDENTIALS_DIRECTORY", dir.path().to_str().expect("utf-8"))]);
+        let mut errors = Vec::new();
+        assert_eq!(
+            resolve("${credential:qms}", "c", &env, &mut errors),
+            "from-systemd"
+        );
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }
