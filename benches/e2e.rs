@@ -30,12 +30,8 @@ use serde_json::{json, Value};
 mod common;
 use common::{cpu_ticks, rss_kib, TICKS_PER_SECOND};
 
-/// The demo's peers (the test suite's, `tests/support/`).
-#[allow(dead_code, unreachable_pub)]
-#[path = "../examples/plant-demo/support.rs"]
-mod support;
-use support::mosquitto::Broker;
-use support::plant::{Plant, Ports};
+use plant_sim::mosquitto::Broker;
+use plant_sim::plant::{Plant, Ports};
 
 struct Args {
     seconds: u64,
@@ -135,14 +131,14 @@ impl Tally {
 /// `config/demo.toml` (the cell's sources, its visual check and traveler rules, the QMS sink)
 /// polled faster, with two records made whenever the PLC's or the gauge's diameter changes.
 fn config(plant: &Plant, data: &Path, max_disk_bytes: u64) -> String {
-    let demo = plant
-        .agent_config(data, "127.0.0.1:0")
-        .replace(
-            "[journal]\n",
-            &format!("[journal]\nmax_disk_bytes = {max_disk_bytes}\n"),
-        )
-        .replace("poll_interval_ms = 100\n", "poll_interval_ms = 10\n")
-        .replace("poll_interval_ms = 500\n", "poll_interval_ms = 100\n")
+    let demo = std::fs::read_to_string("config/demo.toml").expect("config/demo.toml");
+    let demo = plant.agent_config(&demo, data, "127.0.0.1:0");
+    let demo = plant_sim::config::AgentToml::parse(&demo)
+        .set("journal.max_disk_bytes", max_disk_bytes as i64)
+        .set("sources.gauge.poll_interval_ms", 10)
+        .set("sources.erp.poll_interval_ms", 100)
+        .to_string()
+        // Inside the ERP endpoints' watermark filters (an array of tables).
         .replace("&$top=100", "&$top=1000");
     let mut load = r#"
 [[sources.plc.tags]]
@@ -354,7 +350,7 @@ async fn run(args: &Args) -> Value {
                     .lock()
                     .expect("lock")
                     .extend(std::iter::repeat_n(
-                        support::qms::Step::Status(503, None),
+                        plant_sim::qms::Step::Status(503, None),
                         answers,
                     ));
             }

@@ -4,7 +4,7 @@
 # The suite runs in process on 127.0.0.1 except for two real programs it starts as peers:
 # `mosquitto` (the MQTT tests' broker) and `socat` (the Modbus RTU test's pseudo-terminal pair).
 # When either is missing this installs it with apt-get (as root, or through sudo) and says so; then
-# it runs `cargo test --locked` with the options given, e.g. `tests/run.sh -j2` or
+# it runs `cargo test --locked --workspace` with the options given, e.g. `tests/run.sh -j2` or
 # `tests/run.sh --test integration security::`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +31,4 @@ if ((${#need[@]})); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-exec cargo test --locked "$@"
+exec cargo test --locked --workspace "$@"

@@ -1,4 +1,4 @@
-//! The demo's run: the cell's peers (`tests/support/plant.rs`) on the fixed ports of
+//! The demo's run: the cell's peers (`crates/plant-sim/src/plant.rs`) on the fixed ports of
 //! `config/demo.toml`, an MQTT broker (rumqttd) for them, and the production loop with its keys.
 
 use std::net::SocketAddr;
@@ -10,9 +10,9 @@ use anyhow::Context;
 use shopfloor_agent::config::Config;
 use tokio::io::AsyncBufReadExt;
 
-use crate::support::plant::{Plant, Ports};
-use crate::support::qms::Inner as QmsState;
 use crate::Options;
+use plant_sim::plant::{Plant, Ports};
+use plant_sim::qms::Inner as QmsState;
 
 /// One part every this often.
 const TAKT: Duration = Duration::from_secs(2);

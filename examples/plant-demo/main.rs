@@ -11,14 +11,11 @@
 //! two seconds. Type `o` + Enter to take the QMS down (the backlog grows on disk) and again to bring
 //! it back (the backlog drains); `q` + Enter (or Ctrl-C) stops.
 //!
-//! The peers are the ones the test suite uses (`tests/support/`); the production binary carries none
-//! of this.
+//! The peers are the ones the test suite uses (the `plant-sim` crate, `crates/plant-sim/`); the
+//! production binary carries none of this.
 
 mod cell;
 mod screen;
-
-#[allow(dead_code, unreachable_pub, missing_docs)]
-mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,7 +101,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let config = Config::load(&config_path, LoadOptions::default())
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
 
-    let p = support::plant::Ports::DEMO;
+    let p = plant_sim::plant::Ports::DEMO;
     println!(
         "starting the cell on 127.0.0.1: OPC UA PLC :{}, Modbus gauge :{}, MQTT broker :{}, ERP :{}, QMS :{}",
         p.plc, p.gauge, p.mqtt, p.erp, p.qms

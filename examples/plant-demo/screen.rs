@@ -8,7 +8,7 @@ use serde_json::Value;
 use shopfloor_agent::config::Config;
 
 use crate::cell::Cell;
-use crate::support::qms::Inner as QmsState;
+use plant_sim::qms::Inner as QmsState;
 
 fn s<'a>(v: &'a Value, path: &str) -> &'a str {
     v.pointer(path).and_then(Value::as_str).unwrap_or("-")

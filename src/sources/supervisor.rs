@@ -9,7 +9,7 @@
 //! |----------------------------------------|----------------------------------|
 //! | data known good (a value, a keep-alive) | [`Supervisor::alive`]           |
 //! | the peer answers again                  | [`Supervisor::connected`]       |
-//! | data flows again                        | [`Supervisor::flowing`] (closes the outage) |
+//! | data flows (first, or again)            | [`Supervisor::flowing`] (closes the outage) |
 //! | an attempt failed                       | [`Supervisor::failed`] (the delay) |
 //! | the failure loses data                  | [`Supervisor::down`] (opens the outage once) |
 //! | data was lost while the link was away, found out on reconnect (MQTT) | [`Supervisor::gap`] |
@@ -40,6 +40,9 @@ pub struct Supervisor {
     backoff: Backoff,
     repeat: RepeatLog,
     down: bool,
+    /// Whether data has flowed since the start: the first time is announced too (`status` shows
+    /// `up since`), the later ones only after an outage.
+    announced: bool,
     last_good_ms: Option<i64>,
     steady: Duration,
     up_since: Option<std::time::Instant>,
@@ -64,6 +67,7 @@ impl Supervisor {
             backoff: Backoff::new(retry.0, retry.1),
             repeat: RepeatLog::new(repeat_summary),
             down: false,
+            announced: false,
             last_good_ms: None,
             steady: Duration::ZERO,
             up_since: None,
@@ -127,9 +131,10 @@ impl Supervisor {
         }
     }
 
-    /// Data flows: closes an open outage.
+    /// Data flows: closes an open outage, and says so the first time (`status`: `up since`).
     pub async fn flowing(&mut self) -> Result<(), Stopped> {
-        if std::mem::take(&mut self.down) {
+        let first = !std::mem::replace(&mut self.announced, true);
+        if std::mem::take(&mut self.down) || first {
             let up = Observation::SourceUp {
                 source: self.source.clone(),
                 channel: self.channel.clone(),
@@ -249,6 +254,14 @@ mod tests {
     async fn an_outage_opens_once_from_the_last_good_moment_and_closes_once() {
         let (tx, mut rx) = crate::records::pipeline::channel(16);
         let mut s = sup(tx);
+        s.up().await.expect("send");
+        assert!(
+            matches!(
+                rx.try_recv().expect("first up").observation,
+                Observation::SourceUp { .. }
+            ),
+            "the first connection is announced"
+        );
         s.alive();
         let good = s.last_good_ms.expect("alive");
         for _ in 0..3 {
@@ -287,6 +300,8 @@ mod tests {
     async fn a_failure_that_loses_nothing_opens_no_outage_and_a_closed_pipeline_stops() {
         let (tx, mut rx) = crate::records::pipeline::channel(16);
         let mut s = sup(tx).channel("WorkOrders");
+        s.up().await.expect("send");
+        assert!(rx.try_recv().is_ok(), "the first connection is announced");
         s.failed("HTTP 429");
         s.up().await.expect("send");
         assert!(

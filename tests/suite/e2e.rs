@@ -37,7 +37,9 @@ async fn cell(dir: &Path, broker: &Broker, metrics: &str) -> (Plant, PathBuf) {
         .await
         .expect("the cell");
     let config = dir.join("agent.toml");
-    std::fs::write(&config, plant.agent_config(&data, metrics)).expect("config");
+    let demo =
+        std::fs::read_to_string(crate::support::root().join("config/demo.toml")).expect("demo");
+    std::fs::write(&config, plant.agent_config(&demo, &data, metrics)).expect("config");
     (plant, config)
 }
 
@@ -300,6 +302,7 @@ fn gaps(plant: &Plant) -> HashMap<String, Vec<Value>> {
 /// nothing arrives twice under another id, the QMS has the journal in order, the chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_under_load_loses_nothing_acknowledged_and_duplicates_nothing() {
+    let mut rng = crate::support::seeded("sigkill_at_random_moments_under_load");
     const KILLS: usize = 20;
     let dir = tempdir();
     let broker = Broker::start();
@@ -350,13 +353,13 @@ async fn sigkill_at_random_moments_under_load_loses_nothing_acknowledged_and_dup
     let mut kills = Vec::new();
     for _ in 0..KILLS {
         let since = steady(metrics).await;
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(500..4000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(500..4000))).await;
         let killed = SystemTime::now();
         agent.0.kill().expect("SIGKILL");
         agent.0.wait().expect("reap");
         ran.push((since, killed));
         kills.push(killed);
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..500))).await;
         agent = run(&config);
     }
     let since = steady(metrics).await;

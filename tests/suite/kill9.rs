@@ -18,6 +18,7 @@ use crate::support::{agent_bin, eventually_blocking, tempdir};
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_record() {
+    let mut rng = crate::support::seeded("sigkill_at_random_moments_loses_no_acknowledged_record");
     let dir = tempdir();
     let journal_dir = dir.path().join("journal");
     let mut acked: HashMap<String, i64> = HashMap::new();
@@ -52,7 +53,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
         eventually_blocking(Duration::from_secs(30), "first acknowledgements", || {
             count.load(Ordering::Relaxed) > 0
         });
-        std::thread::sleep(Duration::from_millis(fastrand::u64(20..400)));
+        std::thread::sleep(Duration::from_millis(rng.u64(20..400)));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let lines = reader.join().expect("reader");

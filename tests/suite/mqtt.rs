@@ -9,6 +9,8 @@ use serde_json::json;
 use shopfloor_agent::journal::Store;
 use shopfloor_agent::runtime::topology::Agent;
 
+use plant_sim::config::AgentToml;
+
 use crate::support::mosquitto::{publish_all, Broker};
 use crate::support::{
     agent_bin, assert_schema_valid_text, config, eventually, tempdir, KillOnDrop,
@@ -73,7 +75,10 @@ async fn messages_become_records_and_bad_payloads_are_quarantined_once() {
     let dir = tempdir();
     let cfg = toml(broker.port, "gw-mqtt-a", "data");
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     let mut msgs: Vec<(String, Vec<u8>)> = (0..5).map(message).collect();
     msgs.push(("plant1/cell1/inspection".into(), b"{oops".to_vec()));
     msgs.extend((5..7).map(message));
@@ -143,6 +148,7 @@ fn with_protocol(cfg: &str, protocol: &str) -> String {
 }
 
 async fn sigkill_while_messages_flow(protocol: &str) {
+    let mut rng = crate::support::seeded(&format!("sigkill_while_messages_flow ({protocol})"));
     let broker = Broker::start();
     let dir = tempdir();
     let cfg_path = dir.path().join("agent.toml");
@@ -163,11 +169,10 @@ async fn sigkill_while_messages_flow(protocol: &str) {
     // A first run creates the persistent session and its subscription.
     let mut agent = start();
     let path = dir.path().to_path_buf();
-    eventually(WAIT, "the agent's start record", || {
-        count(&path, "SELECT count(*) FROM records") >= 1
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&path.join("data"), "mqtt1")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     const N: usize = 400;
     let publisher = tokio::spawn(publish_all(
         broker.port,
@@ -175,7 +180,7 @@ async fn sigkill_while_messages_flow(protocol: &str) {
         Duration::from_millis(8),
     ));
     for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..400))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..400))).await;
         agent.0.kill().expect("SIGKILL");
         agent.0.wait().expect("reap");
         agent = start();
@@ -219,17 +224,18 @@ async fn mutual_tls_with_a_private_ca() {
     let pki_dir = tempdir();
     let pki = crate::support::tls::TestPki::create(pki_dir.path());
     let broker = Broker::start_mtls(&pki);
-    let tls = format!(
-        "tls = {{ ca_file = \"{}\", client_cert_file = \"{}\", client_key_file = \"{}\" }}\n",
-        pki.ca_file.display(),
-        pki.client_cert.display(),
-        pki.client_key.display()
-    );
+    let path = |p: &std::path::Path| p.display().to_string();
     let dir = tempdir();
-    let cfg =
-        toml(broker.port, "gw-mqtt-tls", "data").replace("topics = [", &format!("{tls}topics = ["));
+    let cfg = AgentToml::parse(&toml(broker.port, "gw-mqtt-tls", "data"))
+        .set("sources.mqtt1.tls.ca_file", path(&pki.ca_file))
+        .set("sources.mqtt1.tls.client_cert_file", path(&pki.client_cert))
+        .set("sources.mqtt1.tls.client_key_file", path(&pki.client_key))
+        .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     // The test publisher connects over TLS too.
     publish_all_tls(broker.port, &pki, (0..5).map(message).collect()).await;
     eventually(WAIT, "5 inspections over mutual TLS", || {
@@ -251,9 +257,9 @@ async fn mutual_tls_with_a_private_ca() {
 
     // Without the client certificate the broker refuses the session: nothing arrives.
     let dir = tempdir();
-    let only_ca = format!("tls = {{ ca_file = \"{}\" }}\n", pki.ca_file.display());
-    let cfg = toml(broker.port, "gw-mqtt-tls-2", "data")
-        .replace("topics = [", &format!("{only_ca}topics = ["));
+    let cfg = AgentToml::parse(&toml(broker.port, "gw-mqtt-tls-2", "data"))
+        .set("sources.mqtt1.tls.ca_file", path(&pki.ca_file))
+        .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
     tokio::time::sleep(Duration::from_millis(800)).await;
     publish_all_tls(broker.port, &pki, (5..8).map(message).collect()).await;
@@ -272,12 +278,15 @@ async fn mutual_tls_with_a_private_ca() {
 async fn username_and_password() {
     let broker = Broker::start_auth("edge123");
     let dir = tempdir();
-    let cfg = toml(broker.port, "gw-mqtt-auth", "data").replace(
-        "topics = [",
-        "username = \"edge\"\npassword = \"edge123\"\ntopics = [",
-    );
+    let cfg = AgentToml::parse(&toml(broker.port, "gw-mqtt-auth", "data"))
+        .set("sources.mqtt1.username", "edge")
+        .set("sources.mqtt1.password", "edge123")
+        .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     crate::support::mosquitto::publish_all_auth(
         broker.port,
         ("edge", "edge123"),
@@ -294,10 +303,10 @@ async fn username_and_password() {
     agent.stop("test").await;
     // A wrong password is refused (CONNACK 5): nothing arrives.
     let dir = tempdir();
-    let cfg = toml(broker.port, "gw-mqtt-auth-2", "data").replace(
-        "topics = [",
-        "username = \"edge\"\npassword = \"nope\"\ntopics = [",
-    );
+    let cfg = AgentToml::parse(&toml(broker.port, "gw-mqtt-auth-2", "data"))
+        .set("sources.mqtt1.username", "edge")
+        .set("sources.mqtt1.password", "nope")
+        .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
     tokio::time::sleep(Duration::from_millis(800)).await;
     crate::support::mosquitto::publish_all_auth(
@@ -456,7 +465,10 @@ async fn a_lost_connection_with_qos0_traffic_leaves_a_gap_record() {
     let dir = tempdir();
     let cfg = toml(broker.port, "gw-mqtt-qos0", "data");
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     // A QoS 0 publisher: the broker does not keep these for a disconnected subscriber.
     let mut opts = rumqttc::MqttOptions::new("qos0-pub", "127.0.0.1", broker.port);
     opts.set_keep_alive(Duration::from_secs(5));
@@ -509,7 +521,10 @@ async fn a_broker_that_comes_back_without_the_agents_session_leaves_a_gap_record
     let dir = tempdir();
     let cfg = toml(broker.port, "gw-mqtt-volatile", "data");
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(WAIT, "the MQTT source subscribed", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     publish_all(broker.port, vec![message(1)], Duration::ZERO).await;
     let gap = restart_broker_and_take_the_gap(&mut broker, dir.path(), agent).await;
     assert!(gap.contains("no longer had the agent's session"), "{gap}");

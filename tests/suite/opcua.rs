@@ -10,6 +10,8 @@ use serde_json::Value;
 use shopfloor_agent::journal::Store;
 use shopfloor_agent::runtime::topology::Agent;
 
+use plant_sim::config::AgentToml;
+
 use crate::support::opcua::{Cell, Options, NS, PASSWORD};
 use crate::support::{assert_schema_valid, config, eventually, tempdir};
 
@@ -112,13 +114,26 @@ async fn cell_and_agent(dir: &Path) -> (Cell, Agent) {
     let agent = Agent::start(config(dir, &agent_toml(&source(&cell.url, NONE))))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(WAIT, "the OPC UA source up", || {
+        connection(dir).starts_with("up")
+    })
+    .await;
     (cell, agent)
 }
 
-/// After an outage: waits until the source is up again, then makes a part and waits for its record.
-async fn part_after_reconnect(cell: &Cell, dir: &Path, serial: &str, diameter: f64) {
-    eventually(WAIT, "reconnected", || connection(dir).starts_with("up")).await;
+/// After an outage: waits until the source is up again (another `up since` than `up_before`, the
+/// state before the outage), then makes a part and waits for its record.
+async fn part_after_reconnect(
+    cell: &Cell,
+    dir: &Path,
+    up_before: &str,
+    (serial, diameter): (&str, f64),
+) {
+    eventually(WAIT, "reconnected", || {
+        let now = connection(dir);
+        now.starts_with("up") && now != up_before
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = serials(dir).len();
     cell.part(serial, diameter).await;
@@ -285,11 +300,10 @@ async fn a_weaker_endpoint_is_never_used_and_a_wrong_password_is_named() {
     let pinned_src = source(&cell.url, strict);
     // Pin the server so trust is not the reason of the refusal.
     let thumb = cell.thumbprint();
-    let pinned_src = pinned_src.replace(
-        "reconnect_initial_ms",
-        &format!("server_thumbprint = \"{thumb}\"\nreconnect_initial_ms"),
-    );
-    let agent = Agent::start(config(dir.path(), &agent_toml(&pinned_src)))
+    let pinned = AgentToml::parse(&agent_toml(&pinned_src))
+        .set("sources.plc.server_thumbprint", thumb)
+        .to_string();
+    let agent = Agent::start(config(dir.path(), &pinned))
         .await
         .expect("start");
     eventually(WAIT, "the refusal names the identity", || {
@@ -300,20 +314,24 @@ async fn a_weaker_endpoint_is_never_used_and_a_wrong_password_is_named() {
 
     // The same endpoint with an X.509 user identity instead of the password.
     let (cert, key) = crate::support::opcua::user_certificate(&cell.pki);
-    let x509 = pinned_src.replace(
-        "username = \"operator\"\npassword = \"wrong\"",
-        &format!(
-            "user_certificate_file = \"{}\"\nuser_key_file = \"{}\"",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let x509 = AgentToml::parse(&pinned)
+        .remove("sources.plc.username")
+        .remove("sources.plc.password")
+        .set(
+            "sources.plc.user_certificate_file",
+            cert.display().to_string(),
+        )
+        .set("sources.plc.user_key_file", key.display().to_string())
+        .to_string();
     assert!(x509.contains("user_certificate_file"));
     let dir_x = tempdir();
-    let agent = Agent::start(config(dir_x.path(), &agent_toml(&x509)))
+    let agent = Agent::start(config(dir_x.path(), &x509))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(WAIT, "the OPC UA source up", || {
+        connection(dir_x.path()).starts_with("up")
+    })
+    .await;
     cell.part("SN-000015", 25.0).await;
     eventually(WAIT, "an inspection read as the X.509 user", || {
         serials(dir_x.path()) == ["SN-000015"]
@@ -366,10 +384,14 @@ async fn a_server_restart_with_reordered_namespaces_keeps_every_tag_on_its_node(
     ))
     .await
     .expect("start");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(WAIT, "the OPC UA source up", || {
+        connection(dir.path()).starts_with("up")
+    })
+    .await;
     cell.part("SN-000030", 25.0).await;
     eventually(WAIT, "first part", || serials(dir.path()).len() == 1).await;
     let before = cell.node("PartSerial");
+    let up_before = connection(dir.path());
 
     // The server goes away and comes back with another namespace registered before the cell's.
     let cell = cell
@@ -379,7 +401,7 @@ async fn a_server_restart_with_reordered_namespaces_keeps_every_tag_on_its_node(
         })
         .await;
     assert_ne!(before, cell.node("PartSerial"), "the index moved");
-    part_after_reconnect(&cell, dir.path(), "SN-000031", 25.01).await;
+    part_after_reconnect(&cell, dir.path(), &up_before, ("SN-000031", 25.01)).await;
     agent.stop("test").await;
 
     let recs = kind(dir.path(), "inspection");
@@ -431,7 +453,10 @@ browse_path = "Cell1/Station10/NoSuchVariable"
     let agent = Agent::start(config(dir.path(), &agent_toml(&src)))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually(WAIT, "the OPC UA source up", || {
+        connection(dir.path()).starts_with("up")
+    })
+    .await;
     cell.part("SN-000040", 24.99).await;
     eventually(WAIT, "a polled part", || serials(dir.path()).len() == 1).await;
     agent.stop("test").await;
@@ -472,18 +497,22 @@ async fn a_connected_but_silent_server_is_caught_by_the_watchdog_and_leaves_a_ga
     let agent = Agent::start(config(dir.path(), &agent_toml(&src)))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(WAIT, "the OPC UA source up", || {
+        connection(dir.path()).starts_with("up")
+    })
+    .await;
     cell.part("SN-000050", 25.0).await;
     eventually(WAIT, "first part", || serials(dir.path()).len() == 1).await;
 
     // The path hangs: TCP stays up, nothing arrives.
+    let up_before = connection(dir.path());
     proxy.freeze(true);
     eventually(WAIT, "the silence is noticed", || {
         connection(dir.path()).contains("watchdog")
     })
     .await;
     proxy.freeze(false);
-    part_after_reconnect(&cell, dir.path(), "SN-000051", 25.0).await;
+    part_after_reconnect(&cell, dir.path(), &up_before, ("SN-000051", 25.0)).await;
     agent.stop("test").await;
     let gaps = kind(dir.path(), "gap");
     assert_eq!(gaps.len(), 1, "{gaps:?}");

@@ -134,7 +134,10 @@ async fn a_config_change_is_recorded_with_both_hashes() {
     let first = config(dir.path(), CONFIG);
     let old_hash = first.sha256.clone();
     Agent::start(first).await.expect("start").stop("test").await;
-    let changed = config(dir.path(), &CONFIG.replace("gw-pipe", "gw-pipe-2"));
+    let changed = plant_sim::config::AgentToml::parse(CONFIG)
+        .set("agent.gateway_id", "gw-pipe-2")
+        .to_string();
+    let changed = config(dir.path(), &changed);
     let new_hash = changed.sha256.clone();
     assert_ne!(old_hash, new_hash);
     Agent::start(changed)

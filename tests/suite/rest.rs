@@ -8,6 +8,8 @@ use serde_json::Value;
 use shopfloor_agent::journal::Store;
 use shopfloor_agent::runtime::topology::Agent;
 
+use plant_sim::config::AgentToml;
+
 use crate::support::erp::{Erp, ErpServer, Fault};
 use crate::support::{assert_schema_valid, config, eventually, tempdir};
 
@@ -272,13 +274,15 @@ async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
     erp.add_rows("WorkOrders", 5);
     let server = ErpServer::start(erp).await;
     let dir = tempdir();
-    let toml = agent_toml(&server.url(), "unused").replace(
-        r#"auth = { type = "basic", username = "erp-reader", password = "unused" }"#,
-        &format!(
-            r#"auth = {{ type = "oauth2", token_url = "http://{}/oauth/token", client_id = "gw", client_secret = "s3cret" }}"#,
-            server.addr
-        ),
-    );
+    let toml = AgentToml::parse(&agent_toml(&server.url(), "unused"))
+        .set_toml(
+            "sources.erp.auth",
+            &format!(
+                r#"{{ type = "oauth2", token_url = "http://{}/oauth/token", client_id = "gw", client_secret = "s3cret" }}"#,
+                server.addr
+            ),
+        )
+        .to_string();
     let agent = Agent::start(config(dir.path(), &toml))
         .await
         .expect("start");
@@ -470,20 +474,15 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     let mut erp = Erp::default();
     erp.add_rows("WorkOrders", 4);
     let server = ErpServer::start_tls(erp, pki.server_config(true)).await;
-    let tls = format!(
-        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
-        pki.ca_file.display(),
-        pki.client_cert.display(),
-        pki.client_key.display()
-    );
-    let with_tls = |extra: &str| {
-        agent_toml(&server.url(), "erp123").replace(
-            "poll_interval_ms = 200\n",
-            &format!("poll_interval_ms = 200\n{extra}"),
-        )
-    };
+    let path = |p: &std::path::Path| p.display().to_string();
+    let only_ca = AgentToml::parse(&agent_toml(&server.url(), "erp123"))
+        .set("sources.erp.ca_file", path(&pki.ca_file));
+    let mutual = only_ca
+        .clone()
+        .set("sources.erp.client_cert_file", path(&pki.client_cert))
+        .set("sources.erp.client_key_file", path(&pki.client_key));
     let dir = tempdir();
-    let agent = Agent::start(config(dir.path(), &with_tls(&tls)))
+    let agent = Agent::start(config(dir.path(), &mutual.to_string()))
         .await
         .expect("start");
     eventually(WAIT, "work orders over mutual TLS", || {
@@ -494,9 +493,8 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
 
     // Without the client certificate the ERP refuses the handshake: nothing is journaled.
     let dir = tempdir();
-    let only_ca = format!("ca_file = \"{}\"\n", pki.ca_file.display());
     let before = server.erp.lock().expect("lock").requests.len();
-    let agent = Agent::start(config(dir.path(), &with_tls(&only_ca)))
+    let agent = Agent::start(config(dir.path(), &only_ca.to_string()))
         .await
         .expect("start");
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -262,14 +262,6 @@ async fn an_endless_error_answer_is_read_only_to_its_cap() {
     );
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 /// Finding 3: `url = "http://user:pw@host/…"` put the password into every record's provenance,
 /// gap reasons, logs and the unauthenticated `/healthz`. `validate` refuses it, naming the key and
 /// not the password, also when the URL comes from a secret reference.
@@ -314,12 +306,11 @@ async fn a_secret_in_a_url_query_is_never_shown_or_journaled() {
     let qms = Hostile::start(|_, _| hostile::json(503, json!({ "error": "busy" }))).await;
     let dir = tempdir();
     let data = dir.path().join("data");
-    let metrics = free_port();
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"{}events?code=s3cr3t-code&plant=4\"\nretry_initial_ms = 50\nretry_max_ms = 100\n",
+            "[agent]\ngateway_id = \"gw-sec\"\ndata_dir = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sinks.qms]\ntype = \"http\"\nurl = \"{}events?code=s3cr3t-code&plant=4\"\nretry_initial_ms = 50\nretry_max_ms = 100\n",
             data.display(),
             qms.url()
         ),
@@ -341,8 +332,17 @@ async fn a_secret_in_a_url_query_is_never_shown_or_journaled() {
             .is_ok_and(|c| c.iter().any(|c| c.last_error.is_some()))
     })
     .await;
+    // The agent bound port 0 for its metrics and says where.
+    let metrics = std::fs::read_to_string(&log)
+        .ok()
+        .and_then(|l| {
+            l.split("health on http://")
+                .nth(1)
+                .and_then(|r| r.split('/').next().map(str::to_string))
+        })
+        .expect("the log names the health address");
     shopfloor_agent::transport::install_crypto_provider();
-    let health = reqwest::get(format!("http://127.0.0.1:{metrics}/healthz"))
+    let health = reqwest::get(format!("http://{metrics}/healthz"))
         .await
         .expect("healthz")
         .text()
@@ -1390,14 +1390,9 @@ fn the_unit_caps_memory_above_the_measured_peak() {
 /// `FILE_SINK` as a file for the command line, with the data directory's absolute path.
 fn cli_config(dir: &std::path::Path) -> std::path::PathBuf {
     let file = dir.join("agent.toml");
-    std::fs::write(
-        &file,
-        FILE_SINK.replace(
-            "data_dir = \"data\"",
-            &format!("data_dir = \"{}\"", dir.join("data").display()),
-        ),
-    )
-    .expect("config");
+    plant_sim::config::AgentToml::parse(FILE_SINK)
+        .set("agent.data_dir", dir.join("data").display().to_string())
+        .write(&file);
     file
 }
 
@@ -1413,12 +1408,15 @@ async fn large_and_odd_mqtt_messages_are_quarantined_not_looped_on() {
     use crate::support::mosquitto::{publish_all, Broker};
     let broker = Broker::start();
     let dir = tempdir();
-    let cfg = super::mqtt::toml(broker.port, "gw-sec-mqtt", "data").replace(
-        "topics = [\"plant1/+/inspection\"]",
-        "topics = [\"plant1/+/inspection\"]\nmax_message_bytes = 65536",
-    );
+    let cfg =
+        plant_sim::config::AgentToml::parse(&super::mqtt::toml(broker.port, "gw-sec-mqtt", "data"))
+            .set("sources.mqtt1.max_message_bytes", 65536)
+            .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
+    eventually(WAIT, "the source up", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     let topic = "plant1/cell1/inspection".to_string();
     let padded = |seq: usize, bytes: usize| -> Vec<u8> {
         json!({ "seq": seq, "serial": format!("SN-{seq}"), "measured": 25.0, "note": "x".repeat(bytes) })
@@ -1491,12 +1489,15 @@ async fn an_mqtt_message_too_large_to_take_is_an_outage_not_a_silent_loop() {
     use crate::support::mosquitto::{publish_all, Broker};
     let broker = Broker::start();
     let dir = tempdir();
-    let cfg = super::mqtt::toml(broker.port, "gw-sec-big", "data").replace(
-        "topics = [\"plant1/+/inspection\"]",
-        "topics = [\"plant1/+/inspection\"]\nmax_message_bytes = 4096",
-    );
+    let cfg =
+        plant_sim::config::AgentToml::parse(&super::mqtt::toml(broker.port, "gw-sec-big", "data"))
+            .set("sources.mqtt1.max_message_bytes", 4096)
+            .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "the source up", || {
+        crate::support::source_up(&dir.path().join("data"), "mqtt1")
+    })
+    .await;
     publish_all(
         broker.port,
         vec![("plant1/cell1/inspection".into(), vec![b'x'; 200 << 10])],
@@ -1602,7 +1603,10 @@ async fn an_opcua_gap_starts_at_the_last_data_not_at_the_watchdog() {
     let agent = Agent::start(config(dir.path(), &toml))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // subscribed, keep-alives flowing
+    eventually(WAIT, "the source up", || {
+        crate::support::source_up(&dir.path().join("data"), "plc")
+    })
+    .await;
     freeze_and_thaw(&proxy, agent, dir.path(), "plc").await;
 }
 
@@ -1620,7 +1624,10 @@ async fn a_modbus_gap_starts_at_the_last_answered_poll() {
     let agent = Agent::start(config(dir.path(), &toml))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(500)).await; // polling
+    eventually(WAIT, "the source up", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge")
+    })
+    .await;
     freeze_and_thaw(&proxy, agent, dir.path(), "gauge").await;
 }
 

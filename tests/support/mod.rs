@@ -1,21 +1,17 @@
-//! Test harness: temp dirs, `eventually`, the in-process peers (QMS receiver, ERP, OPC UA PLC, Modbus
-//! device, the demo cell of `plant.rs`, also used by `examples/plant-demo`), a test CA, schema validation.
+//! Test harness: temp dirs, `eventually`, the peers (from `plant-sim`: QMS receiver, ERP, OPC UA PLC,
+//! Modbus device, the demo cell, a test CA), hostile peers and forgers, schema validation.
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod erp;
 pub mod forger;
 pub mod hostile;
-pub mod modbus;
-pub mod mosquitto;
-pub mod opcua;
-pub mod plant;
 /// CPU time and resident memory of a process (shared with the benches).
 #[path = "../../benches/common/mod.rs"]
 pub mod process;
 pub mod proxy;
-pub mod qms;
-pub mod tls;
+
+/// The peers of the simulated plant (`crates/plant-sim/`), shared with the benches and the demo.
+pub use plant_sim::{erp, modbus, mosquitto, opcua, plant, qms, tls};
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -68,6 +64,31 @@ impl Drop for KillOnDrop {
 pub fn journal_sql(store: &shopfloor_agent::journal::Store) -> rusqlite::Connection {
     rusqlite::Connection::open_with_flags(store.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open the journal read-only")
+}
+
+/// The random source of a randomised test (kill timings): seeded from `TEST_SEED` when set, else
+/// at random, and the seed is printed so a failure can be run again exactly (`cargo test` shows a
+/// failing test's output).
+pub fn seeded(test: &str) -> fastrand::Rng {
+    let seed = std::env::var("TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: seed {seed} (run again with TEST_SEED={seed})");
+    fastrand::Rng::with_seed(seed)
+}
+
+/// Whether source `source` of the agent whose journal is in `data` is up (`status`: `up since`):
+/// connected, subscribed where it subscribes (every SUBACK in), data flowing. Tests wait for it
+/// instead of sleeping after a start.
+pub fn source_up(data: &Path, source: &str) -> bool {
+    shopfloor_agent::journal::Store::open_ro(data)
+        .and_then(|s| s.source_state(Some(source)))
+        .map(|rows| {
+            rows.iter()
+                .any(|(_, k, v, _)| k == "connection" && v.starts_with("up since"))
+        })
+        .unwrap_or(false)
 }
 
 pub fn tempdir() -> tempfile::TempDir {

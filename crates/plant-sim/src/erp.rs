@@ -53,7 +53,7 @@ pub struct Erp {
 impl Erp {
     fn tick(&mut self) -> String {
         self.clock_ms += 1000;
-        shopfloor_agent::time::format(shopfloor_agent::time::from_unix_ms(
+        crate::clock::format(crate::clock::from_unix_ms(
             1_767_225_600_000 + self.clock_ms,
         ))
     }
@@ -159,9 +159,9 @@ async fn entity_set(
     let mut rows: Vec<Value> = erp.sets.get(&set).cloned().unwrap_or_default();
     if let Some(filter) = param(&query, "$filter") {
         if let Some(v) = filter.strip_prefix("modifiedAt ge ") {
-            let from = shopfloor_agent::time::parse(v.trim()).expect("filter value is a time");
+            let from = crate::clock::parse(v.trim()).expect("filter value is a time");
             rows.retain(|r| {
-                shopfloor_agent::time::parse(r["modifiedAt"].as_str().unwrap_or(""))
+                crate::clock::parse(r["modifiedAt"].as_str().unwrap_or(""))
                     .is_some_and(|t| t >= from)
             });
         }
@@ -303,7 +303,7 @@ impl ErpServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        crate::support::tls::serve_router(listener, app, tls, stopped);
+        crate::tls::serve_router(listener, app, tls, stopped);
         Ok(ErpServer {
             addr,
             erp,

@@ -216,11 +216,9 @@ impl PtyPair {
             .unwrap_or_else(|e| {
                 panic!("cannot start socat ({e}): the RTU test needs it; install it with `apt-get install socat`")
             });
-        crate::support::eventually_blocking(
-            std::time::Duration::from_secs(10),
-            "socat's ptys",
-            || a.exists() && b.exists(),
-        );
+        crate::eventually_blocking(std::time::Duration::from_secs(10), "socat's ptys", || {
+            a.exists() && b.exists()
+        });
         PtyPair { a, b, child }
     }
 }

@@ -28,7 +28,7 @@ impl Broker {
     }
 
     /// A broker that requires a client certificate signed by the test CA (TLS on its port).
-    pub fn start_mtls(pki: &crate::support::tls::TestPki) -> Broker {
+    pub fn start_mtls(pki: &crate::tls::TestPki) -> Broker {
         Self::start_with(format!(
             "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
             pki.ca_file.display(),
@@ -39,7 +39,7 @@ impl Broker {
 
     /// A broker that requires user `edge` with `password`.
     pub fn start_auth(password: &str) -> Broker {
-        let dir = crate::support::tempdir();
+        let dir = crate::tempdir();
         let file = dir.path().join("passwd");
         let ok = Command::new("mosquitto_passwd")
             .args(["-c", "-b"])
@@ -56,24 +56,32 @@ impl Broker {
         b
     }
 
+    /// Mosquitto cannot take a bound socket: the port is chosen free, and if another process takes
+    /// it before Mosquitto binds it (Mosquitto exits), another port is tried.
     fn start_with(extra: String) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
         let mut b = Broker {
-            port,
-            dir: crate::support::tempdir(),
+            port: 0,
+            dir: crate::tempdir(),
             child: None,
             extra,
             _keep: None,
         };
-        b.spawn();
-        b
+        for _ in 0..5 {
+            b.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port();
+            match b.spawn() {
+                Ok(()) => return b,
+                Err(e) => eprintln!("mosquitto: {e}; trying another port"),
+            }
+        }
+        panic!("mosquitto did not start on any of 5 free ports")
     }
 
-    fn spawn(&mut self) {
+    /// Starts Mosquitto on `self.port`; `Err` when it exited instead of listening.
+    fn spawn(&mut self) -> Result<(), String> {
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -101,9 +109,26 @@ impl Broker {
             .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): the MQTT tests need it; install it with `apt-get install mosquitto`"));
         self.child = Some(child);
         let port = self.port;
-        crate::support::eventually_blocking(Duration::from_secs(10), "mosquitto listening", || {
-            port_open(port)
-        });
+        let child = self.child.as_mut().expect("just started");
+        // Listening means Mosquitto runs and the port answers (another process on a port taken
+        // meanwhile would answer too, but Mosquitto would have exited).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!(
+                    "exited ({status}) instead of listening on port {port}"
+                ));
+            }
+            if port_open(port) {
+                return Ok(());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto not listening on {port} after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the broker (SIGKILL) and starts it again on the same port with its persisted sessions.
@@ -114,7 +139,8 @@ impl Broker {
                 .status();
             let _ = c.wait();
         }
-        self.spawn();
+        self.spawn()
+            .unwrap_or_else(|e| panic!("mosquitto did not come back on port {}: {e}", self.port));
     }
 }
 

@@ -138,9 +138,11 @@ impl Cell {
         Cell::run(dir.join("server-pki"), port, listener, options)
     }
 
-    /// Starts on `port` (the demo's fixed address) with its PKI folder under `dir`.
+    /// Starts on `port` (the demo's fixed address; 0: any free port, taken by the bound listener
+    /// itself, so no other process can take it first) with its PKI folder under `dir`.
     pub async fn start_on(dir: &Path, port: u16, options: Options) -> std::io::Result<Cell> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
         Ok(Cell::run(dir.join("server-pki"), port, listener, options))
     }
 

@@ -15,6 +15,7 @@ use opcua::crypto::{CertificateStore, X509};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use super::config::AgentToml;
 use super::erp::{Erp, ErpServer};
 use super::modbus::Device;
 use super::opcua::{Cell, Options as PlcOptions};
@@ -45,16 +46,11 @@ impl Ports {
         qms: 18050,
     };
 
-    /// Free ports for everything but the broker.
+    /// Any free ports (each peer binds port 0 and keeps the listener) for everything but the
+    /// broker.
     pub fn any(mqtt: u16) -> Ports {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free port")
-        };
         Ports {
-            plc: free(),
+            plc: 0,
             gauge: 0,
             mqtt,
             erp: 0,
@@ -138,34 +134,52 @@ impl Plant {
         })
     }
 
-    /// `config/demo.toml` pointed at these peers, with `data_dir` and metrics `listen` replaced.
-    pub fn agent_config(&self, data_dir: &Path, metrics: &str) -> String {
-        let demo =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
-                .expect("config/demo.toml");
+    /// `demo` (the text of `config/demo.toml`) pointed at these peers, with `data_dir` and the
+    /// metrics `listen` address given. Keys are set by path: a key renamed in the demo
+    /// configuration fails here instead of leaving the demo's port in place.
+    pub fn agent_config(&self, demo: &str, data_dir: &Path, metrics: &str) -> String {
+        let cfg = AgentToml::parse(demo);
         let d = Ports::DEMO;
-        demo.replace(
-            &format!("opc.tcp://127.0.0.1:{}/", d.plc),
-            &format!("opc.tcp://127.0.0.1:{}/", self.plc_port),
-        )
-        .replace(
-            &format!("127.0.0.1:{}", d.gauge),
-            &self.gauge.addr.to_string(),
-        )
-        .replace(
-            &format!("port = {}", d.mqtt),
-            &format!("port = {}", self.mqtt_port),
-        )
-        .replace(
-            &format!("127.0.0.1:{}/odata", d.erp),
-            &format!("{}/odata", self.erp.addr),
-        )
-        .replace(
-            &format!("127.0.0.1:{}/events", d.qms),
-            &format!("{}/events", self.qms_addr),
-        )
-        .replace("target/plant-demo/data", &data_dir.display().to_string())
-        .replace("127.0.0.1:19898", metrics)
+        let moved = |path: &str, from: String, to: String| -> String {
+            let written = cfg
+                .get(path)
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("the demo configuration has no {path}"));
+            assert!(
+                written.contains(&from),
+                "{path} = {written:?} does not name {from}"
+            );
+            written.replace(&from, &to)
+        };
+        let plc = moved(
+            "sources.plc.endpoint",
+            format!("127.0.0.1:{}", d.plc),
+            format!("127.0.0.1:{}", self.plc_port),
+        );
+        let gauge = moved(
+            "sources.gauge.address",
+            format!("127.0.0.1:{}", d.gauge),
+            self.gauge.addr.to_string(),
+        );
+        let erp = moved(
+            "sources.erp.url",
+            format!("127.0.0.1:{}", d.erp),
+            self.erp.addr.to_string(),
+        );
+        let qms = moved(
+            "sinks.qms.url",
+            format!("127.0.0.1:{}", d.qms),
+            self.qms_addr.to_string(),
+        );
+        cfg.clone()
+            .set("sources.plc.endpoint", plc)
+            .set("sources.gauge.address", gauge)
+            .set("sources.vision.port", i64::from(self.mqtt_port))
+            .set("sources.erp.url", erp)
+            .set("sinks.qms.url", qms)
+            .set("agent.data_dir", data_dir.display().to_string())
+            .set("metrics.listen", metrics)
+            .to_string()
     }
 
     /// The PLC.
@@ -314,7 +328,7 @@ impl Plant {
             "operation": "OP-30",
             "workCenter": "cell1/station10",
             "status": status,
-            "modifiedAt": shopfloor_agent::time::now_rfc3339(),
+            "modifiedAt": crate::clock::now_rfc3339(),
         }));
         rows.len() - 1
     }
@@ -323,7 +337,7 @@ impl Plant {
         let mut erp = self.erp.erp.lock().expect("lock");
         if let Some(row) = erp.sets.get_mut("WorkOrders").and_then(|r| r.get_mut(i)) {
             row["status"] = json!(status);
-            row["modifiedAt"] = json!(shopfloor_agent::time::now_rfc3339());
+            row["modifiedAt"] = json!(crate::clock::now_rfc3339());
         }
     }
 }
@@ -340,9 +354,9 @@ fn trust(plc: &Cell, agent_data: &Path) -> std::io::Result<()> {
 
 /// The ERP's calibration records: G-101 in calibration, G-102 overdue since 35 days.
 fn erp_with_calibrations() -> Erp {
-    let now = shopfloor_agent::time::now();
+    let now = crate::clock::now();
     let day = time::Duration::days(1);
-    let at = shopfloor_agent::time::format;
+    let at = crate::clock::format;
     let mut erp = Erp::default();
     erp.sets.insert(
         "CalibrationRecords".into(),

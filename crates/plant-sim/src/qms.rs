@@ -169,7 +169,7 @@ impl Qms {
     ) -> Qms {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = watch::channel(false);
-        crate::support::tls::serve_router(listener, router(state.clone()), tls, stopped);
+        crate::tls::serve_router(listener, router(state.clone()), tls, stopped);
         Qms { addr, state, stop }
     }
 

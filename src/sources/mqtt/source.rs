@@ -85,6 +85,8 @@ impl MqttSource {
         let mut lost_at: Option<(i64, String)> = None;
         // Down because of a message too large to take (see below); up at the next message.
         let mut stuck = false;
+        // Subscriptions of this connection the broker has not answered yet.
+        let mut unanswered = 0usize;
         // A message whose records the journal refused stays unacknowledged; brokers send such a
         // message again only on a new connection, so a refusal asks for one (after a pause).
         let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -139,10 +141,30 @@ impl MqttSource {
                             }
                         );
                     }
+                    unanswered = 0;
                     for t in &self.cfg.topics {
-                        if let Err(e) = client.subscribe(t).await {
-                            tracing::warn!("MQTT source {}: cannot subscribe to {t}: {e}", self.id);
+                        match client.subscribe(t).await {
+                            Ok(()) => unanswered += 1,
+                            Err(e) => tracing::warn!(
+                                "MQTT source {}: cannot subscribe to {t}: {e}",
+                                self.id
+                            ),
                         }
+                    }
+                }
+                Ok(LinkEvent::Subscribed(answer)) => {
+                    if let Err(e) = answer {
+                        tracing::warn!(
+                            "MQTT source {}: {e} (topics {}); check the broker's ACL for client {}",
+                            self.id,
+                            self.cfg.topics.join(", "),
+                            self.cfg.client_id
+                        );
+                    }
+                    unanswered = unanswered.saturating_sub(1);
+                    // Every subscription answered: messages flow from here (`status`: up since).
+                    if unanswered == 0 && sup.flowing().await.is_err() {
+                        break;
                     }
                 }
                 Ok(LinkEvent::Message(m)) => {

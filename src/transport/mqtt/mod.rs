@@ -134,6 +134,8 @@ pub enum LinkEvent {
     Sent(u16),
     /// The broker acknowledged a publish of ours; `Err` carries an MQTT 5 reason for refusing it.
     Acked(u16, Result<(), Refusal>),
+    /// The broker answered a subscription (SUBACK); `Err` says why it refused a filter.
+    Subscribed(Result<(), String>),
     /// Anything else.
     Other,
 }
@@ -271,6 +273,16 @@ impl EventLoop {
                         token: AckToken::V4(p),
                     })),
                     Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked(a.pkid, Ok(())),
+                    Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
+                        match a
+                            .return_codes
+                            .iter()
+                            .find(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        {
+                            Some(_) => Err("the broker refused the subscription".into()),
+                            None => Ok(()),
+                        },
+                    ),
                     Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
                     _ => LinkEvent::Other,
                 })
@@ -300,6 +312,16 @@ impl EventLoop {
                                         | PubAckReason::PayloadFormatInvalid
                                 ),
                             }),
+                        },
+                    ),
+                    Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
+                        match a.return_codes.iter().find(|c| {
+                            !matches!(c, r5::mqttbytes::v5::SubscribeReasonCode::Success(_))
+                        }) {
+                            Some(code) => {
+                                Err(format!("the broker refused the subscription: {code:?}"))
+                            }
+                            None => Ok(()),
                         },
                     ),
                     Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
