@@ -137,7 +137,11 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
 
     // The gauge is unplugged for a part, then plugged back.
     plant.gauge.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let data = dir.path().join("data");
+    eventually(WAIT, "the gauge's outage noticed", || {
+        crate::support::source_connection(&data, "gauge").starts_with("DOWN")
+    })
+    .await;
     plant.part(4).await;
     let gauge = plant.gauge.restart().await;
     plant.gauge = gauge;

@@ -109,7 +109,10 @@ async fn metrics_scraped_while_records_flow_match_the_journal_and_healthz_agrees
     let cfg = config(dir.path(), &agent_toml(dev.addr, &qms.url()));
     let agent = Agent::start(cfg.clone()).await.expect("start");
     let addr = agent.metrics_addr().expect("metrics endpoint");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the gauge polled", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge")
+    })
+    .await;
 
     // While parts are made.
     let mut during = Vec::new();

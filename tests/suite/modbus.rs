@@ -145,7 +145,10 @@ async fn values_are_decoded_into_records_with_provenance_in_the_planned_requests
     ))
     .await
     .expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the gauge1 polled", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge1")
+    })
+    .await;
     pulse(&dev).await;
     load_part(&dev, 124, 25.03);
     pulse(&dev).await;
@@ -197,7 +200,10 @@ async fn exceptions_are_bad_quality_not_disconnects() {
     ))
     .await
     .expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the gauge1 polled", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge1")
+    })
+    .await;
     pulse(&dev).await;
     eventually(WAIT, "an inspection", || inspections(dir.path()).len() == 1).await;
     agent.stop("test").await;
@@ -244,12 +250,23 @@ async fn a_device_that_disappears_and_comes_back_leaves_a_gap() {
     ))
     .await
     .expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the gauge1 polled", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge1")
+    })
+    .await;
     dev.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(WAIT, "the outage noticed", || {
+        crate::support::source_connection(&dir.path().join("data"), "gauge1").starts_with("DOWN")
+    })
+    .await;
+    // The outage the gap must cover: the device stays away a while longer.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let dev2 = dev.restart().await;
     load_part(&dev2, 2, 25.0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the gauge polled again", || {
+        crate::support::source_up(&dir.path().join("data"), "gauge1")
+    })
+    .await;
     pulse(&dev2).await;
     eventually(
         WAIT,
@@ -305,7 +322,10 @@ async fn a_dead_device_does_not_delay_a_live_one() {
     let agent = Agent::start(config(dir.path(), &agent_config(&parts)))
         .await
         .expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "the live polled", || {
+        crate::support::source_up(&dir.path().join("data"), "live")
+    })
+    .await;
     let before = live.requests();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let per_second = live.requests() - before;

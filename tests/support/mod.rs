@@ -82,13 +82,21 @@ pub fn seeded(test: &str) -> fastrand::Rng {
 /// connected, subscribed where it subscribes (every SUBACK in), data flowing. Tests wait for it
 /// instead of sleeping after a start.
 pub fn source_up(data: &Path, source: &str) -> bool {
+    source_connection(data, source).starts_with("up since")
+}
+
+/// The connection state of source `source` (`up since T`, `DOWN since T: why`), or "" before it
+/// has one.
+pub fn source_connection(data: &Path, source: &str) -> String {
     shopfloor_agent::journal::Store::open_ro(data)
         .and_then(|s| s.source_state(Some(source)))
-        .map(|rows| {
-            rows.iter()
-                .any(|(_, k, v, _)| k == "connection" && v.starts_with("up since"))
+        .ok()
+        .and_then(|rows| {
+            rows.into_iter()
+                .find(|(_, k, _, _)| k == "connection")
+                .map(|(_, _, v, _)| v)
         })
-        .unwrap_or(false)
+        .unwrap_or_default()
 }
 
 pub fn tempdir() -> tempfile::TempDir {
