@@ -8,9 +8,18 @@
 #   benches/outage.sh                      # 60 s, then 600 s of 503, then 120 s; target/outage/report.json
 #   OUTAGE_SECONDS=120 benches/outage.sh   # a shorter outage
 #
+# The agent runs with the environment the systemd unit gives it (its Environment= lines: a fixed
+# glibc mmap threshold); OUTAGE_ENV=none runs it with glibc's defaults instead.
+#
 # Not part of CI (it takes 13 minutes). Exit status 1 when a check fails.
 set -eu
 cd "$(dirname "$0")/.."
+if [ "${OUTAGE_ENV:-unit}" = unit ]; then
+    for assignment in $(sed -n 's/^Environment=//p' systemd/shopfloor-agent.service); do
+        export "$assignment"
+        echo "outage: $assignment (as systemd/shopfloor-agent.service sets it)"
+    done
+fi
 outage=${OUTAGE_SECONDS:-600}
 rate=${OUTAGE_RATE:-1000}
 report=${OUTAGE_REPORT:-target/outage/report.json}
