@@ -11,10 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::enrich::{normalize_result, Enricher, Tolerances};
-use super::model::{
-    Calibration, FieldProvenance, Inspection, QualityRecord, RecordContext, RecordKind, Subject,
-    Traveler, TriggerProvenance,
-};
+use super::model::{FieldProvenance, QualityRecord, RecordContext, RecordKind, TriggerProvenance};
 use super::observation::{Message, Observation, Quality, Sample, TagId};
 use super::rules::{self, Field, FieldType, Rule, RuleConfig, Source, Trigger};
 use super::tags::TagTable;
@@ -419,26 +416,30 @@ impl Engine {
                     .insert(name.to_string(), v.clone());
             }
         }
-        let mut take = |name: &str| Value::Object(sections.remove(name).unwrap_or_default());
-        rec.subject = serde_json::from_value::<Subject>(take("subject")).unwrap_or_default();
+        let mut take = |name: &str| sections.remove(name).unwrap_or_default();
+        rec.subject = section("subject", take("subject"), &mut missing, &mut incomplete);
         match rule.kind {
             RecordKind::Inspection => {
-                rec.inspection = Some(
-                    serde_json::from_value::<Inspection>(take("inspection")).unwrap_or_default(),
-                );
+                rec.inspection = Some(section(
+                    "inspection",
+                    take("inspection"),
+                    &mut missing,
+                    &mut incomplete,
+                ));
             }
             RecordKind::Traveler => {
-                rec.traveler =
-                    Some(serde_json::from_value::<Traveler>(take("traveler")).unwrap_or_default());
+                rec.traveler = Some(section(
+                    "traveler",
+                    take("traveler"),
+                    &mut missing,
+                    &mut incomplete,
+                ));
             }
             RecordKind::Calibration => {
                 let mut c = take("calibration");
-                if let Value::Object(m) = &mut c {
-                    m.entry("instrument_id")
-                        .or_insert(Value::String(String::new()));
-                }
-                rec.calibration =
-                    Some(serde_json::from_value::<Calibration>(c).unwrap_or_default());
+                c.entry("instrument_id")
+                    .or_insert(Value::String(String::new()));
+                rec.calibration = Some(section("calibration", c, &mut missing, &mut incomplete));
             }
             RecordKind::Gap | RecordKind::AgentEvent => {}
         }
@@ -577,4 +578,76 @@ fn convert(field: &Field, v: Value) -> Result<Value, String> {
 
 fn is_date(s: &str) -> bool {
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
+}
+
+/// A record section (`subject`, `inspection` …) from the fields a rule mapped to it. The rule's
+/// fields were checked against the record's schema at start and their values coerced to its types,
+/// so this does not fail; should a value still not fit, that field is left out, named in the log
+/// and in `incomplete` (with the reason), and the rest of the section is kept: a section never
+/// becomes empty without a word.
+fn section<T: serde::de::DeserializeOwned + Default>(
+    name: &str,
+    fields: Map<String, Value>,
+    missing: &mut Vec<String>,
+    incomplete: &mut Vec<String>,
+) -> T {
+    if let Ok(t) = serde_json::from_value::<T>(Value::Object(fields.clone())) {
+        return t;
+    }
+    let mut kept = Map::new();
+    for (key, value) in fields {
+        let mut tried = kept.clone();
+        tried.insert(key.clone(), value);
+        match serde_json::from_value::<T>(Value::Object(tried.clone())) {
+            Ok(_) => kept = tried,
+            Err(e) => {
+                let path = format!("{name}.{key}");
+                tracing::error!(
+                    "record field {path} left out: its value does not fit the record ({e})"
+                );
+                missing.push(format!("{path} (value does not fit the record: {e})"));
+                if !incomplete.contains(&path) {
+                    incomplete.push(path);
+                }
+            }
+        }
+    }
+    serde_json::from_value::<T>(Value::Object(kept)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::model::{Calibration, Inspection};
+
+    #[test]
+    fn a_field_that_does_not_fit_is_named_and_the_rest_of_the_section_kept() {
+        let mut fields = Map::new();
+        fields.insert("characteristic".into(), Value::String("OD-1".into()));
+        fields.insert("value".into(), Value::String("not a number".into()));
+        fields.insert("unit".into(), Value::String("mm".into()));
+        let (mut missing, mut incomplete) = (Vec::new(), Vec::new());
+        let i: Inspection = section("inspection", fields, &mut missing, &mut incomplete);
+        assert_eq!(i.characteristic.as_deref(), Some("OD-1"));
+        assert_eq!(i.unit.as_deref(), Some("mm"));
+        assert_eq!(i.value, None);
+        assert_eq!(incomplete, ["inspection.value"]);
+        assert!(
+            missing[0].starts_with("inspection.value (value does not fit"),
+            "{missing:?}"
+        );
+
+        // A section whose required key is present keeps its other good fields too.
+        let mut fields = Map::new();
+        fields.insert("instrument_id".into(), Value::String("G-101".into()));
+        fields.insert("due_at".into(), json_number());
+        let (mut missing, mut incomplete) = (Vec::new(), Vec::new());
+        let c: Calibration = section("calibration", fields, &mut missing, &mut incomplete);
+        assert_eq!(c.instrument_id, "G-101");
+        assert_eq!(incomplete, ["calibration.due_at"]);
+    }
+
+    fn json_number() -> Value {
+        Value::from(12)
+    }
 }

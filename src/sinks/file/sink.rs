@@ -129,7 +129,7 @@ fn recover(layout: &Layout) -> std::io::Result<Option<Tail>> {
 
 impl FileSink {
     /// Opens the directory and finds where the previous run stopped.
-    pub fn new(config: &FileSinkConfig) -> Result<FileSink, String> {
+    pub fn new(config: &FileSinkConfig) -> Result<FileSink, crate::runtime::BuildError> {
         let layout = Layout::new(&config.path);
         std::fs::create_dir_all(&layout.dir)
             .map_err(|e| format!("cannot create {}: {e}", layout.dir.display()))?;

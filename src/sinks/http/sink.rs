@@ -30,7 +30,11 @@ pub struct HttpSink {
 
 impl HttpSink {
     /// Builds the client for sink `id`.
-    pub fn new(id: &str, config: &HttpSinkConfig, ctx: &SinkContext) -> Result<HttpSink, String> {
+    pub fn new(
+        id: &str,
+        config: &HttpSinkConfig,
+        ctx: &SinkContext,
+    ) -> Result<HttpSink, crate::runtime::BuildError> {
         let client =
             build_client(&config.client_options()).map_err(|e| format!("sink {id}: {e}"))?;
         let tokens = TokenSource::for_auth(config.auth.as_ref(), &client);
@@ -97,8 +101,8 @@ impl HttpSink {
             .header("Idempotency-Key", key)
             .body(body);
         if let Some(t) = &self.tokens {
-            let header = t.header().await.map_err(|reason| SendError::Retry {
-                reason,
+            let header = t.header().await.map_err(|e| SendError::Retry {
+                reason: e.0,
                 retry_after: None,
             })?;
             request = request.header(reqwest::header::AUTHORIZATION, header);

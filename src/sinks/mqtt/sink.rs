@@ -30,7 +30,11 @@ pub struct MqttSink {
 
 impl MqttSink {
     /// Connects (in the background) and starts the event loop.
-    pub fn new(id: &str, cfg: &MqttSinkConfig, ctx: &SinkContext) -> Result<MqttSink, String> {
+    pub fn new(
+        id: &str,
+        cfg: &MqttSinkConfig,
+        ctx: &SinkContext,
+    ) -> Result<MqttSink, crate::runtime::BuildError> {
         let options = LinkOptions {
             protocol: cfg.protocol,
             client_id: cfg.client_id.clone(),
@@ -50,7 +54,7 @@ impl MqttSink {
             // The record and its topic, with room for the fixed header and properties.
             max_outgoing_bytes: cfg.max_message_bytes.saturating_add(70 << 10),
         };
-        let (client, mut events) = link::connect(&options, 1024)?;
+        let (client, mut events) = link::connect(&options, 1024).map_err(|e| e.0)?;
         let (tx, notes) = mpsc::channel(4096);
         let id = id.to_string();
         tokio::spawn(async move {
@@ -61,7 +65,7 @@ impl MqttSink {
                     Ok(LinkEvent::Acked(pkid, Err(why))) => Note::Refused(pkid, why),
                     Ok(_) => continue,
                     Err(e) => {
-                        let _ = tx.try_send(Note::Lost(e));
+                        let _ = tx.try_send(Note::Lost(e.0));
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }

@@ -48,11 +48,11 @@ impl ModbusSource {
         id: &str,
         cfg: &ModbusSourceConfig,
         engine: &mut Engine,
-    ) -> Result<ModbusSource, String> {
+    ) -> Result<ModbusSource, crate::runtime::BuildError> {
         let mut errors = Vec::new();
         let tags = cfg.resolve(&format!("sources.{id}"), &mut errors);
         if !errors.is_empty() {
-            return Err(crate::config::ConfigError::join(&errors));
+            return Err(crate::config::ConfigError::join(&errors).into());
         }
         let endpoint = match cfg.transport {
             Transport::Tcp => cfg.address.clone().unwrap_or_default(),

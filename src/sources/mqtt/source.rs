@@ -25,7 +25,11 @@ pub struct MqttSource {
 
 impl MqttSource {
     /// Prepares the source; `journal` keeps quarantined payloads.
-    pub fn new(id: &str, cfg: &MqttSourceConfig, journal: &Journal) -> Result<MqttSource, String> {
+    pub fn new(
+        id: &str,
+        cfg: &MqttSourceConfig,
+        journal: &Journal,
+    ) -> Result<MqttSource, crate::runtime::BuildError> {
         Ok(MqttSource {
             id: id.to_string(),
             cfg: cfg.clone(),
@@ -248,7 +252,7 @@ impl MqttSource {
                 Ok(_) => {}
                 Err(e) => {
                     if lost_at.is_none() {
-                        lost_at = Some((crate::time::now_ms(), e.clone()));
+                        lost_at = Some((crate::time::now_ms(), e.to_string()));
                     }
                     if link::is_too_large(&e) && !stuck {
                         // The broker sends a message the connection cannot take, again after
@@ -266,7 +270,7 @@ impl MqttSource {
                             break;
                         }
                     }
-                    let delay = sup.failed(&e);
+                    let delay = sup.failed(&e.0);
                     if sup.wait(delay, &mut shutdown).await.is_err() {
                         break;
                     }

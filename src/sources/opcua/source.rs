@@ -58,11 +58,11 @@ impl OpcUaSource {
         engine: &mut Engine,
         data_dir: &std::path::Path,
         gateway_id: &str,
-    ) -> Result<OpcUaSource, String> {
+    ) -> Result<OpcUaSource, crate::runtime::BuildError> {
         let mut errors = Vec::new();
         let targets = cfg.targets(&format!("sources.{id}"), &mut errors);
         if !errors.is_empty() {
-            return Err(crate::config::ConfigError::join(&errors));
+            return Err(crate::config::ConfigError::join(&errors).into());
         }
         let ids = cfg
             .tags

@@ -87,8 +87,9 @@ impl RestSource {
         id: &str,
         cfg: &RestSourceConfig,
         state: &[(String, String)],
-    ) -> Result<RestSource, String> {
-        let client = crate::transport::http::build_client(&cfg.client_options())?;
+    ) -> Result<RestSource, crate::runtime::BuildError> {
+        let client =
+            crate::transport::http::build_client(&cfg.client_options()).map_err(|e| e.0)?;
         let base = url::Url::parse(&cfg.url)
             .map_err(|e| format!("url {}: {e}", crate::config::redact::url_text(&cfg.url)))?;
         let marks = state
@@ -303,7 +304,7 @@ impl RestSource {
         if let Some(t) = &self.tokens {
             req = req.header(
                 reqwest::header::AUTHORIZATION,
-                t.header().await.map_err(PollError::Bad)?,
+                t.header().await.map_err(|e| PollError::Bad(e.0))?,
             );
         }
         req.send()

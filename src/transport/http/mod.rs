@@ -71,8 +71,18 @@ pub struct ClientOptions<'a> {
     pub follow_redirects: bool,
 }
 
+/// Why an HTTP client could not be made (a certificate or key that does not load, a header that is
+/// not valid in HTTP): the message names the file or header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(pub String);
+
 /// An HTTP client with the TLS, authentication and header options of `config`.
-pub fn build_client(config: &ClientOptions<'_>) -> Result<reqwest::Client, String> {
+pub fn build_client(config: &ClientOptions<'_>) -> Result<reqwest::Client, ClientError> {
+    build(config).map_err(ClientError)
+}
+
+fn build(config: &ClientOptions<'_>) -> Result<reqwest::Client, String> {
     install_crypto_provider();
     let mut headers = HeaderMap::new();
     for (k, v) in config.headers {

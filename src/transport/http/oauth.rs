@@ -51,7 +51,11 @@ impl TokenSource {
     }
 
     /// `Bearer <token>`, from the cache while it is fresh.
-    pub async fn header(&self) -> Result<String, String> {
+    pub async fn header(&self) -> Result<String, TokenError> {
+        self.fetch().await.map_err(TokenError)
+    }
+
+    async fn fetch(&self) -> Result<String, String> {
         let mut cached = self.cached.lock().await;
         if let Some((token, refresh_at)) = cached.as_ref() {
             if Instant::now() < *refresh_at {
@@ -130,3 +134,8 @@ impl TokenSource {
         *self.cached.lock().await = None;
     }
 }
+
+/// Why no token could be had: the token endpoint's answer or the way to it, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);

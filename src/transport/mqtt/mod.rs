@@ -86,9 +86,27 @@ pub struct LinkOptions<'a> {
     pub max_outgoing_bytes: usize,
 }
 
+/// What went wrong on an MQTT connection: the client library's or the broker's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
+
+impl From<String> for LinkError {
+    fn from(message: String) -> Self {
+        LinkError(message)
+    }
+}
+
+impl From<&str> for LinkError {
+    fn from(message: &str) -> Self {
+        LinkError(message.to_string())
+    }
+}
+
 /// Whether a connection error is a packet over `max_incoming_bytes`: the broker keeps sending it,
 /// so the source cannot make progress (an outage, not a passing disconnect).
-pub fn is_too_large(error: &str) -> bool {
+pub fn is_too_large(error: &LinkError) -> bool {
+    let error = &error.0;
     error.contains("PayloadSizeLimitExceeded") || error.contains("payload size limit")
 }
 
@@ -158,7 +176,7 @@ pub enum EventLoop {
 }
 
 /// Builds the connection (nothing is sent until the event loop is polled).
-pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoop), String> {
+pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoop), LinkError> {
     let transport = match o.tls {
         Some(tls) => Some(tls_transport(tls)?),
         None => None,
@@ -206,24 +224,28 @@ pub fn connect(o: &LinkOptions<'_>, capacity: usize) -> Result<(Client, EventLoo
 
 impl Client {
     /// Subscribes with QoS 1.
-    pub async fn subscribe(&self, topic: &str) -> Result<(), String> {
+    pub async fn subscribe(&self, topic: &str) -> Result<(), LinkError> {
         match self {
             Client::V4(c) => c
                 .subscribe(topic, rumqttc::QoS::AtLeastOnce)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| LinkError(e.to_string())),
             Client::V5(c) => c
                 .subscribe(topic, r5::mqttbytes::QoS::AtLeastOnce)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| LinkError(e.to_string())),
         }
     }
 
     /// Acknowledges a received message (PUBACK).
-    pub async fn ack(&self, token: &AckToken) -> Result<(), String> {
+    pub async fn ack(&self, token: &AckToken) -> Result<(), LinkError> {
         match (self, token) {
-            (Client::V4(c), AckToken::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
-            (Client::V5(c), AckToken::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Client::V4(c), AckToken::V4(p)) => {
+                c.ack(p).await.map_err(|e| LinkError(e.to_string()))
+            }
+            (Client::V5(c), AckToken::V5(p)) => {
+                c.ack(p).await.map_err(|e| LinkError(e.to_string()))
+            }
             _ => Err("acknowledgement of another protocol version".into()),
         }
     }
@@ -234,99 +256,109 @@ impl Client {
         topic: String,
         retain: bool,
         payload: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         match self {
             Client::V4(c) => c
                 .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| LinkError(e.to_string())),
             Client::V5(c) => c
                 .publish(topic, r5::mqttbytes::QoS::AtLeastOnce, retain, payload)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| LinkError(e.to_string())),
         }
     }
 
     /// Sends DISCONNECT.
     pub async fn disconnect(&self) {
         let _ = match self {
-            Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
-            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V4(c) => c.disconnect().await.map_err(|e| LinkError(e.to_string())),
+            Client::V5(c) => c.disconnect().await.map_err(|e| LinkError(e.to_string())),
         };
     }
 }
 
 impl EventLoop {
     /// The next event; `Err` is a lost connection (polling again reconnects).
-    pub async fn poll(&mut self) -> Result<LinkEvent, String> {
+    pub async fn poll(&mut self) -> Result<LinkEvent, LinkError> {
         match self {
             EventLoop::V4(e) => {
                 use rumqttc::{Event, Outgoing, Packet};
-                Ok(match e.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(a)) => LinkEvent::Connected {
-                        session_present: a.session_present,
-                    },
-                    Event::Incoming(Packet::Publish(p)) => LinkEvent::Message(Box::new(Received {
-                        topic: p.topic.clone(),
-                        payload: p.payload.clone(),
-                        qos0: p.qos == rumqttc::QoS::AtMostOnce,
-                        token: AckToken::V4(p),
-                    })),
-                    Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked(a.pkid, Ok(())),
-                    Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
-                        match a
-                            .return_codes
-                            .iter()
-                            .find(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                        {
-                            Some(_) => Err("the broker refused the subscription".into()),
-                            None => Ok(()),
+                Ok(
+                    match e.poll().await.map_err(|e| LinkError(e.to_string()))? {
+                        Event::Incoming(Packet::ConnAck(a)) => LinkEvent::Connected {
+                            session_present: a.session_present,
                         },
-                    ),
-                    Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
-                    _ => LinkEvent::Other,
-                })
+                        Event::Incoming(Packet::Publish(p)) => {
+                            LinkEvent::Message(Box::new(Received {
+                                topic: p.topic.clone(),
+                                payload: p.payload.clone(),
+                                qos0: p.qos == rumqttc::QoS::AtMostOnce,
+                                token: AckToken::V4(p),
+                            }))
+                        }
+                        Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked(a.pkid, Ok(())),
+                        Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
+                            match a
+                                .return_codes
+                                .iter()
+                                .find(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                            {
+                                Some(_) => Err("the broker refused the subscription".into()),
+                                None => Ok(()),
+                            },
+                        ),
+                        Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
+                        _ => LinkEvent::Other,
+                    },
+                )
             }
             EventLoop::V5(e) => {
                 use r5::mqttbytes::v5::{Packet, PubAckReason};
                 use r5::Event;
-                Ok(match e.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(a)) => LinkEvent::Connected {
-                        session_present: a.session_present,
+                Ok(
+                    match e.poll().await.map_err(|e| LinkError(e.to_string()))? {
+                        Event::Incoming(Packet::ConnAck(a)) => LinkEvent::Connected {
+                            session_present: a.session_present,
+                        },
+                        Event::Incoming(Packet::Publish(p)) => {
+                            LinkEvent::Message(Box::new(Received {
+                                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                                payload: p.payload.clone(),
+                                qos0: p.qos == r5::mqttbytes::QoS::AtMostOnce,
+                                token: AckToken::V5(p),
+                            }))
+                        }
+                        Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked(
+                            a.pkid,
+                            match a.reason {
+                                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                                    Ok(())
+                                }
+                                other => Err(Refusal {
+                                    reason: format!("the broker refused the message: {other:?}"),
+                                    permanent: matches!(
+                                        other,
+                                        PubAckReason::TopicNameInvalid
+                                            | PubAckReason::PayloadFormatInvalid
+                                    ),
+                                }),
+                            },
+                        ),
+                        Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
+                            match a.return_codes.iter().find(|c| {
+                                !matches!(c, r5::mqttbytes::v5::SubscribeReasonCode::Success(_))
+                            }) {
+                                Some(code) => {
+                                    Err(format!("the broker refused the subscription: {code:?}"))
+                                }
+                                None => Ok(()),
+                            },
+                        ),
+                        Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
+                        _ => LinkEvent::Other,
                     },
-                    Event::Incoming(Packet::Publish(p)) => LinkEvent::Message(Box::new(Received {
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload.clone(),
-                        qos0: p.qos == r5::mqttbytes::QoS::AtMostOnce,
-                        token: AckToken::V5(p),
-                    })),
-                    Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked(
-                        a.pkid,
-                        match a.reason {
-                            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
-                            other => Err(Refusal {
-                                reason: format!("the broker refused the message: {other:?}"),
-                                permanent: matches!(
-                                    other,
-                                    PubAckReason::TopicNameInvalid
-                                        | PubAckReason::PayloadFormatInvalid
-                                ),
-                            }),
-                        },
-                    ),
-                    Event::Incoming(Packet::SubAck(a)) => LinkEvent::Subscribed(
-                        match a.return_codes.iter().find(|c| {
-                            !matches!(c, r5::mqttbytes::v5::SubscribeReasonCode::Success(_))
-                        }) {
-                            Some(code) => {
-                                Err(format!("the broker refused the subscription: {code:?}"))
-                            }
-                            None => Ok(()),
-                        },
-                    ),
-                    Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
-                    _ => LinkEvent::Other,
-                })
+                )
             }
         }
     }
