@@ -43,13 +43,27 @@ pub struct Enricher {
 }
 
 /// Travelers by serial, the most recently seen [`MAX_TRAVELERS`] of them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Recent {
     map: HashMap<String, (u64, TravelerSeen)>,
     /// (generation, serial) in the order seen; an entry whose generation is no longer the map's
     /// was superseded by a later sighting.
     order: VecDeque<(u64, String)>,
     generation: u64,
+}
+
+impl Default for Recent {
+    /// Sized for [`MAX_TRAVELERS`] from the start: the table never grows, so a gateway's memory
+    /// does not step up by a rehash (old and new table side by side, then a hole in the heap) the
+    /// day its 7,169th traveler arrives (`benches/outage.sh` found that step). Pages of the table
+    /// are touched only as travelers fill it.
+    fn default() -> Self {
+        Recent {
+            map: HashMap::with_capacity(MAX_TRAVELERS + 1),
+            order: VecDeque::with_capacity(MAX_TRAVELERS + 1),
+            generation: 0,
+        }
+    }
 }
 
 impl Recent {
@@ -404,6 +418,11 @@ mod bounded {
     #[test]
     fn travelers_are_kept_for_the_most_recent_serials_only() {
         let mut r = Recent::default();
+        let table = r.map.capacity();
+        assert!(
+            table > MAX_TRAVELERS,
+            "sized for every traveler kept: {table}"
+        );
         for n in 0..MAX_TRAVELERS {
             r.insert(format!("SN-{n}"), seen(n));
         }
@@ -426,5 +445,12 @@ mod bounded {
         }
         assert!(r.order.len() <= 5 * MAX_TRAVELERS, "{}", r.order.len());
         assert_eq!(r.len(), MAX_TRAVELERS);
+        // Evictions leave tombstones (the reported capacity shrinks a little until an in-place
+        // rehash); a bigger table would double it.
+        assert!(
+            r.map.capacity() <= table,
+            "the table never grew: {} > {table}",
+            r.map.capacity()
+        );
     }
 }
