@@ -591,9 +591,14 @@ fn section<T: serde::de::DeserializeOwned + Default>(
     missing: &mut Vec<String>,
     incomplete: &mut Vec<String>,
 ) -> T {
-    if let Ok(t) = serde_json::from_value::<T>(Value::Object(fields.clone())) {
+    // Read through a reference: the usual case costs no copy of the fields.
+    let whole = Value::Object(fields);
+    if let Ok(t) = T::deserialize(&whole) {
         return t;
     }
+    let Value::Object(fields) = whole else {
+        return T::default();
+    };
     let mut kept = Map::new();
     for (key, value) in fields {
         let mut tried = kept.clone();
