@@ -75,13 +75,6 @@ macro_rules! registry {
                     $( $(#[cfg(feature = $feat)])? Self::$Variant(c) => c, )*
                 }
             }
-
-            /// The `type` name as written in the configuration.
-            pub fn type_name(&self) -> &'static str {
-                match self {
-                    $( $(#[cfg(feature = $feat)])? Self::$Variant(_) => $name, )*
-                }
-            }
         }
     };
 }

@@ -99,13 +99,7 @@ fn serials(dir: &Path) -> Vec<String> {
 }
 
 fn connection(dir: &Path) -> String {
-    Store::open_ro(&dir.join("data"))
-        .and_then(|s| s.source_state(Some("plc")))
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(_, k, _, _)| k == "connection")
-        .map(|(_, _, v, _)| v)
-        .unwrap_or_default()
+    crate::support::source_connection(&dir.join("data"), "plc")
 }
 
 /// A cell and an agent subscribed to it on the None endpoint, past the initial values.

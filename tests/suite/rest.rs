@@ -80,13 +80,7 @@ fn versions_in_journal(dir: &std::path::Path, kind: &str) -> Vec<(String, String
 }
 
 fn watermark(dir: &std::path::Path) -> Option<String> {
-    Store::open_ro(&dir.join("data"))
-        .ok()?
-        .source_state(Some("erp"))
-        .ok()?
-        .into_iter()
-        .find(|(_, k, _, _)| k == "watermark:WorkOrders")
-        .map(|(_, _, v, _)| v)
+    crate::support::source_state_value(&dir.join("data"), "erp", "watermark:WorkOrders")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

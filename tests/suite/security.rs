@@ -30,13 +30,7 @@ fn bodies(dir: &std::path::Path, kind: &str) -> Vec<Value> {
 
 /// The `connection*` source state of `source` (`DOWN since …` while an outage is open).
 fn connection(dir: &std::path::Path, source: &str, key: &str) -> Option<String> {
-    Store::open_ro(&dir.join("data"))
-        .ok()?
-        .source_state(Some(source))
-        .ok()?
-        .into_iter()
-        .find(|(_, k, _, _)| k == key)
-        .map(|(_, _, v, _)| v)
+    crate::support::source_state_value(&dir.join("data"), source, key)
 }
 
 /// A REST source `erp` on `url` with basic auth and an API key header, one endpoint per name, each

@@ -88,15 +88,19 @@ pub fn source_up(data: &Path, source: &str) -> bool {
 /// The connection state of source `source` (`up since T`, `DOWN since T: why`), or "" before it
 /// has one.
 pub fn source_connection(data: &Path, source: &str) -> String {
+    source_state_value(data, source, "connection").unwrap_or_default()
+}
+
+/// The value of `key` in the state the journal in `data` keeps for `source` (`connection`,
+/// `connection:<endpoint>`, a watermark), if any.
+pub fn source_state_value(data: &Path, source: &str, key: &str) -> Option<String> {
     shopfloor_agent::journal::Store::open_ro(data)
-        .and_then(|s| s.source_state(Some(source)))
-        .ok()
-        .and_then(|rows| {
-            rows.into_iter()
-                .find(|(_, k, _, _)| k == "connection")
-                .map(|(_, _, v, _)| v)
-        })
-        .unwrap_or_default()
+        .ok()?
+        .source_state(Some(source))
+        .ok()?
+        .into_iter()
+        .find(|(_, k, _, _)| k == key)
+        .map(|(_, _, v, _)| v)
 }
 
 pub fn tempdir() -> tempfile::TempDir {

@@ -171,8 +171,7 @@ impl Plant {
             format!("127.0.0.1:{}", d.qms),
             self.qms_addr.to_string(),
         );
-        cfg.clone()
-            .set("sources.plc.endpoint", plc)
+        cfg.set("sources.plc.endpoint", plc)
             .set("sources.gauge.address", gauge)
             .set("sources.vision.port", i64::from(self.mqtt_port))
             .set("sources.erp.url", erp)

@@ -77,11 +77,11 @@ impl Store {
 
     /// Bodies of every record of `kind`, in journal order (a full scan: used once at start).
     pub fn bodies_of_kind(&self, kind: &str) -> Result<Vec<String>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT body FROM records WHERE kind = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([kind], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self
+            .records_of_kind(kind)?
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect())
     }
 
     /// The bodies of the last `limit` records of `kind`, in seq order.
