@@ -119,7 +119,7 @@ pub fn verify_signed(
         .unwrap_or_default();
     let head_seal = match seal::read(&data_dir) {
         Ok(s) => s,
-        Err(e) => return Ok(report.broken(prev_seq + 1, e)),
+        Err(e) => return Ok(report.broken(prev_seq + 1, e.to_string())),
     };
     let mut sealed_hash: Option<String> = None;
     let mut after = i64::MIN;

@@ -177,7 +177,7 @@ pub(super) fn refuse_a_shortened_journal(
         Err(e) => {
             return Err(JournalError::Open {
                 path: store.path().to_path_buf(),
-                message: e,
+                message: e.to_string(),
                 hint: format!(
                 "run `shopfloor-agent verify`; if the journal verifies, remove {} and start again",
                 super::seal::path(data_dir).display()

@@ -81,19 +81,45 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// Reads the seal of `data_dir`; `None` if there is none. A seal that cannot be read is an error
 /// (it was damaged or replaced).
-pub fn read(data_dir: &Path) -> Result<Option<Seal>, String> {
+pub fn read(data_dir: &Path) -> Result<Option<Seal>, SealError> {
     let p = path(data_dir);
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read the head seal {}: {e}", p.display())),
+        Err(e) => {
+            return Err(SealError::Unreadable {
+                path: p,
+                error: e.to_string(),
+            })
+        }
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        format!(
-            "the head seal {} is not a seal ({e}): it was altered",
-            p.display()
-        )
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| SealError::Altered {
+            path: p,
+            error: e.to_string(),
+        })
+}
+
+/// A head seal that is there but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The file exists and cannot be read.
+    #[error("cannot read the head seal {}: {error}", .path.display())]
+    Unreadable {
+        /// The seal file.
+        path: PathBuf,
+        /// The error of the file system.
+        error: String,
+    },
+    /// The file is not a seal: it was altered.
+    #[error("the head seal {} is not a seal ({error}): it was altered", .path.display())]
+    Altered {
+        /// The seal file.
+        path: PathBuf,
+        /// What the parser found.
+        error: String,
+    },
 }
 
 /// Writes the seal of `data_dir` atomically and durably.

@@ -99,7 +99,9 @@ impl Driver {
                             held.seq
                         ),
                     };
-                    let moved = sink.set_aside().map_err(JournalError::Failed)?;
+                    let moved = sink
+                        .set_aside()
+                        .map_err(|e| JournalError::Failed(e.to_string()))?;
                     let names: Vec<String> =
                         moved.iter().map(|p| p.display().to_string()).collect();
                     tracing::warn!(

@@ -69,9 +69,27 @@ pub trait Sink: Send + Sync {
     }
 
     /// Moves the sink's own output aside when it does not match the journal.
-    fn set_aside(&mut self) -> Result<Vec<PathBuf>, String> {
+    fn set_aside(&mut self) -> Result<Vec<PathBuf>, SetAsideError> {
         Ok(Vec::new())
     }
+}
+
+/// Why a sink's own output could not be moved aside.
+#[derive(Debug, thiserror::Error)]
+pub enum SetAsideError {
+    /// A send is in progress.
+    #[error("the sink is busy")]
+    Busy,
+    /// Listing or renaming a file failed.
+    #[error("cannot {action} {}: {error}", .path.display())]
+    Io {
+        /// What was done: `list`, `move aside`.
+        action: &'static str,
+        /// The directory listed or the file moved.
+        path: PathBuf,
+        /// The error of the file system.
+        error: std::io::Error,
+    },
 }
 
 /// The last record a sink holds by its own account: unchecked, the driver compares it with the

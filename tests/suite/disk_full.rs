@@ -153,6 +153,8 @@ async fn a_full_disk_refuses_records_clearly_and_everything_arrives_when_space_r
         disk.outside(&data.join("journal.sqlite")).exists()
     })
     .await;
+    // A window for the session to be subscribed (the source's state is not read here from
+    // outside the agent's mount namespace).
     tokio::time::sleep(Duration::from_secs(1)).await;
     publish_all(broker.port, messages(0..20), Duration::from_millis(5)).await;
     eventually(WAIT, "the first 20 at the QMS", || {

@@ -21,12 +21,19 @@ use crate::support::{agent_bin, eventually, tempdir, KillOnDrop};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The cell (PKI under `dir`, the agent's journal in `dir/data`) and the agent on
-/// `config/demo.toml` pointed at it (`dir/agent.toml`, its log in `dir/agent.log`), given time to
-/// connect.
+/// `config/demo.toml` pointed at it (`dir/agent.toml`, its log in `dir/agent.log`), once every
+/// source of the demo is up.
 async fn start(dir: &Path, broker: &Broker) -> (Plant, PathBuf, KillOnDrop) {
     let (plant, config) = cell(dir, broker, "127.0.0.1:0").await;
     let agent = run(&config);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let data = dir.join("data");
+    eventually(WAIT, "every source of the demo up", || {
+        ["plc", "gauge", "vision"]
+            .iter()
+            .all(|s| crate::support::source_up(&data, s))
+            && crate::support::endpoints_up(&data, "erp")
+    })
+    .await;
     (plant, config, agent)
 }
 
@@ -367,6 +374,7 @@ async fn sigkill_at_random_moments_under_load_loses_nothing_acknowledged_and_dup
         agent = run(&config);
     }
     let since = steady(metrics).await;
+    // Load for 3 more seconds after the last restart (pacing of the scenario).
     tokio::time::sleep(Duration::from_secs(3)).await;
     done.store(true, Ordering::Relaxed);
     let sent = stream.await.expect("stream");
@@ -394,7 +402,15 @@ async fn sigkill_at_random_moments_under_load_loses_nothing_acknowledged_and_dup
     )
     .await;
     // Delivered before the stop, so that the journal and the QMS can be compared.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let data = dir.path().join("data");
+    eventually(WAIT, "the QMS holds as many records as the journal", || {
+        let journaled = Store::open_ro(&data)
+            .and_then(|s| s.read_after(i64::MIN, usize::MAX >> 1))
+            .map(|rows| rows.len())
+            .unwrap_or(usize::MAX);
+        delivered(&plant).len() == journaled
+    })
+    .await;
     stop(&mut agent);
     assert!(sent.len() > 1000, "load: {} checks streamed", sent.len());
 

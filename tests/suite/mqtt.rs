@@ -193,6 +193,7 @@ async fn sigkill_while_messages_flow(protocol: &str) {
         ) == N as i64
     })
     .await;
+    // Journaled is not yet acknowledged to the broker: the acknowledgements follow the commit.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
@@ -261,8 +262,10 @@ async fn mutual_tls_with_a_private_ca() {
         .set("sources.mqtt1.tls.ca_file", path(&pki.ca_file))
         .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    // A refused first session writes no state to wait on: a window for it to try.
     tokio::time::sleep(Duration::from_millis(800)).await;
     publish_all_tls(broker.port, &pki, (5..8).map(message).collect()).await;
+    // A window for a wrong delivery to show itself (a negative check: nothing may arrive).
     tokio::time::sleep(Duration::from_millis(500)).await;
     agent.stop("test").await;
     assert_eq!(
@@ -308,6 +311,7 @@ async fn username_and_password() {
         .set("sources.mqtt1.password", "nope")
         .to_string();
     let agent = Agent::start(config(dir.path(), &cfg)).await.expect("start");
+    // A refused first session writes no state to wait on: a window for it to try.
     tokio::time::sleep(Duration::from_millis(800)).await;
     crate::support::mosquitto::publish_all_auth(
         broker.port,
@@ -315,6 +319,7 @@ async fn username_and_password() {
         (3..5).map(message).collect(),
     )
     .await;
+    // A window for a wrong delivery to show itself (a negative check: nothing may arrive).
     tokio::time::sleep(Duration::from_millis(500)).await;
     agent.stop("test").await;
     assert_eq!(
@@ -387,6 +392,7 @@ async fn sink_publishes_every_record(protocol: &str) {
             }
         }
     });
+    // The collecting subscriber connects and subscribes before the sink publishes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let dir = tempdir();
     let cfg = with_protocol(

@@ -128,6 +128,8 @@ async fn part_after_reconnect(
         now.starts_with("up") && now != up_before
     })
     .await;
+    // Up is announced on the first notification; the trigger's monitored item may come a
+    // publishing interval later, and a part made before it would be missed by design.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = serials(dir).len();
     cell.part(serial, diameter).await;
@@ -149,6 +151,7 @@ async fn a_subscription_makes_one_inspection_per_part_with_opcua_provenance() {
         "MeasuredDiameter",
         opcua::types::StatusCode::BadSensorFailure,
     );
+    // Pacing, not waiting: each change in its own publishing interval (100 ms), in this order.
     tokio::time::sleep(Duration::from_millis(200)).await;
     cell.set("PartSerial", "SN-000003");
     tokio::time::sleep(Duration::from_millis(150)).await;

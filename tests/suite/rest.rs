@@ -491,6 +491,7 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     let agent = Agent::start(config(dir.path(), &only_ca.to_string()))
         .await
         .expect("start");
+    // A refused first handshake writes no state to wait on: a window for it to try.
     tokio::time::sleep(Duration::from_millis(800)).await;
     agent.stop("test").await;
     assert!(versions_in_journal(dir.path(), "traveler").is_empty());

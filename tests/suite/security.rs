@@ -214,6 +214,7 @@ async fn redirects_are_not_followed_by_the_sink_or_the_rest_source() {
         erp.count("/WorkOrders") >= 1
     })
     .await;
+    // A window for a wrong delivery to show itself (a negative check: nothing may arrive).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cursors = Store::open_ro(&dir.path().join("data"))
         .and_then(|s| s.sink_cursors())

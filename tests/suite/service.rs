@@ -313,6 +313,7 @@ fn logs_of_a_short_run(
     let mut child = crate::support::KillOnDrop(cmd.spawn().expect("run"));
     // The command holds our copy of the stream: drop it, so a reader sees the end when the agent exits.
     drop(cmd);
+    // The agent runs a while (its start-up lines are what is read), then is stopped.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])

@@ -85,6 +85,25 @@ pub fn source_up(data: &Path, source: &str) -> bool {
     source_connection(data, source).starts_with("up since")
 }
 
+/// Every endpoint of source `source` (a REST source's outages are per endpoint) is up, and it
+/// has at least one.
+pub fn endpoints_up(data: &Path, source: &str) -> bool {
+    let Some(states) = shopfloor_agent::journal::Store::open_ro(data)
+        .ok()
+        .and_then(|s| s.source_state(Some(source)).ok())
+    else {
+        return false;
+    };
+    let endpoints: Vec<_> = states
+        .iter()
+        .filter(|(_, k, _, _)| k.starts_with("connection:"))
+        .collect();
+    !endpoints.is_empty()
+        && endpoints
+            .iter()
+            .all(|(_, _, v, _)| v.starts_with("up since"))
+}
+
 /// The connection state of source `source` (`up since T`, `DOWN since T: why`), or "" before it
 /// has one.
 pub fn source_connection(data: &Path, source: &str) -> String {

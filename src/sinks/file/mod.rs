@@ -60,7 +60,7 @@ impl Sink for FileSink {
         FileSink::delivered_tail(self)
     }
 
-    fn set_aside(&mut self) -> Result<Vec<PathBuf>, String> {
+    fn set_aside(&mut self) -> Result<Vec<PathBuf>, crate::sinks::SetAsideError> {
         FileSink::set_aside(self)
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::FileSinkConfig;
 use crate::journal::JournalRow;
-use crate::sinks::{SendError, Tail};
+use crate::sinks::{SendError, SetAsideError, Tail};
 
 /// Where the sink writes: the active file and its rotated siblings.
 #[derive(Debug, Clone)]
@@ -156,9 +156,9 @@ impl FileSink {
     /// Moves every file of the sink aside (`<name>.set-aside-<unix time>`), so that delivery starts
     /// again from the journal's cursor into new files; returns the new names. Used when the files
     /// do not match the journal.
-    pub fn set_aside(&mut self) -> Result<Vec<PathBuf>, String> {
+    pub fn set_aside(&mut self) -> Result<Vec<PathBuf>, SetAsideError> {
         let Some(inner) = self.inner.as_mut() else {
-            return Err("file sink is busy".into());
+            return Err(SetAsideError::Busy);
         };
         inner.file = None;
         let stamp = std::time::SystemTime::now()
@@ -166,16 +166,20 @@ impl FileSink {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut moved = Vec::new();
-        let files = inner
-            .layout
-            .files()
-            .map_err(|e| format!("cannot list {}: {e}", inner.layout.dir.display()))?;
+        let files = inner.layout.files().map_err(|error| SetAsideError::Io {
+            action: "list",
+            path: inner.layout.dir.clone(),
+            error,
+        })?;
         for f in files {
             let mut name = f.clone().into_os_string();
             name.push(format!(".set-aside-{stamp}"));
             let to = PathBuf::from(name);
-            std::fs::rename(&f, &to)
-                .map_err(|e| format!("cannot move {} aside: {e}", f.display()))?;
+            std::fs::rename(&f, &to).map_err(|error| SetAsideError::Io {
+                action: "move aside",
+                path: f.clone(),
+                error,
+            })?;
             moved.push(to);
         }
         if let Ok(d) = File::open(&inner.layout.dir) {

@@ -54,8 +54,9 @@ impl HttpSink {
         self.url.clone()
     }
 
-    /// The request body for `rows`.
-    pub fn body(&self, rows: &[JournalRow]) -> Result<Vec<u8>, String> {
+    /// The request body for `rows`; `Err` when a record's body is not JSON (in the cloudevents
+    /// format, which embeds it).
+    pub fn body(&self, rows: &[JournalRow]) -> Result<Vec<u8>, serde_json::Error> {
         match self.format {
             WireFormat::JsonArray => {
                 let mut out =
@@ -75,7 +76,7 @@ impl HttpSink {
                 for r in rows {
                     events.push(cloud_event(r, &self.event_source, &self.type_prefix)?);
                 }
-                serde_json::to_vec(&events).map_err(|e| e.to_string())
+                serde_json::to_vec(&events)
             }
         }
     }
@@ -255,8 +256,8 @@ fn cloud_event<'a>(
     r: &'a JournalRow,
     source: &'a str,
     prefix: &str,
-) -> Result<CloudEvent<'a>, String> {
-    let data: &RawValue = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+) -> Result<CloudEvent<'a>, serde_json::Error> {
+    let data: &RawValue = serde_json::from_str(&r.body)?;
     let subject = serde_json::from_str::<SubjectOnly>(&r.body)
         .ok()
         .and_then(|s| s.subject.serial.or(s.subject.lot).or(s.subject.work_order));

@@ -111,14 +111,35 @@ fn big_endian_bytes(regs: &[u16], order: WordOrder) -> Vec<u8> {
     out
 }
 
-fn float(f: f64) -> Result<Value, String> {
+/// Why registers do not give a value: the sample is recorded as bad with this reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer registers than the type needs.
+    #[error("{ty} needs {need} registers, got {got}")]
+    TooFewRegisters {
+        /// The tag's type (`f32`, …).
+        ty: &'static str,
+        /// Registers the type needs.
+        need: usize,
+        /// Registers the device answered.
+        got: usize,
+    },
+    /// The registers (or the scaled value) are NaN.
+    #[error("value is NaN")]
+    NaN,
+    /// The registers (or the scaled value) are an infinity.
+    #[error("value is {}infinite", if *.negative { "-" } else { "+" })]
+    Infinite {
+        /// Negative infinity.
+        negative: bool,
+    },
+}
+
+fn float(f: f64) -> Result<Value, DecodeError> {
     if f.is_nan() {
-        Err("value is NaN".into())
+        Err(DecodeError::NaN)
     } else if f.is_infinite() {
-        Err(format!(
-            "value is {}infinite",
-            if f < 0.0 { "-" } else { "+" }
-        ))
+        Err(DecodeError::Infinite { negative: f < 0.0 })
     } else {
         Ok(Value::from(f))
     }
@@ -130,14 +151,14 @@ pub fn decode(
     ty: DataType,
     order: WordOrder,
     bit: Option<u8>,
-) -> Result<Value, String> {
+) -> Result<Value, DecodeError> {
     let need = ty.registers().unwrap_or(regs.len() as u16) as usize;
     if regs.len() < need || regs.is_empty() {
-        return Err(format!(
-            "{} needs {need} registers, got {}",
-            ty.as_str(),
-            regs.len()
-        ));
+        return Err(DecodeError::TooFewRegisters {
+            ty: ty.as_str(),
+            need,
+            got: regs.len(),
+        });
     }
     let regs = &regs[..need];
     let b = big_endian_bytes(regs, order);
@@ -196,7 +217,7 @@ pub fn decode(
 }
 
 /// Applies `value × scale + offset` to numbers (integers stay integers without scale or offset).
-pub fn scale(v: Value, scale: Option<f64>, offset: Option<f64>) -> Result<Value, String> {
+pub fn scale(v: Value, scale: Option<f64>, offset: Option<f64>) -> Result<Value, DecodeError> {
     if scale.is_none() && offset.is_none() {
         return Ok(v);
     }
@@ -302,12 +323,11 @@ mod tests {
     fn nan_and_infinity_are_errors_not_values() {
         for order in [Abcd, Badc, Cdab, Dcba] {
             let nan = encode(&f32::NAN.to_be_bytes(), order);
-            assert_eq!(decode(&nan, F32, order, None), Err("value is NaN".into()));
+            assert_eq!(decode(&nan, F32, order, None), Err(DecodeError::NaN));
             let inf = encode(&f64::NEG_INFINITY.to_be_bytes(), order);
-            assert_eq!(
-                decode(&inf, F64, order, None),
-                Err("value is -infinite".into())
-            );
+            let err = decode(&inf, F64, order, None).expect_err("infinite");
+            assert_eq!(err, DecodeError::Infinite { negative: true });
+            assert_eq!(err.to_string(), "value is -infinite");
         }
     }
 

@@ -189,7 +189,8 @@ impl ModbusSource {
                     Some(regs) => (
                         Value::from(regs.to_vec()),
                         decode(regs, t.data_type, t.order, t.bit)
-                            .and_then(|v| scale(v, t.scale, t.offset)),
+                            .and_then(|v| scale(v, t.scale, t.offset))
+                            .map_err(|e| e.to_string()),
                     ),
                     None => (
                         Value::Null,

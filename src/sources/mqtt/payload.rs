@@ -18,39 +18,64 @@ pub enum PayloadFormat {
     Text,
 }
 
+/// Why a message is quarantined instead of recorded: the reason names what was received.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    /// Larger than the source's `max_message_bytes`.
+    #[error("{len} bytes, over max_message_bytes ({max})")]
+    TooLarge {
+        /// The message's size.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Valid JSON, but not an object (fields are read by JSON pointer from an object).
+    #[error("a JSON {0} where an object is expected (use payload = \"number\" or \"text\" for plain values)")]
+    NotAnObject(&'static str),
+    /// Not JSON at all.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// Bytes that are not UTF-8.
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    /// Text that is not a number (`payload = "number"`).
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    /// NaN or an infinity.
+    #[error("{0} is not a finite number")]
+    NotFinite(f64),
+}
+
 /// Decodes a payload; `Err` is the reason it is quarantined.
-pub fn decode(format: PayloadFormat, bytes: &[u8]) -> Result<Value, String> {
+pub fn decode(format: PayloadFormat, bytes: &[u8]) -> Result<Value, PayloadError> {
     match format {
         PayloadFormat::Json => match serde_json::from_slice(bytes) {
             Ok(v @ Value::Object(_)) => Ok(v),
             // Fields are read by JSON pointer from an object; anything else would make a record
             // with every field missing.
-            Ok(other) => Err(format!(
-                "a JSON {} where an object is expected (use payload = \"number\" or \"text\" for plain values)",
-                match other {
-                    Value::Array(_) => "array",
-                    Value::String(_) => "string",
-                    Value::Number(_) => "number",
-                    Value::Bool(_) => "boolean",
-                    _ => "null",
-                }
-            )),
-            Err(e) => Err(format!("not JSON: {e}")),
+            Ok(other) => Err(PayloadError::NotAnObject(match other {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "boolean",
+                _ => "null",
+            })),
+            Err(e) => Err(PayloadError::NotJson(e.to_string())),
         },
         PayloadFormat::Number => {
-            let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+            let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
             let n: f64 = text
                 .trim()
                 .parse()
-                .map_err(|_| format!("{:?} is not a number", text.trim()))?;
+                .map_err(|_| PayloadError::NotANumber(text.trim().to_string()))?;
             if !n.is_finite() {
-                return Err(format!("{n} is not a finite number"));
+                return Err(PayloadError::NotFinite(n));
             }
             Ok(serde_json::json!({ "value": n }))
         }
         PayloadFormat::Text => std::str::from_utf8(bytes)
             .map(|t| serde_json::json!({ "value": t }))
-            .map_err(|_| "not UTF-8 text".to_string()),
+            .map_err(|_| PayloadError::NotUtf8),
     }
 }
 
@@ -65,9 +90,14 @@ mod tests {
             decode(PayloadFormat::Json, br#"{"a":1}"#),
             Ok(json!({"a": 1}))
         );
-        assert!(decode(PayloadFormat::Json, b"{oops").is_err_and(|e| e.starts_with("not JSON")));
-        assert!(decode(PayloadFormat::Json, b"[1,2,3]").is_err_and(|e| e.contains("JSON array")));
-        assert!(decode(PayloadFormat::Json, b"42").is_err_and(|e| e.contains("JSON number")));
+        assert!(decode(PayloadFormat::Json, b"{oops")
+            .is_err_and(|e| e.to_string().starts_with("not JSON")));
+        assert_eq!(
+            decode(PayloadFormat::Json, b"[1,2,3]"),
+            Err(PayloadError::NotAnObject("array"))
+        );
+        assert!(decode(PayloadFormat::Json, b"42")
+            .is_err_and(|e| e.to_string().contains("JSON number")));
         assert_eq!(
             decode(PayloadFormat::Number, b" 25.004\n"),
             Ok(json!({"value": 25.004}))

@@ -178,11 +178,10 @@ impl MqttSource {
                     }
                     saw_qos0 |= m.qos0;
                     let decoded = if m.payload.len() > self.cfg.max_message_bytes {
-                        Err(format!(
-                            "{} bytes, over max_message_bytes ({})",
-                            m.payload.len(),
-                            self.cfg.max_message_bytes
-                        ))
+                        Err(payload::PayloadError::TooLarge {
+                            len: m.payload.len(),
+                            max: self.cfg.max_message_bytes,
+                        })
                     } else {
                         payload::decode(self.cfg.payload, &m.payload)
                     };
@@ -230,6 +229,7 @@ impl MqttSource {
                             });
                         }
                         Err(reason) => {
+                            let reason = reason.to_string();
                             tracing::warn!(
                                 "MQTT source {}: payload on {} ({} bytes) quarantined: {reason}",
                                 self.id,

@@ -246,7 +246,7 @@ impl OpcUaSourceConfig {
                 (Some(n), None) => match NodeRef::parse(n) {
                     Ok(r) => out.push(TagTarget::Node(r)),
                     Err(e) => errors.push(
-                        ConfigError::new(format!("{here}.node"), e).hint(
+                        ConfigError::new(format!("{here}.node"), e.to_string()).hint(
                             "write the namespace by URI: node = \"nsu=urn:example:cell1;s=Cell1.Station10.PartSerial\"",
                         ),
                     ),
@@ -256,7 +256,7 @@ impl OpcUaSourceConfig {
                     match BrowsePath::parse(p, ns.map(String::as_str)) {
                         Ok(bp) => out.push(TagTarget::Path(bp)),
                         Err(e) => errors.push(
-                            ConfigError::new(format!("{here}.browse_path"), e).hint(
+                            ConfigError::new(format!("{here}.browse_path"), e.to_string()).hint(
                                 "e.g. browse_path = \"Cell1/Station10/PartSerial\" with browse_namespace = \"urn:example:cell1\"",
                             ),
                         ),

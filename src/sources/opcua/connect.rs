@@ -194,10 +194,12 @@ impl OpcUaSource {
         let endpoint = self.pick(&endpoints, &identity)?;
         if self.cfg.security_policy != super::config::SecurityPolicy::None {
             self.pki.adopt_trusted();
-            self.pki.apply_pin(
-                self.cfg.server_thumbprint.as_deref(),
-                endpoint.server_certificate.as_ref(),
-            )?;
+            self.pki
+                .apply_pin(
+                    self.cfg.server_thumbprint.as_deref(),
+                    endpoint.server_certificate.as_ref(),
+                )
+                .map_err(|e| e.to_string())?;
         }
         let (session, event_loop) = client
             .session_builder()
@@ -369,7 +371,7 @@ impl OpcUaSource {
             .targets
             .iter()
             .map(|t| match t {
-                TagTarget::Node(n) => n.resolve(namespaces),
+                TagTarget::Node(n) => n.resolve(namespaces).map_err(|e| e.to_string()),
                 TagTarget::Path(_) => Err(String::new()),
             })
             .collect();
@@ -381,7 +383,7 @@ impl OpcUaSource {
                 TagTarget::Path(p) => match p.to_request(namespaces) {
                     Ok(r) => Some((i, r)),
                     Err(e) => {
-                        nodes[i] = Err(e);
+                        nodes[i] = Err(e.to_string());
                         None
                     }
                 },

@@ -34,34 +34,72 @@ pub struct NodeRef {
     pub ident: Ident,
 }
 
+/// Why a node id or browse path cannot be read, or cannot be resolved on a server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The text is not a node id or browse path; the message names the text and what is expected.
+    #[error("{0}")]
+    Syntax(String),
+    /// `ns=<n>` with `n` other than 0.
+    #[error(
+        "{text:?} names namespace {index} by index, which the server may renumber on a restart"
+    )]
+    NamespaceByIndex {
+        /// The node id as written.
+        text: String,
+        /// The index written.
+        index: String,
+    },
+    /// The server's `NamespaceArray` does not hold the URI.
+    #[error("the server has no namespace {uri:?} (it has: {})", .known.join(", "))]
+    UnknownNamespace {
+        /// The URI configured.
+        uri: String,
+        /// The server's namespaces.
+        known: Vec<String>,
+    },
+    /// The URI's index does not fit a node id.
+    #[error("namespace {uri:?} has index {index}, beyond 65535")]
+    IndexBeyondRange {
+        /// The URI configured.
+        uri: String,
+        /// Its position in the server's `NamespaceArray`.
+        index: usize,
+    },
+}
+
+fn syntax(message: String) -> NodeError {
+    NodeError::Syntax(message)
+}
+
 const IDENT_KEYS: [&str; 4] = [";s=", ";i=", ";g=", ";b="];
 
-fn parse_ident(s: &str) -> Result<Ident, String> {
+fn parse_ident(s: &str) -> Result<Ident, NodeError> {
     let (key, val) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?} has no identifier (s=, i=, g= or b=)"))?;
+        .ok_or_else(|| syntax(format!("{s:?} has no identifier (s=, i=, g= or b=)")))?;
     match key {
         "i" => val
             .parse()
             .map(Ident::Numeric)
-            .map_err(|_| format!("i={val} is not a number")),
+            .map_err(|_| syntax(format!("i={val} is not a number"))),
         "s" if !val.is_empty() => Ok(Ident::String(val.to_string())),
         "g" => val
             .parse::<Guid>()
             .map(|_| Ident::Guid(val.to_string()))
-            .map_err(|_| format!("g={val} is not a GUID")),
+            .map_err(|_| syntax(format!("g={val} is not a GUID"))),
         "b" => ByteString::from_base64(val)
             .map(|_| Ident::Opaque(val.to_string()))
-            .ok_or_else(|| format!("b={val} is not base64")),
-        _ => Err(format!(
+            .ok_or_else(|| syntax(format!("b={val} is not base64"))),
+        _ => Err(syntax(format!(
             "{s:?}: the identifier must be s=, i=, g= or b= and not empty"
-        )),
+        ))),
     }
 }
 
 impl NodeRef {
     /// Parses `nsu=<uri>;<ident>`, `ns=0;<ident>` or `<ident>`.
-    pub fn parse(text: &str) -> Result<NodeRef, String> {
+    pub fn parse(text: &str) -> Result<NodeRef, NodeError> {
         let text = text.trim();
         if let Some(rest) = text.strip_prefix("nsu=") {
             let at = IDENT_KEYS
@@ -69,11 +107,13 @@ impl NodeRef {
                 .filter_map(|k| rest.find(k))
                 .min()
                 .ok_or_else(|| {
-                    format!("{text:?}: no ;s=, ;i=, ;g= or ;b= after the namespace URI")
+                    syntax(format!(
+                        "{text:?}: no ;s=, ;i=, ;g= or ;b= after the namespace URI"
+                    ))
                 })?;
             let uri = &rest[..at];
             if uri.is_empty() {
-                return Err(format!("{text:?}: empty namespace URI"));
+                return Err(syntax(format!("{text:?}: empty namespace URI")));
             }
             return Ok(NodeRef {
                 namespace: Some(uri.to_string()),
@@ -83,15 +123,16 @@ impl NodeRef {
         if let Some(rest) = text.strip_prefix("ns=") {
             let (idx, ident) = rest
                 .split_once(';')
-                .ok_or_else(|| format!("{text:?}: no identifier after ns="))?;
+                .ok_or_else(|| syntax(format!("{text:?}: no identifier after ns=")))?;
             return match idx {
                 "0" => Ok(NodeRef {
                     namespace: None,
                     ident: parse_ident(ident)?,
                 }),
-                _ => Err(format!(
-                    "{text:?} names namespace {idx} by index, which the server may renumber on a restart"
-                )),
+                _ => Err(NodeError::NamespaceByIndex {
+                    text: text.to_string(),
+                    index: idx.to_string(),
+                }),
             };
         }
         Ok(NodeRef {
@@ -101,14 +142,16 @@ impl NodeRef {
     }
 
     /// The node id on a server whose `NamespaceArray` is `namespaces`.
-    pub fn resolve(&self, namespaces: &[String]) -> Result<NodeId, String> {
+    pub fn resolve(&self, namespaces: &[String]) -> Result<NodeId, NodeError> {
         let ns = namespace_index(self.namespace.as_deref(), namespaces)?;
         let ident = match &self.ident {
             Ident::Numeric(n) => Identifier::Numeric(*n),
             Ident::String(s) => Identifier::String(UAString::from(s.as_str())),
-            Ident::Guid(g) => Identifier::Guid(g.parse().map_err(|_| format!("bad GUID {g}"))?),
+            Ident::Guid(g) => {
+                Identifier::Guid(g.parse().map_err(|_| syntax(format!("bad GUID {g}")))?)
+            }
             Ident::Opaque(b) => Identifier::ByteString(
-                ByteString::from_base64(b).ok_or_else(|| format!("bad base64 {b}"))?,
+                ByteString::from_base64(b).ok_or_else(|| syntax(format!("bad base64 {b}")))?,
             ),
         };
         Ok(NodeId::new(ns, ident))
@@ -129,15 +172,20 @@ impl std::fmt::Display for NodeRef {
     }
 }
 
-fn namespace_index(uri: Option<&str>, namespaces: &[String]) -> Result<u16, String> {
+fn namespace_index(uri: Option<&str>, namespaces: &[String]) -> Result<u16, NodeError> {
     let Some(uri) = uri else { return Ok(0) };
-    let i = namespaces.iter().position(|n| n == uri).ok_or_else(|| {
-        format!(
-            "the server has no namespace {uri:?} (it has: {})",
-            namespaces.join(", ")
-        )
-    })?;
-    u16::try_from(i).map_err(|_| format!("namespace {uri:?} has index {i}, beyond 65535"))
+    let i =
+        namespaces
+            .iter()
+            .position(|n| n == uri)
+            .ok_or_else(|| NodeError::UnknownNamespace {
+                uri: uri.to_string(),
+                known: namespaces.to_vec(),
+            })?;
+    u16::try_from(i).map_err(|_| NodeError::IndexBeyondRange {
+        uri: uri.to_string(),
+        index: i,
+    })
 }
 
 /// A browse path from the Objects folder: names, each with its namespace URI (`None`: standard).
@@ -150,22 +198,22 @@ pub struct BrowsePath {
 impl BrowsePath {
     /// Parses `Cell1/Station10/PartSerial` (a leading `Objects/` is allowed); a step written
     /// `<uri>|Name` has its own namespace, the others take `default_ns`.
-    pub fn parse(text: &str, default_ns: Option<&str>) -> Result<BrowsePath, String> {
+    pub fn parse(text: &str, default_ns: Option<&str>) -> Result<BrowsePath, NodeError> {
         let text = text.trim().trim_start_matches('/');
         let text = text.strip_prefix("Objects/").unwrap_or(text);
         let mut steps = Vec::new();
         for part in text.split('/') {
             if part.is_empty() {
-                return Err(format!("{text:?} has an empty step"));
+                return Err(syntax(format!("{text:?} has an empty step")));
             }
             let (ns, name) = match part.rsplit_once('|') {
                 Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
                 None => (default_ns.map(str::to_string), part.to_string()),
             };
             if ns.is_none() {
-                return Err(format!(
+                return Err(syntax(format!(
                     "step {part:?} has no namespace: set browse_namespace or write <uri>|{part}"
-                ));
+                )));
             }
             steps.push((ns, name));
         }
@@ -173,7 +221,7 @@ impl BrowsePath {
     }
 
     /// The TranslateBrowsePathsToNodeIds request item for this path.
-    pub fn to_request(&self, namespaces: &[String]) -> Result<UaBrowsePath, String> {
+    pub fn to_request(&self, namespaces: &[String]) -> Result<UaBrowsePath, NodeError> {
         let mut elements = Vec::with_capacity(self.steps.len());
         for (ns, name) in &self.steps {
             let idx = namespace_index(ns.as_deref(), namespaces)?;
@@ -265,17 +313,28 @@ mod tests {
 
     #[test]
     fn an_index_other_than_zero_and_bad_identifiers_are_refused_with_the_reason() {
+        assert_eq!(
+            NodeRef::parse("ns=2;s=X"),
+            Err(NodeError::NamespaceByIndex {
+                text: "ns=2;s=X".into(),
+                index: "2".into()
+            })
+        );
         assert!(NodeRef::parse("ns=2;s=X")
             .expect_err("refused")
+            .to_string()
             .contains("renumber"));
         assert!(NodeRef::parse("nsu=urn:x")
             .expect_err("refused")
+            .to_string()
             .contains("no ;s="));
         assert!(NodeRef::parse("i=abc")
             .expect_err("refused")
+            .to_string()
             .contains("not a number"));
         assert!(NodeRef::parse("g=nope")
             .expect_err("refused")
+            .to_string()
             .contains("GUID"));
         assert!(NodeRef::parse("x=1").is_err());
         assert!(NodeRef::parse("s=").is_err());
@@ -284,6 +343,7 @@ mod tests {
             .resolve(&ns());
         assert!(missing
             .expect_err("refused")
+            .to_string()
             .contains("no namespace \"urn:gone\""));
     }
 
@@ -304,6 +364,7 @@ mod tests {
         assert_eq!(mixed.steps[0].0.as_deref(), Some("urn:server"));
         assert!(BrowsePath::parse("Cell1/Station10", None)
             .expect_err("refused")
+            .to_string()
             .contains("browse_namespace"));
         assert!(BrowsePath::parse("Cell1//X", Some("u")).is_err());
     }

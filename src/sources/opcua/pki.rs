@@ -13,6 +13,30 @@ use opcua::crypto::{CertificateStore, X509Data, X509};
 
 use super::config::OpcUaSourceConfig;
 
+/// Why a pinned server certificate is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// The server sent no certificate, or one that is not X.509 DER.
+    #[error("the server's certificate cannot be read: {0}")]
+    Unreadable(String),
+    /// Another certificate than the pinned one.
+    #[error("the server presents certificate {got}, not the pinned {want}; refusing it (if the server's certificate was renewed on purpose, update server_thumbprint)")]
+    Mismatch {
+        /// The thumbprint presented.
+        got: String,
+        /// The thumbprint pinned.
+        want: String,
+    },
+    /// The certificate matched but cannot be stored in `trusted/`.
+    #[error("cannot write {}: {error}", .path.display())]
+    Store {
+        /// The file in `trusted/`.
+        path: PathBuf,
+        /// The error of the file system.
+        error: String,
+    },
+}
+
 /// How long the agent's certificate has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -137,23 +161,22 @@ impl Pki {
 
     /// Applies a thumbprint pin to the certificate a server presents: `Ok` when there is no pin or it
     /// matches (the certificate is then put in `trusted/`), `Err` naming both thumbprints otherwise.
-    pub fn apply_pin(&self, pin: Option<&str>, der: &[u8]) -> Result<(), String> {
+    pub fn apply_pin(&self, pin: Option<&str>, der: &[u8]) -> Result<(), PinError> {
         let Some(pin) = pin else { return Ok(()) };
-        let cert = X509::from_der(der)
-            .map_err(|e| format!("the server's certificate cannot be read: {e}"))?;
+        let cert = X509::from_der(der).map_err(|e| PinError::Unreadable(e.to_string()))?;
         let got = cert.thumbprint().as_hex_string();
         let want = pin.replace([':', ' '], "");
         if !got.eq_ignore_ascii_case(&want) {
-            return Err(format!(
-                "the server presents certificate {got}, not the pinned {want}; refusing it (if the server's certificate was renewed on purpose, update server_thumbprint)"
-            ));
+            return Err(PinError::Mismatch { got, want });
         }
         let name = CertificateStore::cert_file_name(&cert);
         let _ = std::fs::remove_file(self.rejected().join(&name));
         let trusted = self.trusted().join(&name);
         if !trusted.exists() {
-            std::fs::write(&trusted, der)
-                .map_err(|e| format!("cannot write {}: {e}", trusted.display()))?;
+            std::fs::write(&trusted, der).map_err(|e| PinError::Store {
+                path: trusted.clone(),
+                error: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -307,7 +330,14 @@ mod tests {
         let wrong = pki
             .apply_pin(Some(&"0".repeat(40)), &der)
             .expect_err("refused");
-        assert!(wrong.contains(&thumb), "{wrong}");
+        assert_eq!(
+            wrong,
+            PinError::Mismatch {
+                got: thumb.clone(),
+                want: "0".repeat(40)
+            }
+        );
+        assert!(wrong.to_string().contains(&thumb), "{wrong}");
         pki.apply_pin(Some(&thumb.to_lowercase()), &der)
             .expect("pinned");
         assert_eq!(std::fs::read_dir(pki.trusted()).expect("dir").count(), 1);
