@@ -6,6 +6,8 @@
 //! build), the built source implements [`Source`] (run). It is registered by one line in the
 //! `registry!` below, behind its Cargo feature.
 
+#[cfg(feature = "source-metrology")]
+pub mod metrology;
 #[cfg(feature = "source-modbus")]
 pub mod modbus;
 #[cfg(feature = "source-mqtt")]

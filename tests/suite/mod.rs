@@ -12,6 +12,7 @@ pub(crate) mod journal;
 mod kill9;
 mod layout;
 mod metrics;
+mod metrology;
 mod modbus;
 pub(crate) mod mqtt;
 mod opcua;
