@@ -184,6 +184,10 @@ impl Driver {
             self.cursor + 1
         );
         let mut requests_checked = std::time::Instant::now() - REQUEST_CHECK;
+        // A batch the sink refused for now is sent again as it was: the same records under the
+        // same idempotency key, and no reading and decoding of the journal on every retry of a
+        // long outage (what made memory creep in the allocator's arenas).
+        let mut held: Option<Vec<JournalRow>> = None;
         loop {
             // After shutdown the driver keeps delivering while it can (the stop record included),
             // and leaves at the first empty read or failure; the caller bounds this with a grace time.
@@ -192,7 +196,14 @@ impl Driver {
                 requests_checked = std::time::Instant::now();
                 self.serve_requests(&mut shutdown).await;
             }
-            let rows = match self.read_batch().await {
+            let again = held
+                .take()
+                .filter(|rows| rows.first().is_some_and(|r| r.seq == self.cursor + 1));
+            let rows = match again {
+                Some(rows) => Ok(rows),
+                None => self.read_batch().await,
+            };
+            let rows = match rows {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!("sink {}: cannot read the journal: {e}; retrying", self.id);
@@ -227,6 +238,7 @@ impl Driver {
                     if draining {
                         break;
                     }
+                    held = Some(rows);
                     self.pause(&mut shutdown, delay).await;
                 }
                 Err(SendError::Reject { reason }) if rows.len() == 1 => {

@@ -181,6 +181,51 @@ async fn server_errors_and_timeouts_are_retried_until_everything_arrives_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_sent_again_as_it_was_under_the_same_key() {
+    // While the QMS refuses the first batch, more records arrive: each retry is the same batch
+    // under the same idempotency key (not a new, larger one read again from the journal), and
+    // the new records follow in later batches.
+    let dir = tempdir();
+    let qms = Qms::start().await;
+    qms.script([
+        Step::Status(503, None),
+        Step::Status(503, None),
+        Step::Status(503, None),
+        Step::Status(503, None),
+    ]);
+    let agent = start_agent(dir.path(), &qms.url(), "").await;
+    eventually(WAIT, "the first batch refused", || {
+        !qms.requests().is_empty()
+    })
+    .await;
+    let ids = append(&agent, serials("SN", 30)).await;
+    eventually(WAIT, "30 inspections after the refusals", || {
+        delivered_inspections(&qms).len() == 30
+    })
+    .await;
+    agent.stop("test").await;
+    assert_eq!(delivered_inspections(&qms), ids);
+    let requests = qms.requests();
+    let first: Vec<_> = requests
+        .iter()
+        .take(5)
+        .map(|r| (r.idempotency_key.clone(), r.events))
+        .collect();
+    assert_eq!(
+        requests
+            .iter()
+            .take(5)
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [503, 503, 503, 503, 200]
+    );
+    assert!(
+        first.iter().all(|k| *k == first[0]),
+        "the same batch each time: {first:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_waits_as_long_as_retry_after_says() {
     let dir = tempdir();
     let qms = Qms::start().await;
