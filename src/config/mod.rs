@@ -198,11 +198,18 @@ impl Config {
             unreachable!("secret::redacted keeps the shape of the tree it is given, a table")
         };
         let sha256 = hash_of(&kept);
-        let effective = format!(
-            "{}{}",
-            secret::KEPT_MARK,
-            toml::to_string(&kept).unwrap_or_default()
-        );
+        // A table parsed from TOML is written back as TOML; should it ever not be, the
+        // configuration is refused rather than journaled as an empty text.
+        let effective = match toml::to_string(&kept) {
+            Ok(text) => format!("{}{text}", secret::KEPT_MARK),
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    "(configuration)",
+                    format!("cannot be written back as TOML for the journal: {e}"),
+                ));
+                String::new()
+            }
+        };
 
         let agent_ok = agent.is_some();
         let mut agent = agent.unwrap_or_else(|| AgentConfig {

@@ -617,7 +617,14 @@ fn section<T: serde::de::DeserializeOwned + Default>(
             }
         }
     }
-    serde_json::from_value::<T>(Value::Object(kept)).unwrap_or_default()
+    // `kept` holds only fields that deserialised together; should it still not, the section is
+    // named incomplete rather than left empty without a word.
+    serde_json::from_value::<T>(Value::Object(kept)).unwrap_or_else(|e| {
+        tracing::error!("record section {name} left out: {e}");
+        missing.push(format!("{name} (does not fit the record: {e})"));
+        incomplete.push(name.to_string());
+        T::default()
+    })
 }
 
 #[cfg(test)]

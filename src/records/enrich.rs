@@ -34,6 +34,9 @@ struct TravelerSeen {
 /// Serials whose traveler is kept for the join (the most recently seen).
 pub const MAX_TRAVELERS: usize = 10_000;
 
+/// Room of the queue of sightings: superseded sightings are dropped before it would grow.
+const SIGHTINGS: usize = 2 * MAX_TRAVELERS;
+
 /// Caches of calibration and traveler records, and the enrichment they allow.
 #[derive(Debug, Default)]
 pub struct Enricher {
@@ -53,14 +56,15 @@ struct Recent {
 }
 
 impl Default for Recent {
-    /// Sized for [`MAX_TRAVELERS`] from the start: the table never grows, so a gateway's memory
-    /// does not step up by a rehash (old and new table side by side, then a hole in the heap) the
-    /// day its 7,169th traveler arrives (`benches/outage.sh` found that step). Pages of the table
-    /// are touched only as travelers fill it.
+    /// Sized from the start, the table for [`MAX_TRAVELERS`] and the queue for [`SIGHTINGS`]:
+    /// neither ever grows, so a gateway's memory does not step up by a rehash or a reallocation
+    /// (old and new buffer side by side, then a hole in the heap) the day its 7,169th traveler
+    /// arrives or its travelers' updates pile up (`benches/outage.sh` found both steps). Pages are
+    /// touched only as they fill.
     fn default() -> Self {
         Recent {
             map: HashMap::with_capacity(MAX_TRAVELERS + 1),
-            order: VecDeque::with_capacity(MAX_TRAVELERS + 1),
+            order: VecDeque::with_capacity(SIGHTINGS + 1),
             generation: 0,
         }
     }
@@ -68,6 +72,14 @@ impl Default for Recent {
 
 impl Recent {
     fn insert(&mut self, serial: String, seen: TravelerSeen) {
+        // Superseded sightings (serials seen again) are dropped before the queue outgrows its
+        // room; afterwards it holds one sighting per kept traveler, at most MAX_TRAVELERS, so this
+        // runs at most once every MAX_TRAVELERS insertions.
+        if self.order.len() >= SIGHTINGS {
+            let map = &self.map;
+            self.order
+                .retain(|(g, s)| map.get(s).is_some_and(|(mg, _)| mg == g));
+        }
         self.generation += 1;
         self.order.push_back((self.generation, serial.clone()));
         self.map.insert(serial, (self.generation, seen));
@@ -78,12 +90,6 @@ impl Recent {
             if self.map.get(&oldest).is_some_and(|(mg, _)| *mg == g) {
                 self.map.remove(&oldest);
             }
-        }
-        // Superseded entries of serials seen again and again: drop them once they dominate.
-        if self.order.len() > 4 * MAX_TRAVELERS.max(self.map.len()) {
-            let map = &self.map;
-            self.order
-                .retain(|(g, s)| map.get(s).is_some_and(|(mg, _)| mg == g));
         }
     }
 
@@ -419,6 +425,7 @@ mod bounded {
     fn travelers_are_kept_for_the_most_recent_serials_only() {
         let mut r = Recent::default();
         let table = r.map.capacity();
+        let queue = r.order.capacity();
         assert!(
             table > MAX_TRAVELERS,
             "sized for every traveler kept: {table}"
@@ -443,7 +450,8 @@ mod bounded {
         for _ in 0..10 * MAX_TRAVELERS {
             r.insert("SN-0".into(), seen(0));
         }
-        assert!(r.order.len() <= 5 * MAX_TRAVELERS, "{}", r.order.len());
+        assert!(r.order.len() <= SIGHTINGS, "{}", r.order.len());
+        assert_eq!(r.order.capacity(), queue, "the queue never grew");
         assert_eq!(r.len(), MAX_TRAVELERS);
         // Evictions leave tombstones (the reported capacity shrinks a little until an in-place
         // rehash); a bigger table would double it.
