@@ -48,7 +48,11 @@ pub struct Enricher {
 /// Travelers by serial, the most recently seen [`MAX_TRAVELERS`] of them.
 #[derive(Debug)]
 struct Recent {
-    map: HashMap<String, (u64, TravelerSeen)>,
+    /// Serial → (generation of its last sighting, its slot in `slots`).
+    map: HashMap<String, (u64, usize)>,
+    /// The travelers; a forgotten serial's slot is reused (`free`).
+    slots: Vec<TravelerSeen>,
+    free: Vec<usize>,
     /// (generation, serial) in the order seen; an entry whose generation is no longer the map's
     /// was superseded by a later sighting.
     order: VecDeque<(u64, String)>,
@@ -56,14 +60,18 @@ struct Recent {
 }
 
 impl Default for Recent {
-    /// Sized from the start, the table for [`MAX_TRAVELERS`] and the queue for [`SIGHTINGS`]:
-    /// neither ever grows, so a gateway's memory does not step up by a rehash or a reallocation
-    /// (old and new buffer side by side, then a hole in the heap) the day its 7,169th traveler
-    /// arrives or its travelers' updates pile up (`benches/outage.sh` found both steps). Pages are
-    /// touched only as they fill.
+    /// Sized from the start so that nothing ever grows: a gateway's memory does not step up by a
+    /// rehash or a reallocation (old and new buffer side by side, then a hole in the heap) the
+    /// day its 7,169th traveler arrives or its travelers' updates pile up (`benches/outage.sh`
+    /// found these steps, heaptrack named them). The table has room for twice the travelers it
+    /// keeps: the tombstones that forgetting leaves are then cleared by rehashing in place, which
+    /// the hash table does only while at most half full (fuller, it doubles). Its entries are
+    /// small (serial and slot); the travelers live in `slots`.
     fn default() -> Self {
         Recent {
-            map: HashMap::with_capacity(MAX_TRAVELERS + 1),
+            map: HashMap::with_capacity(2 * MAX_TRAVELERS),
+            slots: Vec::with_capacity(MAX_TRAVELERS + 1),
+            free: Vec::with_capacity(MAX_TRAVELERS + 1),
             order: VecDeque::with_capacity(SIGHTINGS + 1),
             generation: 0,
         }
@@ -82,19 +90,41 @@ impl Recent {
         }
         self.generation += 1;
         self.order.push_back((self.generation, serial.clone()));
-        self.map.insert(serial, (self.generation, seen));
+        match self.map.get_mut(&serial) {
+            Some((g, slot)) => {
+                *g = self.generation;
+                self.slots[*slot] = seen;
+            }
+            None => {
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot] = seen;
+                        slot
+                    }
+                    None => {
+                        self.slots.push(seen);
+                        self.slots.len() - 1
+                    }
+                };
+                self.map.insert(serial, (self.generation, slot));
+            }
+        }
         while self.map.len() > MAX_TRAVELERS {
             let Some((g, oldest)) = self.order.pop_front() else {
                 break;
             };
             if self.map.get(&oldest).is_some_and(|(mg, _)| *mg == g) {
-                self.map.remove(&oldest);
+                if let Some((_, slot)) = self.map.remove(&oldest) {
+                    self.free.push(slot);
+                }
             }
         }
     }
 
     fn get(&self, serial: &str) -> Option<&TravelerSeen> {
-        self.map.get(serial).map(|(_, t)| t)
+        self.map
+            .get(serial)
+            .and_then(|(_, slot)| self.slots.get(*slot))
     }
 
     fn len(&self) -> usize {
@@ -426,6 +456,7 @@ mod bounded {
         let mut r = Recent::default();
         let table = r.map.capacity();
         let queue = r.order.capacity();
+        let slots = r.slots.capacity();
         assert!(
             table > MAX_TRAVELERS,
             "sized for every traveler kept: {table}"
@@ -452,9 +483,15 @@ mod bounded {
         }
         assert!(r.order.len() <= SIGHTINGS, "{}", r.order.len());
         assert_eq!(r.order.capacity(), queue, "the queue never grew");
+        // Many serials come and go (the tombstones they leave would make a fuller table double).
+        for n in 0..5 * MAX_TRAVELERS {
+            r.insert(format!("SN-x{n}"), seen(n));
+        }
         assert_eq!(r.len(), MAX_TRAVELERS);
-        // Evictions leave tombstones (the reported capacity shrinks a little until an in-place
-        // rehash); a bigger table would double it.
+        assert!(r.get(&format!("SN-x{}", 5 * MAX_TRAVELERS - 1)).is_some());
+        assert_eq!(r.slots.capacity(), slots, "the travelers' slots never grew");
+        // Forgetting leaves tombstones (the reported capacity shrinks a little until an in-place
+        // rehash clears them); a table sized for MAX_TRAVELERS alone doubles here instead.
         assert!(
             r.map.capacity() <= table,
             "the table never grew: {} > {table}",
