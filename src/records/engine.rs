@@ -592,13 +592,9 @@ fn section<T: serde::de::DeserializeOwned + Default>(
     incomplete: &mut Vec<String>,
 ) -> T {
     // Read through a reference: the usual case costs no copy of the fields.
-    let whole = Value::Object(fields);
-    if let Ok(t) = T::deserialize(&whole) {
+    if let Ok(t) = T::deserialize(&fields) {
         return t;
     }
-    let Value::Object(fields) = whole else {
-        return T::default();
-    };
     let mut kept = Map::new();
     for (key, value) in fields {
         let mut tried = kept.clone();
