@@ -212,24 +212,25 @@ impl Index {
                 Step::Close(frame, body) => (frame, body),
             };
             let at = || w.xpath(Some(&frame));
-            let stack: Vec<&str> = w.stack.iter().map(|f| f.name.as_str()).collect();
-            match (stack.as_slice(), frame.name.as_str()) {
-                (["QIFDocument"], "QPId") => ix.qpid = Some(qpid_key(&body)),
-                (["QIFDocument", "Version"], "TimeCreated") => ix.created = Some(text(&body, at())),
-                ([.., "PrimaryUnits", "LinearUnit"], "UnitName") => {
+            match frame.name.as_str() {
+                "QPId" if w.open_is(&["QIFDocument"]) => ix.qpid = Some(qpid_key(&body)),
+                "TimeCreated" if w.open_is(&["QIFDocument", "Version"]) => {
+                    ix.created = Some(text(&body, at()))
+                }
+                "UnitName" if w.open_ends_with(&["PrimaryUnits", "LinearUnit"]) => {
                     ix.linear_unit = Some(text(&body, at()))
                 }
-                ([.., "PrimaryUnits", "AngularUnit"], "UnitName") => {
+                "UnitName" if w.open_ends_with(&["PrimaryUnits", "AngularUnit"]) => {
                     ix.angular_unit = Some(text(&body, at()))
                 }
                 _ => {}
             }
-            let id = frame.id.clone().unwrap_or_default();
+            let id = || frame.id.clone().unwrap_or_default();
             let mut added = false;
             if let Some(below) = w.inside("CharacteristicDefinitions") {
                 match path(below, &frame).as_slice() {
                     [_] => {
-                        ix.definitions.insert(id, std::mem::take(&mut definition));
+                        ix.definitions.insert(id(), std::mem::take(&mut definition));
                         added = true;
                     }
                     [_, "ToleranceValue"] => definition.tolerance_value = Some(text(&body, at())),
@@ -243,7 +244,7 @@ impl Index {
             } else if let Some(below) = w.inside("CharacteristicNominals") {
                 match path(below, &frame).as_slice() {
                     [_] => {
-                        ix.nominals.insert(id, std::mem::take(&mut nominal));
+                        ix.nominals.insert(id(), std::mem::take(&mut nominal));
                         added = true;
                     }
                     [_, "CharacteristicDefinitionId"] => {
@@ -256,7 +257,7 @@ impl Index {
                 match path(below, &frame).as_slice() {
                     [kind] => {
                         item.kind = kind.to_string();
-                        ix.items.insert(id, std::mem::take(&mut item));
+                        ix.items.insert(id(), std::mem::take(&mut item));
                         added = true;
                     }
                     [_, "Name"] => item.name = Some(text(&body, at())),
@@ -267,7 +268,7 @@ impl Index {
             } else if let Some(below) = w.inside("MeasurementDevices") {
                 match path(below, &frame).as_slice() {
                     [_] => {
-                        ix.devices.insert(id, std::mem::take(&mut device));
+                        ix.devices.insert(id(), std::mem::take(&mut device));
                         added = true;
                     }
                     [_, "Name"] => device.name = Some(text(&body, at())),
@@ -278,7 +279,7 @@ impl Index {
                 match path(below, &frame).as_slice() {
                     ["ActualComponent"] => {
                         if let Some(s) = serial.take() {
-                            ix.components.insert(id, s);
+                            ix.components.insert(id(), s);
                             added = true;
                         }
                     }
@@ -305,7 +306,7 @@ impl Index {
             } else if let Some(below) = w.inside("ExternalQIFReferences") {
                 match path(below, &frame).as_slice() {
                     [_] => {
-                        ix.externals.insert(id, std::mem::take(&mut external));
+                        ix.externals.insert(id(), std::mem::take(&mut external));
                         added = true;
                     }
                     [_, "QPId"] => external.qpid = Some(qpid_key(&body)),
@@ -359,8 +360,7 @@ impl Index {
             let (frame, body) = match step {
                 Step::End => break,
                 Step::Open => {
-                    let s: Vec<&str> = w.stack.iter().map(|f| f.name.as_str()).collect();
-                    if let [.., "MeasurementResultsSet", "MeasurementResults"] = s.as_slice() {
+                    if w.open_ends_with(&["MeasurementResultsSet", "MeasurementResults"]) {
                         summary.results += 1;
                     }
                     continue;

@@ -56,13 +56,6 @@ impl<R: BufRead> Walker<R> {
         self.reader.buffer_position()
     }
 
-    fn xml_error(&self, e: impl std::fmt::Display) -> QifError {
-        QifError::Xml {
-            position: self.reader.error_position(),
-            message: e.to_string(),
-        }
-    }
-
     fn push_text(&mut self, s: &str) -> Result<(), QifError> {
         if self.text.len() + s.len() > MAX_TEXT {
             return Err(QifError::TooLarge {
@@ -87,12 +80,12 @@ impl<R: BufRead> Walker<R> {
         let mut id = None;
         let mut xid = None;
         for a in e.attributes() {
-            let a = a.map_err(|err| self.xml_error(err))?;
+            let a = a.map_err(|err| xml_error(&self.reader, err))?;
             let key = a.key.local_name();
             if key.as_ref() == "id" || key.as_ref() == "xId" {
                 let v = a
                     .normalized_value(XmlVersion::Implicit1_0)
-                    .map_err(|err| self.xml_error(err))?
+                    .map_err(|err| xml_error(&self.reader, err))?
                     .trim()
                     .to_string();
                 if key.as_ref() == "id" {
@@ -116,11 +109,11 @@ impl<R: BufRead> Walker<R> {
         let mut namespace = None;
         let mut version = None;
         for a in e.attributes() {
-            let a = a.map_err(|err| self.xml_error(err))?;
+            let a = a.map_err(|err| xml_error(&self.reader, err))?;
             let key = a.key.as_ref();
             let value = || -> Result<String, QifError> {
                 Ok(a.normalized_value(XmlVersion::Implicit1_0)
-                    .map_err(|err| self.xml_error(err))?
+                    .map_err(|err| xml_error(&self.reader, err))?
                     .trim()
                     .to_string())
             };
@@ -168,10 +161,7 @@ impl<R: BufRead> Walker<R> {
             let event = self
                 .reader
                 .read_event_into(&mut self.buf)
-                .map_err(|e| QifError::Xml {
-                    position: self.reader.error_position(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| xml_error(&self.reader, e))?;
             match event {
                 Event::Start(e) => {
                     let e = e.into_owned();
@@ -200,10 +190,10 @@ impl<R: BufRead> Walker<R> {
                     self.push_text(&s)?;
                 }
                 Event::GeneralRef(r) => {
-                    let resolved = match r.resolve_char_ref().map_err(|e| QifError::Xml {
-                        position: self.reader.error_position(),
-                        message: e.to_string(),
-                    })? {
+                    let resolved = match r
+                        .resolve_char_ref()
+                        .map_err(|e| xml_error(&self.reader, e))?
+                    {
                         Some(c) => c.to_string(),
                         None => {
                             let name = r.as_ref().to_string();
@@ -227,12 +217,7 @@ impl<R: BufRead> Walker<R> {
                 }
                 Event::Decl(d) => {
                     if let Some(enc) = d.encoding() {
-                        let enc = enc
-                            .map_err(|e| QifError::Xml {
-                                position: self.reader.error_position(),
-                                message: e.to_string(),
-                            })?
-                            .into_owned();
+                        let enc = enc.map_err(|e| xml_error(&self.reader, e))?.into_owned();
                         if !enc.eq_ignore_ascii_case("utf-8") && !enc.eq_ignore_ascii_case("utf8") {
                             return Err(QifError::Encoding(enc));
                         }
@@ -267,6 +252,20 @@ impl<R: BufRead> Walker<R> {
         Some(&self.stack[at + 1..])
     }
 
+    /// Whether the open elements end with `tail`.
+    pub(super) fn open_ends_with(&self, tail: &[&str]) -> bool {
+        self.stack.len() >= tail.len()
+            && self.stack[self.stack.len() - tail.len()..]
+                .iter()
+                .zip(tail)
+                .all(|(f, t)| f.name == *t)
+    }
+
+    /// Whether the open elements are exactly `names`, from the root.
+    pub(super) fn open_is(&self, names: &[&str]) -> bool {
+        self.stack.len() == names.len() && self.open_ends_with(names)
+    }
+
     /// An XPath of the open elements, then `closed` if given: `/QIFDocument/…/X[@id='7']/Value`.
     pub(super) fn xpath(&self, closed: Option<&Frame>) -> String {
         let mut out = String::new();
@@ -290,4 +289,12 @@ pub(super) fn path<'a>(frames: &'a [Frame], closed: &'a Frame) -> Vec<&'a str> {
         .map(|f| f.name.as_str())
         .chain(std::iter::once(closed.name.as_str()))
         .collect()
+}
+
+/// A parser error at the reader's error position.
+fn xml_error<R>(reader: &Reader<R>, e: impl std::fmt::Display) -> QifError {
+    QifError::Xml {
+        position: reader.error_position(),
+        message: e.to_string(),
+    }
 }
