@@ -176,9 +176,7 @@ impl Aqdef {
         emit: &mut impl FnMut(Measured) -> Result<(), E>,
     ) -> Result<Summary, E> {
         for (c, v) in std::mem::take(&mut self.current) {
-            let m = self.measured(c, v);
-            emit(m)?;
-            self.summary.values += 1;
+            self.give(c, v, emit)?;
         }
         self.summary.characteristics = self.characteristics.len();
         Ok(self.summary)
@@ -245,9 +243,7 @@ impl Aqdef {
                 };
                 for c in targets {
                     if let Some(done) = self.current.remove(&c) {
-                        let m = self.measured(c, done);
-                        emit(m)?;
-                        self.summary.values += 1;
+                        self.give(c, done, emit)?;
                     }
                     let mut v = Value::default();
                     v.fields.insert(1, located.clone());
@@ -313,14 +309,22 @@ impl Aqdef {
                 );
             }
             if let Some(done) = self.current.remove(&c) {
-                let m = self.measured(c, done);
-                emit(m)?;
-                self.summary.values += 1;
+                self.give(c, done, emit)?;
             }
-            let m = self.measured(c, v);
-            emit(m)?;
-            self.summary.values += 1;
+            self.give(c, v, emit)?;
         }
+        Ok(())
+    }
+
+    /// Gives a complete value of characteristic `c` to `emit`, and counts it.
+    fn give<E>(
+        &mut self,
+        c: u32,
+        v: Value,
+        emit: &mut impl FnMut(Measured) -> Result<(), E>,
+    ) -> Result<(), E> {
+        emit(self.measured(c, v))?;
+        self.summary.values += 1;
         Ok(())
     }
 
