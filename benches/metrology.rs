@@ -11,45 +11,6 @@ use shopfloor_agent::sources::metrology::qif::{Index, Plans, QifError};
 
 const PER_PART: usize = 50;
 
-fn qif(parts: usize) -> String {
-    let mut s = String::from(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<QIFDocument xmlns="http://qifstandards.org/xsd/qif3" versionQIF="3.0.0">
-<FileUnits><PrimaryUnits><LinearUnit><SIUnitName>meter</SIUnitName><UnitName>mm</UnitName></LinearUnit></PrimaryUnits></FileUnits>
-<MeasurementResources><MeasurementDevices n="1"><MeasurementDevice id="dev"><Name>CMM-01</Name></MeasurementDevice></MeasurementDevices></MeasurementResources>
-<Characteristics><CharacteristicDefinitions>"#,
-    );
-    for c in 0..PER_PART {
-        s.push_str(&format!(r#"<DiameterCharacteristicDefinition id="d{c}"><Tolerance><MaxValue>0.02</MaxValue><MinValue>-0.02</MinValue><DefinedAsLimit>false</DefinedAsLimit></Tolerance></DiameterCharacteristicDefinition>"#));
-    }
-    s.push_str("</CharacteristicDefinitions><CharacteristicNominals>");
-    for c in 0..PER_PART {
-        s.push_str(&format!(r#"<DiameterCharacteristicNominal id="n{c}"><CharacteristicDefinitionId>d{c}</CharacteristicDefinitionId><TargetValue>25</TargetValue></DiameterCharacteristicNominal>"#));
-    }
-    s.push_str("</CharacteristicNominals><CharacteristicItems>");
-    for c in 0..PER_PART {
-        s.push_str(&format!(r#"<DiameterCharacteristicItem id="i{c}"><Name>D{c}</Name><MeasurementDeviceIds n="1"><Id>dev</Id></MeasurementDeviceIds><CharacteristicNominalId>n{c}</CharacteristicNominalId></DiameterCharacteristicItem>"#));
-    }
-    s.push_str("</CharacteristicItems></Characteristics><Results><MeasurementResultsSet>");
-    for p in 0..parts {
-        s.push_str(&format!(
-            r#"<MeasurementResults id="r{p}"><MeasuredCharacteristics><CharacteristicMeasurements>"#
-        ));
-        for c in 0..PER_PART {
-            s.push_str(&format!(r#"<DiameterCharacteristicMeasurement id="m{p}-{c}"><Status><CharacteristicStatusEnum>PASS</CharacteristicStatusEnum></Status><CharacteristicItemId>i{c}</CharacteristicItemId><Value>25.00{}</Value></DiameterCharacteristicMeasurement>"#, c % 10));
-        }
-        s.push_str(&format!(r#"</CharacteristicMeasurements></MeasuredCharacteristics><ActualComponentIds><Id>a{p}</Id></ActualComponentIds></MeasurementResults>"#));
-    }
-    s.push_str("</MeasurementResultsSet><ActualComponentSets><ActualComponentSet>");
-    for p in 0..parts {
-        s.push_str(&format!(
-            r#"<ActualComponent id="a{p}"><SerialNumber>SN-{p:06}</SerialNumber></ActualComponent>"#
-        ));
-    }
-    s.push_str("</ActualComponentSet></ActualComponentSets></Results></QIFDocument>\n");
-    s
-}
-
 fn aqdef(parts: usize) -> String {
     let mut s = format!("K0100 {PER_PART}\nK1001/1 PN-778\n");
     for c in 1..=PER_PART {
@@ -84,7 +45,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
 
-    let doc = qif(parts);
+    let doc = plant_sim::cmm::qif_results(parts, PER_PART);
     let start = Instant::now();
     let index = Index::read(doc.as_bytes()).expect("index");
     let mut n = 0usize;

@@ -376,48 +376,9 @@ fn the_parser_never_panics_on_arbitrary_bytes() {
     }
 }
 
-/// A QIF results document with `parts` parts of `per_part` diameters each, for sizes and rates.
-fn generated(parts: usize, per_part: usize) -> String {
-    let mut s = String::from(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<QIFDocument xmlns="http://qifstandards.org/xsd/qif3" versionQIF="3.0.0">
-<FileUnits><PrimaryUnits><LinearUnit><SIUnitName>meter</SIUnitName><UnitName>mm</UnitName></LinearUnit></PrimaryUnits></FileUnits>
-<Characteristics><CharacteristicDefinitions>"#,
-    );
-    for c in 0..per_part {
-        s.push_str(&format!(r#"<DiameterCharacteristicDefinition id="d{c}"><Tolerance><MaxValue>0.02</MaxValue><MinValue>-0.02</MinValue></Tolerance></DiameterCharacteristicDefinition>"#));
-    }
-    s.push_str("</CharacteristicDefinitions><CharacteristicNominals>");
-    for c in 0..per_part {
-        s.push_str(&format!(r#"<DiameterCharacteristicNominal id="n{c}"><CharacteristicDefinitionId>d{c}</CharacteristicDefinitionId><TargetValue>25</TargetValue></DiameterCharacteristicNominal>"#));
-    }
-    s.push_str("</CharacteristicNominals><CharacteristicItems>");
-    for c in 0..per_part {
-        s.push_str(&format!(r#"<DiameterCharacteristicItem id="i{c}"><Name>D{c}</Name><CharacteristicNominalId>n{c}</CharacteristicNominalId></DiameterCharacteristicItem>"#));
-    }
-    s.push_str("</CharacteristicItems></Characteristics><Results><MeasurementResultsSet>");
-    for p in 0..parts {
-        s.push_str(&format!(
-            r#"<MeasurementResults id="r{p}"><MeasuredCharacteristics><CharacteristicMeasurements>"#
-        ));
-        for c in 0..per_part {
-            s.push_str(&format!(r#"<DiameterCharacteristicMeasurement id="m{p}-{c}"><Status><CharacteristicStatusEnum>PASS</CharacteristicStatusEnum></Status><CharacteristicItemId>i{c}</CharacteristicItemId><Value>25.00{}</Value></DiameterCharacteristicMeasurement>"#, c % 10));
-        }
-        s.push_str(&format!(r#"</CharacteristicMeasurements></MeasuredCharacteristics><ActualComponentIds><Id>a{p}</Id></ActualComponentIds></MeasurementResults>"#));
-    }
-    s.push_str("</MeasurementResultsSet><ActualComponentSets><ActualComponentSet>");
-    for p in 0..parts {
-        s.push_str(&format!(
-            r#"<ActualComponent id="a{p}"><SerialNumber>SN-{p:06}</SerialNumber></ActualComponent>"#
-        ));
-    }
-    s.push_str("</ActualComponentSet></ActualComponentSets></Results></QIFDocument>\n");
-    s
-}
-
 #[test]
 fn a_large_document_streams_every_measurement_with_its_part() {
-    let doc = generated(200, 50);
+    let doc = plant_sim::cmm::qif_results(200, 50);
     let index = Index::read(doc.as_bytes()).expect("index");
     let mut n = 0;
     let mut last_serial = String::new();

@@ -11,6 +11,7 @@
 //! | [`tls`] | a throw-away CA with server and client certificates |
 //! | [`plant`] | the demo cell: all of the above driven together, part after part |
 //! | [`config`] | agent configurations built as TOML tables, not edited as strings |
+//! | [`cmm`] | a coordinate measuring machine's result files (QIF 3.0 results) |
 //!
 //! Peers take a listener already bound (port 0) where they can, so no other process can take the
 //! port between choosing it and serving on it.
@@ -18,6 +19,7 @@
 #![allow(clippy::new_without_default)]
 
 pub mod clock;
+pub mod cmm;
 pub mod config;
 pub mod erp;
 pub mod modbus;
