@@ -88,20 +88,12 @@ pub fn source_up(data: &Path, source: &str) -> bool {
 /// Every endpoint of source `source` (a REST source's outages are per endpoint) is up, and it
 /// has at least one.
 pub fn endpoints_up(data: &Path, source: &str) -> bool {
-    let Some(states) = shopfloor_agent::journal::Store::open_ro(data)
-        .ok()
-        .and_then(|s| s.source_state(Some(source)).ok())
-    else {
-        return false;
-    };
-    let endpoints: Vec<_> = states
-        .iter()
-        .filter(|(_, k, _, _)| k.starts_with("connection:"))
+    let endpoints: Vec<String> = source_states(data, source)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("connection:"))
+        .map(|(_, v)| v)
         .collect();
-    !endpoints.is_empty()
-        && endpoints
-            .iter()
-            .all(|(_, _, v, _)| v.starts_with("up since"))
+    !endpoints.is_empty() && endpoints.iter().all(|v| v.starts_with("up since"))
 }
 
 /// The connection state of source `source` (`up since T`, `DOWN since T: why`), or "" before it
@@ -113,13 +105,19 @@ pub fn source_connection(data: &Path, source: &str) -> String {
 /// The value of `key` in the state the journal in `data` keeps for `source` (`connection`,
 /// `connection:<endpoint>`, a watermark), if any.
 pub fn source_state_value(data: &Path, source: &str, key: &str) -> Option<String> {
-    shopfloor_agent::journal::Store::open_ro(data)
-        .ok()?
-        .source_state(Some(source))
-        .ok()?
+    source_states(data, source)
         .into_iter()
-        .find(|(_, k, _, _)| k == key)
-        .map(|(_, _, v, _)| v)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Every (key, value) of the state the journal in `data` keeps for `source`; none while the
+/// journal cannot be read yet.
+fn source_states(data: &Path, source: &str) -> Vec<(String, String)> {
+    shopfloor_agent::journal::Store::open_ro(data)
+        .and_then(|s| s.source_state(Some(source)))
+        .map(|states| states.into_iter().map(|(_, k, v, _)| (k, v)).collect())
+        .unwrap_or_default()
 }
 
 pub fn tempdir() -> tempfile::TempDir {
