@@ -330,15 +330,29 @@ impl Status {
         if self.configured_sources.is_empty() {
             let _ = writeln!(s, "(no sources configured)");
         }
+        // Result files' SHA-256 (`file:<sha>`, one per file a metrology source read) are
+        // bookkeeping: counted, not listed.
         let other: Vec<_> = self
             .sources
             .iter()
-            .filter(|(_, key, _, _)| !is_connection(key))
+            .filter(|(_, key, _, _)| !is_connection(key) && !key.starts_with("file:"))
             .collect();
-        if !other.is_empty() {
-            let _ = writeln!(s, "\nSOURCE STATE (watermarks, cursors)");
+        let mut files: Vec<(&str, usize)> = Vec::new();
+        for (src, key, _, _) in &self.sources {
+            if key.starts_with("file:") {
+                match files.iter_mut().find(|(s, _)| s == src) {
+                    Some((_, n)) => *n += 1,
+                    None => files.push((src, 1)),
+                }
+            }
+        }
+        if !other.is_empty() || !files.is_empty() {
+            let _ = writeln!(s, "\nSOURCE STATE (watermarks, cursors, folders)");
             for (src, key, value, at) in other {
                 let _ = writeln!(s, "{src:<15} {key} = {value}  (at {at})");
+            }
+            for (src, n) in files {
+                let _ = writeln!(s, "{src:<15} {n} result files known by SHA-256");
             }
         }
         s

@@ -236,6 +236,9 @@ impl Config {
         for sink in config.sinks.values_mut() {
             sink.spec_mut().resolve_paths(base);
         }
+        for source in config.sources.values_mut() {
+            source.spec_mut().resolve_paths(base);
+        }
         config.validate(agent_ok, opts, &mut errors);
         if errors.is_empty() {
             Ok(config)

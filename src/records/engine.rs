@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
+use super::documents;
 use super::enrich::{normalize_result, Enricher, Tolerances};
 use super::model::{FieldProvenance, QualityRecord, RecordContext, RecordKind, TriggerProvenance};
 use super::observation::{Message, Observation, Quality, Sample, TagId};
@@ -114,6 +115,9 @@ impl Engine {
             Observation::Tags(values) => self.observe_tags(values),
             Observation::Message(m) => self.observe_message(&m),
             Observation::Messages(ms) => ms.iter().flat_map(|m| self.observe_message(m)).collect(),
+            Observation::Measurements(doc) => {
+                documents::records(&self.ctx, &mut self.enricher, &doc)
+            }
             Observation::SourceDown {
                 source,
                 channel,

@@ -5,10 +5,12 @@
 //! - [`tags`]: the latest value and origin of every tag of every source.
 //! - [`rules`]: `[[records]]` configuration, triggers and field mappings.
 //! - [`enrich`]: tolerance result, gauge calibration status, traveler context.
+//! - [`documents`]: inspection records from result files (no rule: the file names the fields).
 //! - [`engine`]: observations in, records out (pure).
 //! - [`pipeline`]: the task that runs the engine and journals its records, acknowledging sources after
 //!   commit.
 
+pub mod documents;
 pub mod engine;
 pub mod enrich;
 pub mod model;

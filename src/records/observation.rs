@@ -92,6 +92,56 @@ pub struct Message {
     pub received_ms: i64,
 }
 
+/// A value a document states: the value, where in the document it stands, the text as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stated {
+    /// The value (a string or a number).
+    pub value: Value,
+    /// Where in the document: an XPath with ids, a K-field and line, a line and column.
+    pub address: String,
+    /// The text as written.
+    pub raw: String,
+}
+
+/// One characteristic measured on one part, as a result file states it. It becomes one inspection
+/// record without a rule: the source has named each field already.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Measurement {
+    /// Where the measurement is in the document.
+    pub at: String,
+    /// Record fields by path (`subject.serial`, `inspection.value`, `inspection.result`, ...).
+    pub fields: Vec<(&'static str, Stated)>,
+    /// When it was measured, as the document writes it and as Unix milliseconds when that text
+    /// names an instant.
+    pub measured: Option<(String, Option<i64>)>,
+    /// What the document says that the record has no field for (a part's title, an unknown
+    /// K-field), by the document's own name, as written.
+    pub other: Vec<(String, String)>,
+    /// Why fields the record needs are missing, where the document itself does not say.
+    pub incomplete: Vec<String>,
+}
+
+/// Measurements read from one document (a measuring machine's result file), or from part of a
+/// long one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurements {
+    /// Source id.
+    pub source: String,
+    /// The format as protocol (`qif`, `aqdef`) and the document (its path) as endpoint.
+    pub origin: Origin,
+    /// SHA-256 (hex) of the document's bytes.
+    pub sha256: String,
+    /// The station the document was measured at (configured, not from the document): records
+    /// without a serial take the traveler's there.
+    pub station: Option<String>,
+    /// How many of the document's measurements came before `items`.
+    pub first: usize,
+    /// The measurements, in document order.
+    pub items: Vec<Measurement>,
+    /// When the gateway read the document.
+    pub received_ms: i64,
+}
+
 /// Everything a source reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
@@ -102,6 +152,8 @@ pub enum Observation {
     /// Messages that belong together (a page of REST rows): journaled in one transaction, with the
     /// state the source sends along, so a watermark never commits without every row of its page.
     Messages(Vec<Message>),
+    /// Characteristics measured, from a result file: one inspection record each.
+    Measurements(Measurements),
     /// The source lost its peer (or the device answers only errors) from `at_ms`.
     SourceDown {
         /// Source id.

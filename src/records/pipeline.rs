@@ -178,6 +178,11 @@ impl Tally {
                     self.add(&m.source, false);
                 }
             }
+            Observation::Measurements(doc) => {
+                for _ in &doc.items {
+                    self.add(&doc.source, false);
+                }
+            }
             Observation::SourceDown {
                 source, channel, ..
             } => metrics.source_down(source, channel.as_deref()),

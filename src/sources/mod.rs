@@ -40,6 +40,8 @@ crate::registry! {
         "mqtt" => Mqtt(mqtt::MqttSourceConfig), feature "source-mqtt";
         /// An OPC UA server.
         "opcua" => Opcua(opcua::OpcUaSourceConfig), feature "source-opcua";
+        /// Folders of measuring machines' result files (QIF, AQDEF).
+        "metrology" => Metrology(metrology::MetrologySourceConfig), feature "source-metrology";
     }
 }
 
@@ -48,6 +50,11 @@ pub trait SourceSpec: std::fmt::Debug + Send + Sync {
     /// Checks the values, adding every problem to `errors`; `at` is the key path
     /// (`sources.gauge1`).
     fn validate(&self, at: &str, errors: &mut Vec<ConfigError>);
+
+    /// Makes relative paths absolute against `base` (the working directory).
+    fn resolve_paths(&mut self, base: &Path) {
+        let _ = base;
+    }
 
     /// Names of the tags this source provides (rules refer to `<id>.<name>`).
     fn tag_names(&self) -> Vec<String> {

@@ -13,6 +13,7 @@ mod kill9;
 mod layout;
 mod metrics;
 mod metrology;
+mod metrology_source;
 mod modbus;
 pub(crate) mod mqtt;
 mod opcua;

@@ -37,14 +37,17 @@ const FIELD_SEPARATOR: char = '\u{14}';
 const COMPACT_FIELDS: [u16; 10] = [1, 2, 4, 5, 6, 7, 8, 10, 11, 12];
 
 /// The text encoding of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 pub enum Encoding {
     /// UTF-8 where a line is valid UTF-8, Windows-1252 where it is not.
     #[default]
+    #[serde(rename = "detect")]
     Detect,
     /// UTF-8 only: a line that is not is an error.
+    #[serde(rename = "utf-8")]
     Utf8,
     /// Windows-1252 (a superset of ISO-8859-1's printable characters).
+    #[serde(rename = "windows-1252")]
     Windows1252,
 }
 

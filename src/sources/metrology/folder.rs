@@ -206,17 +206,24 @@ fn move_into(dir: &Path, file: &Path) -> std::io::Result<PathBuf> {
 
 /// The SHA-256 (hex) and length of a file, read in one pass.
 pub fn sha256(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
+    sha256_of(std::slice::from_ref(&path.to_path_buf()))
+}
+
+/// The SHA-256 (hex) and length of files read one after the other (a `.dfd` and its `.dfx`).
+pub fn sha256_of(paths: &[PathBuf]) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+    for path in paths {
+        let mut file = std::fs::File::open(path)?;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            len += n as u64;
         }
-        hasher.update(&buf[..n]);
-        len += n as u64;
     }
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

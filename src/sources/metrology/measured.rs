@@ -82,9 +82,57 @@ pub fn offset(base: f64, base_raw: &str, offset: f64, offset_raw: &str) -> f64 {
     format!("{sum:.places$}").parse().unwrap_or(sum)
 }
 
+/// The instant a result file's time names, as Unix milliseconds: RFC 3339 (`2024-03-01T10:20:30Z`,
+/// with an offset), or a time without offset read at `offset`: ISO (`2024-03-01T10:20:30`,
+/// fractions allowed) or the AQDEF form (`01.03.2024/10:20:30`). `None` for anything else, and
+/// for a time without offset when no `offset` is configured.
+pub fn instant(text: &str, offset: Option<time::UtcOffset>) -> Option<i64> {
+    use time::macros::format_description;
+    let text = text.trim();
+    if let Some(t) = crate::time::parse(text) {
+        return Some(crate::time::unix_ms(t));
+    }
+    let local = time::PrimitiveDateTime::parse(
+        text,
+        format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+        ),
+    )
+    .or_else(|_| {
+        time::PrimitiveDateTime::parse(
+            text,
+            format_description!("[day].[month].[year]/[hour]:[minute]:[second]"),
+        )
+    })
+    .or_else(|_| {
+        time::PrimitiveDateTime::parse(
+            text,
+            format_description!("[day].[month].[year]/[hour]:[minute]"),
+        )
+    })
+    .ok()?;
+    Some(crate::time::unix_ms(local.assume_offset(offset?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_times_become_instants_only_where_they_name_one() {
+        let plus1 = time::UtcOffset::from_hms(1, 0, 0).ok();
+        assert_eq!(instant("1970-01-01T00:00:01Z", None), Some(1000));
+        assert_eq!(instant("1970-01-01T01:00:01+01:00", None), Some(1000));
+        assert_eq!(
+            instant("1970-01-01T01:00:01", None),
+            None,
+            "no offset known"
+        );
+        assert_eq!(instant("1970-01-01T01:00:01.5", plus1), Some(1500));
+        assert_eq!(instant("01.01.1970/01:00:02", plus1), Some(2000));
+        assert_eq!(instant("01.01.1970/01:01", plus1), Some(60_000));
+        assert_eq!(instant("yesterday", plus1), None);
+    }
 
     #[test]
     fn numbers_as_written_and_limits_without_binary_noise() {

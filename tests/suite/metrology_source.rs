@@ -1,0 +1,278 @@
+//! The metrology source in the real binary: result files dropped into a folder become inspection
+//! records once each (by SHA-256, across SIGKILL), refused files go to `failed/` with the reason
+//! and a quarantine entry, and the source goes on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use shopfloor_agent::journal::Store;
+use shopfloor_agent::sources::metrology::{folder::sha256, qif};
+
+use crate::support::{
+    agent_bin, eventually_blocking, root, source_state_value, tempdir, KillOnDrop,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Starts the agent on `dir` with a metrology source `cmm` on `dir/spool` (files renamed in).
+fn start(dir: &Path) -> KillOnDrop {
+    let config = dir.join("agent.toml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            format!(
+                r#"[agent]
+gateway_id = "gw-cmm"
+data_dir = "{data}"
+
+[sources.cmm]
+type = "metrology"
+poll_ms = 100
+station = "CMM-1"
+[[sources.cmm.folders]]
+path = "{spool}"
+completion = "rename"
+"#,
+                data = dir.join("data").display(),
+                spool = dir.join("spool").display(),
+            ),
+        )
+        .expect("config");
+        std::fs::create_dir_all(dir.join("spool")).expect("spool");
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .expect("log");
+    KillOnDrop(
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(log)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .spawn()
+            .expect("start agent"),
+    )
+}
+
+/// Puts `text` into the spool as `name`, renamed in complete.
+fn drop_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let tmp = dir.join("spool").join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).expect("write");
+    let to = dir.join("spool").join(name);
+    std::fs::rename(&tmp, &to).expect("rename in");
+    to
+}
+
+fn inspections(dir: &Path) -> Vec<Value> {
+    Store::open_ro(&dir.join("data"))
+        .and_then(|s| s.records_of_kind("inspection"))
+        .map(|rows| {
+            rows.iter()
+                .map(|(_, body)| serde_json::from_str(body).expect("record JSON"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Measurements with a value in a QIF document, by the library's own parser.
+fn measurements_in(text: &str) -> usize {
+    let ix = qif::Index::read(text.as_bytes()).expect("index");
+    let mut n = 0;
+    ix.measurements::<qif::QifError>(text.as_bytes(), &qif::Plans::new(), |_| {
+        n += 1;
+        Ok(())
+    })
+    .expect("measurements");
+    n
+}
+
+fn stop(mut agent: KillOnDrop) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status();
+    let _ = agent.0.wait();
+}
+
+#[test]
+fn a_qif_file_becomes_one_record_per_characteristic_once_and_status_counts_it() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let sample = root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF");
+    let bytes = std::fs::read(&sample).expect("sample");
+    let expected = measurements_in(std::str::from_utf8(&bytes).expect("utf-8"));
+    assert!(expected > 10, "{expected}");
+    let (sha, _) = sha256(&sample).expect("sha");
+    let agent = start(dir);
+    drop_file(dir, "widget.qif", &bytes);
+    let processed = dir.join("spool/processed/widget.qif");
+    eventually_blocking(WAIT, "the file moved to processed/", || processed.exists());
+    let records = inspections(dir);
+    assert_eq!(records.len(), expected, "one record per measurement");
+    for r in &records {
+        crate::support::assert_schema_valid(r);
+        let trigger = &r["provenance"]["trigger"];
+        assert_eq!(trigger["value"]["sha256"], sha.as_str(), "{r:#}");
+        assert_eq!(r["subject"]["station"], "CMM-1");
+        let value = &r["provenance"]["fields"]["inspection.value"];
+        assert_eq!(value["protocol"], "qif");
+        assert!(
+            value["endpoint"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("widget.qif")),
+            "{value:#}"
+        );
+        assert!(value["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with('/')));
+        let raw: f64 = value["raw"]
+            .as_str()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("raw text is the number as written");
+        assert_eq!(r["inspection"]["value"].as_f64(), Some(raw));
+    }
+    // The WIDGET's diameter 50, checked by hand against the file.
+    let d50 = records
+        .iter()
+        .find(|r| {
+            r["inspection"]["characteristic"] == "Diameter 50"
+                || r["inspection"]["characteristic"] == "DIAMETER50"
+        })
+        .or_else(|| {
+            records
+                .iter()
+                .find(|r| r["inspection"]["value"].as_f64() == Some(19.007))
+        })
+        .expect("the 19.007 measurement");
+    assert_eq!(d50["inspection"]["nominal"].as_f64(), Some(19.0));
+    assert_eq!(d50["inspection"]["lower_limit"].as_f64(), Some(18.87));
+    assert_eq!(d50["inspection"]["upper_limit"].as_f64(), Some(19.13));
+    assert_eq!(d50["inspection"]["result"], "pass");
+
+    // The same content again, under another name: not read again, counted.
+    drop_file(dir, "widget-again.qif", &bytes);
+    let again = dir.join("spool/processed/widget-again.qif");
+    eventually_blocking(WAIT, "the duplicate moved to processed/", || again.exists());
+    eventually_blocking(WAIT, "the duplicate counted in the folder's status", || {
+        let key = format!("folder:{}", dir.join("spool").display());
+        source_state_value(&dir.join("data"), "cmm", &key)
+            .is_some_and(|v| v.contains("ingested 1 · duplicates 1"))
+    });
+    assert_eq!(inspections(dir).len(), expected, "nothing journaled twice");
+    stop(agent);
+    let status = Command::new(agent_bin())
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .arg("status")
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!(
+            "folder:{} = waiting 0 · ingested 1 · duplicates 1 · failed 0",
+            dir.join("spool").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("cmm             1 result files known by SHA-256"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_that_cannot_be_read_goes_to_failed_with_its_reason_and_the_source_goes_on() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let agent = start(dir);
+    let sample = std::fs::read(root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF"))
+        .expect("sample");
+    drop_file(dir, "cut.qif", &sample[..sample.len() / 2]);
+    let failed = dir.join("spool/failed/cut.qif");
+    eventually_blocking(WAIT, "the truncated file in failed/", || failed.exists());
+    let reason = std::fs::read_to_string(dir.join("spool/failed/cut.qif.reason.txt"))
+        .expect("reason beside it");
+    assert!(
+        reason.contains("truncated") || reason.contains("end"),
+        "{reason}"
+    );
+    let quarantined: i64 =
+        crate::support::journal_sql(&Store::open_ro(&dir.join("data")).expect("journal"))
+            .query_row(
+                "SELECT count(*) FROM quarantine WHERE source = 'cmm' AND topic LIKE '%cut.qif'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("quarantine");
+    assert_eq!(quarantined, 1);
+    assert!(
+        inspections(dir).is_empty(),
+        "nothing of a refused file is journaled"
+    );
+
+    // The source goes on.
+    drop_file(dir, "good.qif", &sample);
+    let processed = dir.join("spool/processed/good.qif");
+    eventually_blocking(WAIT, "the next file read", || processed.exists());
+    assert!(!inspections(dir).is_empty());
+    stop(agent);
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_long_file_leaves_every_characteristic_once() {
+    let dir = tempdir();
+    let dir = dir.path();
+    // 10,000 characteristics: 100 parts of 100.
+    let text = plant_sim::cmm::qif_results(100, 100);
+    let expected = measurements_in(&text);
+    assert_eq!(expected, 10_000);
+    let sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(text.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let key = format!("file:{sha}");
+    let mut agent = start(dir);
+    drop_file(dir, "long.qif", text.as_bytes());
+    // Killed once some chunks are journaled and before the file is done.
+    eventually_blocking(WAIT, "part of the file journaled", || {
+        source_state_value(&dir.join("data"), "cmm", &key).is_some()
+    });
+    agent.0.kill().expect("SIGKILL");
+    let _ = agent.0.wait();
+    let state = source_state_value(&dir.join("data"), "cmm", &key).unwrap_or_default();
+    let before = inspections(dir).len();
+    eprintln!("killed at state {state:?} with {before} records");
+    assert!(
+        before < expected,
+        "the kill came after the whole file: {state}"
+    );
+    let agent = start(dir);
+    let processed = dir.join("spool/processed/long.qif");
+    eventually_blocking(WAIT, "the file finished after the restart", || {
+        processed.exists()
+    });
+    let records = inspections(dir);
+    assert_eq!(records.len(), expected, "every characteristic once");
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        let key = (
+            r["subject"]["serial"].as_str().map(str::to_string),
+            r["inspection"]["characteristic"]
+                .as_str()
+                .map(str::to_string),
+        );
+        assert!(seen.insert(key.clone()), "twice: {key:?}");
+    }
+    assert!(
+        source_state_value(&dir.join("data"), "cmm", &key)
+            .is_some_and(|v| v.starts_with("done 10000 ")),
+        "the file is marked done"
+    );
+    stop(agent);
+}
