@@ -18,6 +18,11 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts the agent on `dir` with a metrology source `cmm` on `dir/spool` (files renamed in).
 fn start(dir: &Path) -> KillOnDrop {
+    start_with(dir, "")
+}
+
+/// [`start`] with more lines in `[sources.cmm]`.
+fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
     let config = dir.join("agent.toml");
     if !config.exists() {
         std::fs::write(
@@ -31,6 +36,7 @@ data_dir = "{data}"
 type = "metrology"
 poll_ms = 100
 station = "CMM-1"
+{extra}
 [[sources.cmm.folders]]
 path = "{spool}"
 completion = "rename"
@@ -274,5 +280,91 @@ fn sigkill_in_the_middle_of_a_long_file_leaves_every_characteristic_once() {
             .is_some_and(|v| v.starts_with("done 10000 ")),
         "the file is marked done"
     );
+    stop(agent);
+}
+
+#[test]
+fn an_aqdef_pair_is_read_together_with_its_times_and_moved_together() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let agent = start_with(dir, "utc_offset = \"+01:00\"");
+    // The description in Windows-1252, the values in the compact form; the .dfx is renamed in
+    // last, so the pair is complete when it appears.
+    let dfd: &[u8] = b"K0100 2\r\nK1001/1 PN-778\r\nK1002/1 Geh\xe4use\r\nK2001/1 OD-1\r\nK2101/1 25\r\nK2110/1 24,98\r\nK2111/1 25,02\r\nK2142/1 mm\r\nK2001/2 LEN\r\nK2142/2 mm\r\n";
+    let dfx = "25.004\u{14}0\u{14}03.12.2026/10:15:30\u{14}\u{14}\u{14}\u{14}op17\u{14}\u{14}\u{14}MIC-0042\u{0f}80.1\u{14}255\n";
+    drop_file(dir, "part.dfd", dfd);
+    drop_file(dir, "part.dfx", dfx.as_bytes());
+    let processed = dir.join("spool/processed");
+    eventually_blocking(WAIT, "both files moved to processed/", || {
+        processed.join("part.dfd").exists() && processed.join("part.dfx").exists()
+    });
+    let records = inspections(dir);
+    assert_eq!(
+        records.len(),
+        2,
+        "one record per value, the invalid one kept"
+    );
+    let od = &records[0];
+    crate::support::assert_schema_valid(od);
+    assert_eq!(od["inspection"]["characteristic"], "OD-1");
+    assert_eq!(od["inspection"]["value"].as_f64(), Some(25.004));
+    assert_eq!(od["inspection"]["gauge_id"], "MIC-0042");
+    assert_eq!(od["inspection"]["inspector"], "op17");
+    assert_eq!(od["inspection"]["result"], "pass", "from the limits");
+    let value = &od["provenance"]["fields"]["inspection.value"];
+    assert_eq!(value["protocol"], "aqdef");
+    assert_eq!(
+        value["address"],
+        "part.dfx line 1, characteristic 1 field 1"
+    );
+    assert_eq!(
+        value["source_timestamp"], "2026-12-03T09:15:30.000Z",
+        "K0004 read at the configured offset"
+    );
+    let trigger = &od["provenance"]["trigger"];
+    assert_eq!(trigger["value"]["measured_at"], "03.12.2026/10:15:30");
+    assert_eq!(trigger["value"]["other"]["K1002"], "Gehäuse");
+    let len = &records[1];
+    assert_eq!(len["inspection"]["characteristic"], "LEN");
+    assert_eq!(
+        len["provenance"]["trigger"]["value"]["other"]["status"], "255",
+        "the invalid value's attribute is kept: {len:#}"
+    );
+    stop(agent);
+}
+
+#[test]
+fn a_folder_that_disappears_is_an_outage_and_its_return_a_gap_record() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let agent = start(dir);
+    let spool = dir.join("spool");
+    let data = dir.join("data");
+    let key = format!("connection:{}", spool.display());
+    let state = || source_state_value(&data, "cmm", &key).unwrap_or_default();
+    eventually_blocking(WAIT, "the folder up", || state().starts_with("up since"));
+    // The share is unmounted: the folder is gone.
+    std::fs::rename(&spool, dir.join("spool.away")).expect("unmount");
+    eventually_blocking(WAIT, "the folder down", || {
+        state().starts_with("DOWN since")
+    });
+    assert!(state().contains("cannot list"), "{}", state());
+    std::fs::rename(dir.join("spool.away"), &spool).expect("mount again");
+    eventually_blocking(WAIT, "the folder up again", || {
+        state().starts_with("up since")
+    });
+    let gaps = Store::open_ro(&data)
+        .and_then(|s| s.records_of_kind("gap"))
+        .expect("gaps");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let gap: Value = serde_json::from_str(&gaps[0].1).expect("gap JSON");
+    assert_eq!(gap["gap"]["source"], "cmm");
+    // Files written meanwhile are read once it is back.
+    let sample = std::fs::read(root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF"))
+        .expect("sample");
+    drop_file(dir, "after.qif", &sample);
+    eventually_blocking(WAIT, "the file read", || {
+        spool.join("processed/after.qif").exists()
+    });
     stop(agent);
 }
