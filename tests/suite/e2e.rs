@@ -32,6 +32,7 @@ async fn start(dir: &Path, broker: &Broker) -> (Plant, PathBuf, KillOnDrop) {
             .iter()
             .all(|s| crate::support::source_up(&data, s))
             && crate::support::endpoints_up(&data, "erp")
+            && crate::support::endpoints_up(&data, "cmm")
     })
     .await;
     (plant, config, agent)
@@ -227,6 +228,38 @@ async fn each_peer_fails_in_turn_the_agent_recovers_by_itself_and_the_other_sour
             "joined from the ERP traveler: {r}"
         );
     }
+
+    // The CMM measured parts 3 and 6: its characteristics stand beside the PLC's and the gauge's
+    // for the same serial, with the traveler's order and operation and the CMM's calibration.
+    for n in [3, 6] {
+        let od = inspections(&plant, "OD-1")
+            .into_iter()
+            .find(|r| r["subject"]["serial"] == Plant::serial(n).as_str())
+            .expect("OD-1");
+        for c in ["BORE-2", "LEN-1"] {
+            let found: Vec<Value> = inspections(&plant, c)
+                .into_iter()
+                .filter(|r| r["subject"]["serial"] == Plant::serial(n).as_str())
+                .collect();
+            assert_eq!(found.len(), 1, "{c} of part {n} once: {found:?}");
+            let r = &found[0];
+            assert_eq!(
+                r["subject"]["work_order"], od["subject"]["work_order"],
+                "{r}"
+            );
+            assert_eq!(r["subject"]["operation"], "OP-30", "{r}");
+            assert_eq!(r["inspection"]["gauge_id"], "CMM-01");
+            assert_eq!(r["inspection"]["gauge_calibration"]["status"], "valid");
+            let value = &r["provenance"]["fields"]["inspection.value"];
+            assert_eq!(value["protocol"], "qif");
+            assert!(value["endpoint"]
+                .as_str()
+                .is_some_and(|e| e.ends_with(&format!("{}.qif", Plant::serial(n)))));
+        }
+    }
+    assert!(inspections(&plant, "BORE-2").iter().all(|r| [3, 6]
+        .iter()
+        .any(|n| r["subject"]["serial"] == Plant::serial(*n).as_str())));
 
     assert!(
         agent.0.try_wait().expect("wait").is_none(),

@@ -7,7 +7,7 @@
 //! ports actually used.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub struct Plant {
     pub mqtt_port: u16,
     qms: Mutex<Option<Qms>>,
     vision: rumqttc::AsyncClient,
+    /// Where the CMM drops its result files.
+    pub spool: PathBuf,
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -106,6 +108,8 @@ impl Plant {
         let erp = ErpServer::start_on(erp_with_calibrations(), local(ports.erp))
             .await
             .map_err(in_use("ERP", ports.erp))?;
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool)?;
         let qms_state = Arc::new(QmsState::default());
         let qms = Qms::bind(local(ports.qms), qms_state.clone())
             .await
@@ -131,6 +135,7 @@ impl Plant {
             mqtt_port: ports.mqtt,
             qms: Mutex::new(Some(qms)),
             vision,
+            spool,
         })
     }
 
@@ -176,6 +181,13 @@ impl Plant {
             .set("sources.vision.port", i64::from(self.mqtt_port))
             .set("sources.erp.url", erp)
             .set("sinks.qms.url", qms)
+            .set_toml(
+                "sources.cmm.folders",
+                &format!(
+                    "[{{ path = {:?}, completion = \"rename\" }}]",
+                    self.spool.display().to_string()
+                ),
+            )
             .set("agent.data_dir", data_dir.display().to_string())
             .set("metrics.listen", metrics)
             .to_string()
@@ -276,7 +288,33 @@ impl Plant {
         }
         let visual = if n.is_multiple_of(9) { "fail" } else { "pass" };
         self.publish_check(&serial, "VIS-1", visual).await;
+        if n.is_multiple_of(3) {
+            self.cmm_measures(&serial, n);
+        }
         self.update_row(row, "COMPLETE");
+    }
+
+    /// The CMM measures part `n` (every third part goes there) and drops its QIF results file into
+    /// the spool folder: written under a temporary name, then renamed in. Every seventh part it
+    /// measures has a bore out of tolerance.
+    pub fn cmm_measures(&self, serial: &str, n: u32) {
+        let bore = if n.is_multiple_of(7) {
+            12.041
+        } else {
+            12.0 + f64::from(n * 5 % 9) * 0.002 - 0.008
+        };
+        let length = 80.0 + f64::from(n * 3 % 7) * 0.01 - 0.03;
+        let at = crate::clock::format(crate::clock::now());
+        let text = crate::cmm::qif_part(
+            serial,
+            &at,
+            &[("BORE-2", 12.0, 0.02, bore), ("LEN-1", 80.0, 0.1, length)],
+        );
+        let tmp = self.spool.join(format!(".{serial}.qif.tmp"));
+        let to = self.spool.join(format!("{serial}.qif"));
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &to)) {
+            eprintln!("the CMM cannot write {}: {e}", to.display());
+        }
     }
 
     /// One part in about half a second, for load: the ERP releases its traveler, the gauge and the
@@ -351,7 +389,7 @@ fn trust(plc: &Cell, agent_data: &Path) -> std::io::Result<()> {
     std::fs::write(trusted.join(CertificateStore::cert_file_name(&cert)), der)
 }
 
-/// The ERP's calibration records: G-101 in calibration, G-102 overdue since 35 days.
+/// The ERP's calibration records: G-101 and the CMM in calibration, G-102 overdue since 35 days.
 fn erp_with_calibrations() -> Erp {
     let now = crate::clock::now();
     let day = time::Duration::days(1);
@@ -363,6 +401,9 @@ fn erp_with_calibrations() -> Erp {
             json!({ "ID": 1, "instrumentId": "G-101", "instrumentType": "air gauge 25 mm",
                     "calibratedAt": at(now - 60 * day), "dueAt": at(now + 305 * day), "result": "pass",
                     "certificate": "CAL-2026-0101", "modifiedAt": at(now - 60 * day) }),
+            json!({ "ID": 3, "instrumentId": "CMM-01", "instrumentType": "coordinate measuring machine",
+                    "calibratedAt": at(now - 20 * day), "dueAt": at(now + 345 * day), "result": "pass",
+                    "certificate": "CAL-2026-0311", "modifiedAt": at(now - 20 * day) }),
             json!({ "ID": 2, "instrumentId": "G-102", "instrumentType": "air gauge 25 mm (spare)",
                     "calibratedAt": at(now - 400 * day), "dueAt": at(now - 35 * day), "result": "pass",
                     "certificate": "CAL-2025-0217", "modifiedAt": at(now - 400 * day) }),
