@@ -393,6 +393,11 @@ fn describe(r: &Value) -> String {
                     let _ = write!(out, " (due {due})");
                 }
             }
+            // From a result file: which file, by its content hash.
+            let doc = &r["provenance"]["trigger"]["value"];
+            if let (Some(file), Some(sha)) = (s(&doc["file"]), s(&doc["sha256"])) {
+                let _ = write!(out, "  file {file} (sha256 {})", &sha[..sha.len().min(12)]);
+            }
         }
         "calibration" => {
             let c = &r["calibration"];

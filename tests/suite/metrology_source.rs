@@ -281,6 +281,25 @@ fn sigkill_in_the_middle_of_a_long_file_leaves_every_characteristic_once() {
         "the file is marked done"
     );
     stop(agent);
+    // `trace` follows one part's CMM characteristics to the file, by its content hash.
+    let trace = Command::new(agent_bin())
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .args(["trace", "--serial", "SN-000007"])
+        .output()
+        .expect("trace");
+    let text = String::from_utf8_lossy(&trace.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" inspection "))
+        .collect();
+    assert_eq!(lines.len(), 100, "{text}");
+    let file = format!(
+        "file {} (sha256 {})",
+        dir.join("spool/long.qif").display(),
+        &sha[..12]
+    );
+    assert!(lines.iter().all(|l| l.contains(&file)), "{text}");
 }
 
 #[test]
