@@ -387,3 +387,66 @@ fn a_folder_that_disappears_is_an_outage_and_its_return_a_gap_record() {
     });
     stop(agent);
 }
+
+#[test]
+fn a_full_journal_holds_the_file_and_a_restart_with_room_finishes_it_once() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    let config = |limit: &str| {
+        format!(
+            r#"[agent]
+gateway_id = "gw-cmm"
+data_dir = "{data}"
+
+[journal]
+max_disk_bytes = {limit}
+
+[sources.cmm]
+type = "metrology"
+poll_ms = 100
+[[sources.cmm.folders]]
+path = "{spool}"
+completion = "rename"
+"#,
+            data = dir.join("data").display(),
+            spool = spool.display(),
+        )
+    };
+    std::fs::write(dir.join("agent.toml"), config("4194304")).expect("config");
+    let text = plant_sim::cmm::qif_results(100, 100);
+    let agent = start(dir);
+    drop_file(dir, "long.qif", text.as_bytes());
+    let log = || std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    eventually_blocking(WAIT, "the journal's refusal", || {
+        log().contains("the journal refused measurements of")
+    });
+    stop(agent);
+    // What is journaled is exactly what the file's state says, and the file is still there.
+    let held = inspections(dir).len();
+    let (sha, _) = sha256(&spool.join("long.qif")).expect("the file waits in the spool");
+    let state = source_state_value(&dir.join("data"), "cmm", &format!("file:{sha}"));
+    let progress: usize = state
+        .as_deref()
+        .and_then(|v| v.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        held, progress,
+        "records and progress commit together: {state:?}"
+    );
+    assert!(held < 10_000, "{held}");
+
+    std::fs::write(dir.join("agent.toml"), config("0")).expect("config");
+    let agent = start(dir);
+    eventually_blocking(WAIT, "the file finished", || {
+        spool.join("processed/long.qif").exists()
+    });
+    stop(agent);
+    assert_eq!(inspections(dir).len(), 10_000, "each characteristic once");
+    assert!(
+        log().contains(&format!("reading it again from measurement {progress}")) || progress == 0,
+        "the refusal names where reading resumes"
+    );
+}

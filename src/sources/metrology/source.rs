@@ -114,6 +114,22 @@ struct Watched {
     /// their size and time stay.
     left: HashMap<PathBuf, (u64, Option<SystemTime>)>,
     shown: Option<Counts>,
+    /// After the journal refused a commit (full): no file is read before this instant, and the
+    /// next wait is twice as long (up to a minute), so a full journal is not answered by reading
+    /// and hashing the same large file again at every scan.
+    hold: Option<(Instant, Duration)>,
+}
+
+impl Watched {
+    /// The journal refused: holds the folder; returns how long.
+    fn refused(&mut self) -> Duration {
+        let wait = match self.hold {
+            Some((_, last)) => (last * 2).min(Duration::from_secs(60)),
+            None => Duration::from_secs(1),
+        };
+        self.hold = Some((Instant::now() + wait, wait));
+        wait
+    }
 }
 
 impl MetrologySource {
@@ -184,6 +200,7 @@ impl MetrologySource {
                     .advice("check that the folder exists and the agent may read it (a share: that it is mounted)"),
                 left: HashMap::new(),
                 shown: None,
+                hold: None,
             })
             .collect();
         let mut shutdown = rt.shutdown.clone();
@@ -209,6 +226,10 @@ impl MetrologySource {
                 for file in files {
                     if rt.shutdown.is_triggered() {
                         return Err(Stopped);
+                    }
+                    if w.hold.is_some_and(|(until, _)| Instant::now() < until) {
+                        // Held after a refusal: the files wait (complete files stay complete).
+                        break;
                     }
                     self.take(i, w, &file, rt).await?;
                 }
@@ -327,7 +348,8 @@ impl MetrologySource {
                 value: format!("{done} {name}"),
             });
             if let Err(e) = self.commit(input, rt).await? {
-                tracing::warn!("source {}: the journal refused measurements of {} ({e}); reading it again from measurement {first} at the next scan", self.id, file.display());
+                let wait = w.refused();
+                tracing::warn!("source {}: the journal refused measurements of {} ({e}); reading it again from measurement {first} in {}", self.id, file.display(), crate::runtime::logging::human_duration(wait));
                 drop(rx);
                 let _ = reader.await;
                 return Ok(());
@@ -342,8 +364,10 @@ impl MetrologySource {
                     value: format!("done {total} {name}"),
                 };
                 if self.commit(Input::state(vec![state]), rt).await?.is_err() {
+                    w.refused();
                     return Ok(());
                 }
+                w.hold = None;
                 self.seen.insert(sha, Seen::Done(name));
                 self.counts[i].ingested += 1;
                 tracing::info!(

@@ -268,11 +268,16 @@ impl<R: BufRead> Walker<R> {
 
     /// An XPath of the open elements, then `closed` if given: `/QIFDocument/…/X[@id='7']/Value`.
     pub(super) fn xpath(&self, closed: Option<&Frame>) -> String {
+        // QIF ids are unique in a document: the path starts at the nearest element with one
+        // (`//DiameterCharacteristicMeasurement[@id='50']/Value`), which names the place exactly
+        // in a fraction of the full path's length (each record field carries one).
+        let frames: Vec<&Frame> = self.stack.iter().chain(closed).collect();
+        let from = frames.iter().rposition(|f| f.id.is_some());
         let mut out = String::new();
-        for f in self.stack.iter().chain(closed) {
-            out.push('/');
+        for (i, f) in frames.iter().enumerate().skip(from.unwrap_or(0)) {
+            out.push_str(if Some(i) == from { "//" } else { "/" });
             out.push_str(&f.name);
-            if let Some(id) = &f.id {
+            if let (Some(id), true) = (&f.id, Some(i) == from) {
                 out.push_str("[@id='");
                 out.push_str(id);
                 out.push_str("']");
