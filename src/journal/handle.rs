@@ -156,6 +156,24 @@ impl Shared {
     }
 }
 
+/// An append handed to the writer ([`Journal::append_queued`]); awaited, its outcome once
+/// committed (or refused).
+#[derive(Debug)]
+pub struct Queued(oneshot::Receiver<Result<Vec<Appended>, JournalError>>);
+
+impl std::future::Future for Queued {
+    type Output = Result<Vec<Appended>, JournalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(JournalError::Closed)))
+    }
+}
+
 /// Handle to the journal. Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone)]
 pub struct Journal {
@@ -383,6 +401,26 @@ impl Journal {
             reply,
         })
         .await
+    }
+
+    /// Hands records and source state to the writer (one transaction, in the order handed) and
+    /// returns at once with the receiver of the outcome: the caller can make its next batch while
+    /// this one is written. Waits only while the writer's queue is full.
+    pub async fn append_queued(
+        &self,
+        records: Vec<NewRecord>,
+        state: Vec<StateUpdate>,
+    ) -> Result<Queued, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append {
+                records,
+                state,
+                reply,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        Ok(Queued(rx))
     }
 
     /// Appends one record made by the agent itself.

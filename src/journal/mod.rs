@@ -102,7 +102,7 @@ use std::path::PathBuf;
 
 use crate::records::{QualityRecord, RecordKind};
 
-pub use handle::{Journal, JournalOptions, Startup};
+pub use handle::{Journal, JournalOptions, Queued, Startup};
 pub use store::{JournalRow, Store};
 
 /// The journal's file name inside the data directory.

@@ -3,13 +3,14 @@
 //!
 //! Inputs already waiting are processed together and their records appended in one journal call, so
 //! under load many observations share one commit. A source that must not acknowledge upstream before
-//! its data is durable (MQTT, REST watermarks) passes an `ack` and waits for it.
+//! its data is durable (MQTT, REST watermarks) passes an `ack` and waits for it. The records of the
+//! next batch are made while the writer commits the one before (one append in its hands at most).
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::Engine;
 use super::observation::{Observation, Quality};
-use crate::journal::{Appended, Journal, JournalError, NewRecord, StateUpdate};
+use crate::journal::{Appended, Journal, JournalError, NewRecord, Queued, StateUpdate};
 use crate::metrics::Metrics;
 use crate::runtime::Shutdown;
 
@@ -59,6 +60,10 @@ pub fn channel(depth: usize) -> (Sender, mpsc::Receiver<Input>) {
 }
 
 /// Runs until shutdown; then drains what is queued and writes gap records for open outages.
+///
+/// The records of one batch are made while the writer commits the batch before (at most one
+/// append is in the writer's hands): the two cores work at once. Sources are told in order, each
+/// after its own commit.
 pub async fn run(
     mut engine: Engine,
     journal: Journal,
@@ -67,8 +72,17 @@ pub async fn run(
     metrics: Metrics,
 ) {
     let mut batch: Vec<Input> = Vec::with_capacity(MAX_INPUTS_PER_APPEND);
+    let mut pending: Option<Pending> = None;
     loop {
         let first = tokio::select! {
+            biased;
+            // A source waiting for its acknowledgement sends nothing more until it has it.
+            outcome = committed(&mut pending), if pending.is_some() => {
+                if let Some(p) = pending.take() {
+                    tell(p.acks, outcome);
+                }
+                continue;
+            }
             i = rx.recv() => i,
             _ = shutdown.wait() => None,
         };
@@ -80,14 +94,23 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        process(&mut engine, &journal, &mut batch, &metrics).await;
+        let next = process(&mut engine, &journal, &mut batch, &metrics).await;
+        if let Some(p) = pending.take() {
+            p.settle().await;
+        }
+        pending = next;
+    }
+    if let Some(p) = pending.take() {
+        p.settle().await;
     }
     // Whatever sources queued before they stopped is still journaled.
     while let Ok(i) = rx.try_recv() {
         batch.push(i);
     }
     if !batch.is_empty() {
-        process(&mut engine, &journal, &mut batch, &metrics).await;
+        if let Some(p) = process(&mut engine, &journal, &mut batch, &metrics).await {
+            p.settle().await;
+        }
     }
     let gaps = engine.shutdown(crate::time::now_ms());
     if !gaps.is_empty() {
@@ -201,12 +224,61 @@ impl Tally {
     }
 }
 
+/// An append in the writer's hands and the sources to tell, each with its number of records.
+struct Pending {
+    queued: Queued,
+    acks: Vec<(Option<Ack>, usize)>,
+}
+
+impl Pending {
+    /// Waits for the commit and tells each source its records' outcome.
+    async fn settle(self) {
+        tell(self.acks, self.queued.await);
+    }
+}
+
+/// The outcome of the append in the writer's hands (never resolves without one).
+async fn committed(pending: &mut Option<Pending>) -> Result<Vec<Appended>, JournalError> {
+    match pending {
+        Some(p) => (&mut p.queued).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells each source its records' outcome.
+fn tell(acks: Vec<(Option<Ack>, usize)>, outcome: Result<Vec<Appended>, JournalError>) {
+    match outcome {
+        Ok(outcomes) => {
+            let mut rest = outcomes.into_iter();
+            for (ack, n) in acks {
+                let mine: Vec<Appended> = rest.by_ref().take(n).collect();
+                if let Some(a) = ack {
+                    let _ = a.send(Ok(mine));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                "records could not be journaled ({e}); sources will not acknowledge them"
+            );
+            let message = e.to_string();
+            for (ack, _) in acks {
+                if let Some(a) = ack {
+                    let _ = a.send(Err(JournalError::Failed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Makes the batch's records and hands them to the writer; `None` when there was nothing to
+/// write (the sources are told at once).
 async fn process(
     engine: &mut Engine,
     journal: &Journal,
     batch: &mut Vec<Input>,
     metrics: &Metrics,
-) {
+) -> Option<Pending> {
     let mut records: Vec<NewRecord> = Vec::new();
     let mut state = Vec::new();
     let mut acks: Vec<(Option<Ack>, usize)> = Vec::with_capacity(batch.len());
@@ -234,18 +306,10 @@ async fn process(
                 let _ = a.send(Ok(Vec::new()));
             }
         }
-        return;
+        return None;
     }
-    match journal.append_with_state(records, state).await {
-        Ok(outcomes) => {
-            let mut rest = outcomes.into_iter();
-            for (ack, n) in acks {
-                let mine: Vec<Appended> = rest.by_ref().take(n).collect();
-                if let Some(a) = ack {
-                    let _ = a.send(Ok(mine));
-                }
-            }
-        }
+    match journal.append_queued(records, state).await {
+        Ok(queued) => Some(Pending { queued, acks }),
         Err(e) => {
             tracing::error!(
                 "records could not be journaled ({e}); sources will not acknowledge them"
@@ -256,6 +320,7 @@ async fn process(
                     let _ = a.send(Err(JournalError::Failed(message.clone())));
                 }
             }
+            None
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shopfloor_agent::journal::Store;
-use shopfloor_agent::sources::metrology::{folder::sha256, qif};
+use shopfloor_agent::sources::metrology::{folder::sha256, qif, read};
 
 use crate::support::{
     agent_bin, eventually_blocking, root, source_state_value, tempdir, KillOnDrop,
@@ -432,9 +432,11 @@ completion = "rename"
         .and_then(|v| v.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert_eq!(
-        held, progress,
-        "records and progress commit together: {state:?}"
+    // The progress state names only chunks acknowledged before it was sent: never more than is
+    // journaled, at most the two chunks in flight less.
+    assert!(
+        progress <= held && held <= progress + 2 * read::CHUNK,
+        "progress {state:?}, {held} journaled"
     );
     assert!(held < 10_000, "{held}");
 
@@ -446,7 +448,7 @@ completion = "rename"
     stop(agent);
     assert_eq!(inspections(dir).len(), 10_000, "each characteristic once");
     assert!(
-        log().contains(&format!("reading it again from measurement {progress}")) || progress == 0,
+        log().contains("reading it again from measurement"),
         "the refusal names where reading resumes"
     );
 }

@@ -18,7 +18,7 @@ use super::qif::{Index, Plans, QifError};
 use crate::records::observation::{Measurement, Stated};
 
 /// Measurements per chunk (one journal transaction each).
-pub const CHUNK: usize = 1000;
+pub const CHUNK: usize = 500;
 
 /// A result file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,19 +5,21 @@
 //!
 //! | state `file:<sha256>` | meaning | when the same content is found |
 //! |---|---|---|
-//! | `<n> <name>` | the first `n` measurements are journaled | read on from measurement `n` |
+//! | `<n> <name>` | at least the first `n` measurements are journaled | read on from measurement `n` |
 //! | `done <n> <name>` | all `n` are journaled | not read: moved (a crash before the move) or counted as a duplicate |
 //! | `failed <reason>` | refused | read again (a fixed file may come back) |
 //!
-//! Each chunk's records and its `file:` state commit in one transaction, and every record has the
-//! dedupe key of its place in the content ([`crate::records::documents::dedupe_key`]), so a file
-//! read twice still gives each characteristic once.
+//! Each chunk's records and its `file:` state commit in one transaction. Two chunks are in flight
+//! (the records of one are made while the other is written), so the state a chunk carries names
+//! only the chunks acknowledged before it was sent, never itself: the state is never ahead of the
+//! journal. Every record has the dedupe key of its place in the content
+//! ([`crate::records::documents::dedupe_key`]), so what a restart reads again is stored once.
 //!
 //! Each folder is a channel of the source's outages: a folder that cannot be listed (a share
 //! unmounted) is down until it can, with a gap record. `status` shows per folder (`folder:<path>`)
 //! the files waiting, ingested, duplicates, failed and the last error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +32,22 @@ use crate::journal::{Journal, StateUpdate};
 use crate::records::observation::{Measurements, Observation, Origin};
 use crate::records::pipeline::Input;
 use crate::sources::{SourceRuntime, Stopped, Supervisor};
+
+/// Chunks of a file handed to the pipeline before the first of them is acknowledged.
+const IN_FLIGHT: usize = 2;
+
+/// The pipeline's answer to one chunk.
+type Acked = tokio::sync::oneshot::Receiver<
+    Result<Vec<crate::journal::Appended>, crate::journal::JournalError>,
+>;
+
+/// Hands `input` to the pipeline with an acknowledgement to wait for.
+async fn send(mut input: Input, rt: &SourceRuntime) -> Result<Acked, Stopped> {
+    let (ack, answer) = tokio::sync::oneshot::channel();
+    input.ack = Some(ack);
+    rt.tx.send(input).await.map_err(|_| Stopped)?;
+    Ok(answer)
+}
 
 /// What the journal says of a content.
 #[derive(Debug, Clone, PartialEq)]
@@ -328,10 +346,15 @@ impl MetrologySource {
             endpoint: Some(file.display().to_string()),
             address: None,
         };
-        let mut done = skip;
+        // Chunks in flight: the records of one are made while the one before is written. The
+        // state each carries names only measurements already acknowledged, never its own: a
+        // restart reads again from there, and the dedupe keys drop what was journaled twice.
+        let mut flight: VecDeque<(usize, usize, Acked)> = VecDeque::new();
+        let (mut sent, mut acked) = (skip, skip);
+        let mut refused = None;
         while let Some(items) = rx.recv().await {
-            let first = done;
-            done += items.len();
+            let first = sent;
+            sent += items.len();
             let doc = Measurements {
                 source: self.id.clone(),
                 origin: origin.clone(),
@@ -345,16 +368,42 @@ impl MetrologySource {
             input.state.push(StateUpdate {
                 source: self.id.clone(),
                 key: file_key(&sha),
-                value: format!("{done} {name}"),
+                value: format!("{acked} {name}"),
             });
-            if let Err(e) = self.commit(input, rt).await? {
-                let wait = w.refused();
-                tracing::warn!("source {}: the journal refused measurements of {} ({e}); reading it again from measurement {first} in {}", self.id, file.display(), crate::runtime::logging::human_duration(wait));
-                drop(rx);
-                let _ = reader.await;
-                return Ok(());
+            flight.push_back((first, sent, send(input, rt).await?));
+            while flight.len() >= IN_FLIGHT || (refused.is_some() && !flight.is_empty()) {
+                let Some((first, end, answer)) = flight.pop_front() else {
+                    break;
+                };
+                match answer.await.map_err(|_| Stopped)? {
+                    Ok(_) if refused.is_none() => acked = end,
+                    Ok(_) => {}
+                    Err(e) => {
+                        refused.get_or_insert((first, e.to_string()));
+                    }
+                }
             }
-            self.seen.insert(sha.clone(), Seen::Partly(done));
+            if refused.is_some() {
+                break;
+            }
+            self.seen.insert(sha.clone(), Seen::Partly(acked));
+        }
+        while let Some((first, end, answer)) = flight.pop_front() {
+            match answer.await.map_err(|_| Stopped)? {
+                Ok(_) if refused.is_none() => acked = end,
+                Ok(_) => {}
+                Err(e) => {
+                    refused.get_or_insert((first, e.to_string()));
+                }
+            }
+        }
+        self.seen.insert(sha.clone(), Seen::Partly(acked));
+        if let Some((first, e)) = refused {
+            let wait = w.refused();
+            tracing::warn!("source {}: the journal refused measurements of {} from measurement {first} ({e}); reading it again from measurement {acked} in {}", self.id, file.display(), crate::runtime::logging::human_duration(wait));
+            drop(rx);
+            let _ = reader.await;
+            return Ok(());
         }
         match reader.await {
             Ok(Ok(total)) => {
