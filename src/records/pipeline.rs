@@ -301,25 +301,13 @@ async fn process(
     }
     tally.flush(metrics);
     if records.is_empty() && state.is_empty() {
-        for (ack, _) in acks {
-            if let Some(a) = ack {
-                let _ = a.send(Ok(Vec::new()));
-            }
-        }
+        tell(acks, Ok(Vec::new()));
         return None;
     }
     match journal.append_queued(records, state).await {
         Ok(queued) => Some(Pending { queued, acks }),
         Err(e) => {
-            tracing::error!(
-                "records could not be journaled ({e}); sources will not acknowledge them"
-            );
-            let message = e.to_string();
-            for (ack, _) in acks {
-                if let Some(a) = ack {
-                    let _ = a.send(Err(JournalError::Failed(message.clone())));
-                }
-            }
+            tell(acks, Err(e));
             None
         }
     }
