@@ -452,3 +452,43 @@ completion = "rename"
         "the refusal names where reading resumes"
     );
 }
+
+#[test]
+fn a_file_renamed_in_is_read_on_the_kernels_word_not_at_the_next_poll() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    // A poll once an hour: only an inotify event can make the file be read within the wait.
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            r#"[agent]
+gateway_id = "gw-cmm"
+data_dir = "{data}"
+
+[sources.cmm]
+type = "metrology"
+poll_ms = 3600000
+[[sources.cmm.folders]]
+path = "{spool}"
+completion = "rename"
+"#,
+            data = dir.join("data").display(),
+            spool = spool.display(),
+        ),
+    )
+    .expect("config");
+    let agent = start(dir);
+    let key = format!("connection:{}", spool.display());
+    eventually_blocking(WAIT, "the first scan", || {
+        source_state_value(&dir.join("data"), "cmm", &key).is_some_and(|v| v.starts_with("up"))
+    });
+    let sample = std::fs::read(root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF"))
+        .expect("sample");
+    drop_file(dir, "now.qif", &sample);
+    eventually_blocking(WAIT, "the file read on the event", || {
+        spool.join("processed/now.qif").exists()
+    });
+    stop(agent);
+}

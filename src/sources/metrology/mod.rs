@@ -10,6 +10,7 @@
 //! | `config.rs` | `[sources.<id>] type = "metrology"`: folders, completion, after, encoding, plans |
 //! | `read.rs` | one file into chunks of measurements, on a blocking thread |
 //! | `source.rs` | the scan loop, exactly once by SHA-256, `processed/` and `failed/`, status per folder |
+//! | `watch.rs` | inotify wake-ups (polling stays, for network mounts) |
 //!
 //! Each format parser is pure (bytes in, measurements out: no file system, no clock, no
 //! journal); `folder.rs`, `read.rs` and `source.rs` are the file-system and journal side. The
@@ -22,6 +23,7 @@ pub mod measured;
 pub mod qif;
 pub mod read;
 pub mod source;
+pub mod watch;
 
 pub use config::MetrologySourceConfig;
 pub use measured::{Located, Measured};

@@ -1,5 +1,7 @@
-//! The metrology source: looks at its folders every `poll_ms`, reads each complete result file in
-//! chunks into the journal, then moves it to `processed/` (or leaves it).
+//! The metrology source: looks at its folders when the kernel says a file was written or renamed
+//! in (inotify, [`super::watch`]) and every `poll_ms` (network mounts, where no event comes), reads
+//! each complete result file in chunks into the journal, then moves it to `processed/` (or leaves
+//! it).
 //!
 //! Exactly once, by the file's SHA-256, kept in the source's state in the journal:
 //!
@@ -28,6 +30,7 @@ use tokio::sync::mpsc;
 use super::config::{After, FolderConfig, MetrologySourceConfig};
 use super::folder::{self, Folder};
 use super::read::{self, Failure, Format, Job};
+use super::watch::Watcher;
 use crate::journal::{Journal, StateUpdate};
 use crate::records::observation::{Measurements, Observation, Origin};
 use crate::records::pipeline::Input;
@@ -223,14 +226,33 @@ impl MetrologySource {
             .collect();
         let mut shutdown = rt.shutdown.clone();
         let poll = Duration::from_millis(self.cfg.poll_ms);
+        let mut watcher = match Watcher::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("source {}: no file events from the kernel ({e}); the folders are polled every {} only", self.id, crate::runtime::logging::human_duration(poll));
+                None
+            }
+        };
         loop {
             for (i, w) in folders.iter_mut().enumerate() {
+                if let Some(watcher) = &watcher {
+                    // Again at every scan: a folder that came back needs a new watch. One that
+                    // cannot be watched is polled (its listing says why, if it is gone).
+                    let _ = watcher.watch(w.folder.dir());
+                }
                 if self.scan(i, w, &rt).await.is_err() {
                     return;
                 }
             }
+            let events = async {
+                match watcher.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
+                _ = events => {}
                 _ = shutdown.wait() => return,
             }
         }
