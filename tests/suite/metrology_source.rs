@@ -21,32 +21,14 @@ fn start(dir: &Path) -> KillOnDrop {
     start_with(dir, "")
 }
 
-/// [`start`] with more lines in `[sources.cmm]`.
+/// [`start`] with more lines in `[sources.cmm]` (when the test has not written its own config).
 fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
-    let config = dir.join("agent.toml");
-    if !config.exists() {
-        std::fs::write(
-            &config,
-            format!(
-                r#"[agent]
-gateway_id = "gw-cmm"
-data_dir = "{data}"
-
-[sources.cmm]
-type = "metrology"
-poll_ms = 100
-station = "CMM-1"
-{extra}
-[[sources.cmm.folders]]
-path = "{spool}"
-completion = "rename"
-"#,
-                data = dir.join("data").display(),
-                spool = dir.join("spool").display(),
-            ),
-        )
-        .expect("config");
-        std::fs::create_dir_all(dir.join("spool")).expect("spool");
+    if !dir.join("agent.toml").exists() {
+        write_config(
+            dir,
+            "",
+            &format!("poll_ms = 100\nstation = \"CMM-1\"\n{extra}"),
+        );
     }
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -56,7 +38,7 @@ completion = "rename"
     KillOnDrop(
         Command::new(agent_bin())
             .arg("--config")
-            .arg(&config)
+            .arg(dir.join("agent.toml"))
             .arg("run")
             .stderr(log)
             .env_remove("JOURNAL_STREAM")
@@ -64,6 +46,34 @@ completion = "rename"
             .spawn()
             .expect("start agent"),
     )
+}
+
+/// Writes `dir/agent.toml`: journal in `dir/data`, `journal` lines in `[journal]`, a metrology
+/// source `cmm` with the `source` lines on `dir/spool` (created; files renamed in).
+fn write_config(dir: &Path, journal: &str, source: &str) {
+    std::fs::create_dir_all(dir.join("spool")).expect("spool");
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            r#"[agent]
+gateway_id = "gw-cmm"
+data_dir = "{data}"
+
+[journal]
+{journal}
+
+[sources.cmm]
+type = "metrology"
+{source}
+[[sources.cmm.folders]]
+path = "{spool}"
+completion = "rename"
+"#,
+            data = dir.join("data").display(),
+            spool = dir.join("spool").display(),
+        ),
+    )
+    .expect("config");
 }
 
 /// Puts `text` into the spool as `name`, renamed in complete.
@@ -393,28 +403,10 @@ fn a_full_journal_holds_the_file_and_a_restart_with_room_finishes_it_once() {
     let dir = tempdir();
     let dir = dir.path();
     let spool = dir.join("spool");
-    std::fs::create_dir_all(&spool).expect("spool");
     let config = |limit: &str| {
-        format!(
-            r#"[agent]
-gateway_id = "gw-cmm"
-data_dir = "{data}"
-
-[journal]
-max_disk_bytes = {limit}
-
-[sources.cmm]
-type = "metrology"
-poll_ms = 100
-[[sources.cmm.folders]]
-path = "{spool}"
-completion = "rename"
-"#,
-            data = dir.join("data").display(),
-            spool = spool.display(),
-        )
+        write_config(dir, &format!("max_disk_bytes = {limit}"), "poll_ms = 100");
     };
-    std::fs::write(dir.join("agent.toml"), config("4194304")).expect("config");
+    config("4194304");
     let text = plant_sim::cmm::qif_results(100, 100);
     let agent = start(dir);
     drop_file(dir, "long.qif", text.as_bytes());
@@ -440,7 +432,7 @@ completion = "rename"
     );
     assert!(held < 10_000, "{held}");
 
-    std::fs::write(dir.join("agent.toml"), config("0")).expect("config");
+    config("0");
     let agent = start(dir);
     eventually_blocking(WAIT, "the file finished", || {
         spool.join("processed/long.qif").exists()
@@ -458,27 +450,8 @@ fn a_file_renamed_in_is_read_on_the_kernels_word_not_at_the_next_poll() {
     let dir = tempdir();
     let dir = dir.path();
     let spool = dir.join("spool");
-    std::fs::create_dir_all(&spool).expect("spool");
     // A poll once an hour: only an inotify event can make the file be read within the wait.
-    std::fs::write(
-        dir.join("agent.toml"),
-        format!(
-            r#"[agent]
-gateway_id = "gw-cmm"
-data_dir = "{data}"
-
-[sources.cmm]
-type = "metrology"
-poll_ms = 3600000
-[[sources.cmm.folders]]
-path = "{spool}"
-completion = "rename"
-"#,
-            data = dir.join("data").display(),
-            spool = spool.display(),
-        ),
-    )
-    .expect("config");
+    write_config(dir, "", "poll_ms = 3600000");
     let agent = start(dir);
     let key = format!("connection:{}", spool.display());
     eventually_blocking(WAIT, "the first scan", || {
