@@ -28,6 +28,7 @@ fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
             dir,
             "",
             &format!("poll_ms = 100\nstation = \"CMM-1\"\n{extra}"),
+            "",
         );
     }
     let log = std::fs::OpenOptions::new()
@@ -49,8 +50,9 @@ fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
 }
 
 /// Writes `dir/agent.toml`: journal in `dir/data`, `journal` lines in `[journal]`, a metrology
-/// source `cmm` with the `source` lines on `dir/spool` (created; files renamed in).
-fn write_config(dir: &Path, journal: &str, source: &str) {
+/// source `cmm` with the `source` lines on `dir/spool` (created; files renamed in; `folder` lines
+/// in its folder table).
+fn write_config(dir: &Path, journal: &str, source: &str, folder: &str) {
     std::fs::create_dir_all(dir.join("spool")).expect("spool");
     std::fs::write(
         dir.join("agent.toml"),
@@ -68,6 +70,7 @@ type = "metrology"
 [[sources.cmm.folders]]
 path = "{spool}"
 completion = "rename"
+{folder}
 "#,
             data = dir.join("data").display(),
             spool = dir.join("spool").display(),
@@ -404,7 +407,12 @@ fn a_full_journal_holds_the_file_and_a_restart_with_room_finishes_it_once() {
     let dir = dir.path();
     let spool = dir.join("spool");
     let config = |limit: &str| {
-        write_config(dir, &format!("max_disk_bytes = {limit}"), "poll_ms = 100");
+        write_config(
+            dir,
+            &format!("max_disk_bytes = {limit}"),
+            "poll_ms = 100",
+            "",
+        );
     };
     config("4194304");
     let text = plant_sim::cmm::qif_results(100, 100);
@@ -446,12 +454,17 @@ fn a_full_journal_holds_the_file_and_a_restart_with_room_finishes_it_once() {
 }
 
 #[test]
-fn a_file_renamed_in_is_read_on_the_kernels_word_not_at_the_next_poll() {
+fn a_file_renamed_in_is_read_on_the_kernels_word_with_the_serial_its_name_gives() {
     let dir = tempdir();
     let dir = dir.path();
     let spool = dir.join("spool");
     // A poll once an hour: only an inotify event can make the file be read within the wait.
-    write_config(dir, "", "poll_ms = 3600000");
+    write_config(
+        dir,
+        "",
+        "poll_ms = 3600000",
+        "serial_from_name = \"{serial}_*.qif\"",
+    );
     let agent = start(dir);
     let key = format!("connection:{}", spool.display());
     eventually_blocking(WAIT, "the first scan", || {
@@ -459,9 +472,22 @@ fn a_file_renamed_in_is_read_on_the_kernels_word_not_at_the_next_poll() {
     });
     let sample = std::fs::read(root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF"))
         .expect("sample");
-    drop_file(dir, "now.qif", &sample);
+    drop_file(dir, "SN-77_now.qif", &sample);
     eventually_blocking(WAIT, "the file read on the event", || {
-        spool.join("processed/now.qif").exists()
+        spool.join("processed/SN-77_now.qif").exists()
     });
     stop(agent);
+    // The file names no serial: its name does, by the folder's pattern.
+    let records = inspections(dir);
+    assert!(!records.is_empty());
+    for r in &records {
+        assert_eq!(r["subject"]["serial"], "SN-77", "{r:#}");
+        let p = &r["provenance"]["fields"]["subject.serial"];
+        assert_eq!(p["raw"], "SN-77_now.qif");
+        assert_eq!(
+            p["address"],
+            "file name (serial_from_name \"{serial}_*.qif\")"
+        );
+        assert!(r["incomplete"].is_null(), "{r:#}");
+    }
 }

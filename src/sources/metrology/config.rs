@@ -58,6 +58,35 @@ pub struct FolderConfig {
     /// its `processed/`).
     #[serde(default)]
     pub plans: Option<PathBuf>,
+    /// Where the serial is in a file's name, for files that do not name it: `{serial}` stands for
+    /// it and `*` for anything (`"{serial}_*.qif"` reads `SN-1042` from `SN-1042_OP30.qif`).
+    #[serde(default)]
+    pub serial_from_name: Option<String>,
+}
+
+/// The serial `pattern` (see [`FolderConfig::serial_from_name`]) finds in `name`, if it matches:
+/// `{serial}` takes the longest text that lets the rest match, `*` anything, the rest as written.
+pub fn serial_from_name(pattern: &str, name: &str) -> Option<String> {
+    let (before, after) = pattern.split_once("{serial}")?;
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+            Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+        }
+    }
+    let name_b = name.as_bytes();
+    for start in 0..=name_b.len() {
+        if !glob(before.as_bytes(), &name_b[..start]) {
+            continue;
+        }
+        for end in (start + 1..=name_b.len()).rev() {
+            if glob(after.as_bytes(), &name_b[end..]) {
+                return name.get(start..end).map(str::to_string);
+            }
+        }
+    }
+    None
 }
 
 fn default_settle_ms() -> u64 {
@@ -141,6 +170,17 @@ impl MetrologySourceConfig {
                     "must be at most 3600000 (one hour)",
                 ));
             }
+            if let Some(p) = &f.serial_from_name {
+                if p.matches("{serial}").count() != 1 {
+                    errors.push(
+                        ConfigError::new(
+                            format!("{here}.serial_from_name"),
+                            format!("{p:?} must hold {{serial}} once"),
+                        )
+                        .hint("e.g. \"{serial}_*.qif\" for SN-1042_OP30.qif"),
+                    );
+                }
+            }
             if f.completion == Completion::Marker && f.marker_suffix.trim().is_empty() {
                 errors.push(
                     ConfigError::new(format!("{here}.marker_suffix"), "is empty")
@@ -175,4 +215,46 @@ fn parse_offset(text: &str) -> Option<UtcOffset> {
     }
     let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
     UtcOffset::from_hms(sign * h, sign * m, 0).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_is_read_from_a_file_name_by_its_pattern() {
+        let p = "{serial}_*.qif";
+        assert_eq!(
+            serial_from_name(p, "SN-1042_OP30.qif").as_deref(),
+            Some("SN-1042")
+        );
+        assert_eq!(serial_from_name(p, "SN_1_OP.qif").as_deref(), Some("SN_1"));
+        assert_eq!(serial_from_name(p, "SN-1042.qif"), None, "no underscore");
+        assert_eq!(
+            serial_from_name("CMM1-*_{serial}.dfq", "CMM1-2026-12-03_P77.dfq").as_deref(),
+            Some("P77")
+        );
+        // Ambiguous: the serial takes the longest text that lets the rest match.
+        assert_eq!(
+            serial_from_name("CMM1-*-{serial}.dfq", "CMM1-2026-12-03-P77.dfq").as_deref(),
+            Some("12-03-P77")
+        );
+        assert_eq!(
+            serial_from_name("{serial}.qif", ".qif"),
+            None,
+            "never empty"
+        );
+        assert_eq!(serial_from_name("no placeholder", "x"), None);
+    }
+
+    #[test]
+    fn a_pattern_without_its_placeholder_is_named() {
+        let cfg: MetrologySourceConfig =
+            toml::from_str("[[folders]]\npath = \"spool\"\nserial_from_name = \"*.qif\"\n")
+                .expect("parse");
+        let mut errors = Vec::new();
+        cfg.check("sources.cmm", &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "sources.cmm.folders[0].serial_from_name");
+    }
 }

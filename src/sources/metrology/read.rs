@@ -121,6 +121,8 @@ pub struct Job {
     pub offset: Option<time::UtcOffset>,
     /// Measurements already journaled.
     pub skip: usize,
+    /// The serial the file's name gives (`serial_from_name`) and where it says it.
+    pub serial_from_name: Option<Stated>,
 }
 
 /// Reads the file, sending chunks of at most [`CHUNK`] measurements; returns how many the file
@@ -133,7 +135,13 @@ pub fn read(job: &Job, tx: &mpsc::Sender<Vec<Measurement>>) -> Result<usize, Fai
         if n <= job.skip {
             return Ok(());
         }
-        chunk.push(measurement(m, job.offset));
+        let mut m = measurement(m, job.offset);
+        if let Some(serial) = &job.serial_from_name {
+            if !m.fields.iter().any(|(p, _)| *p == "subject.serial") {
+                m.fields.push(("subject.serial", serial.clone()));
+            }
+        }
+        chunk.push(m);
         if chunk.len() >= CHUNK {
             tx.blocking_send(std::mem::take(&mut chunk))
                 .map_err(|_| Failure::Stopped)?;

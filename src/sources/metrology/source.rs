@@ -32,7 +32,7 @@ use super::folder::{self, Folder};
 use super::read::{self, Failure, Format, Job};
 use super::watch::Watcher;
 use crate::journal::{Journal, StateUpdate};
-use crate::records::observation::{Measurements, Observation, Origin};
+use crate::records::observation::{Measurements, Observation, Origin, Stated};
 use crate::records::pipeline::Input;
 use crate::sources::{SourceRuntime, Stopped, Supervisor};
 
@@ -360,6 +360,13 @@ impl MetrologySource {
             plan_dirs,
             offset: self.cfg.offset(),
             skip,
+            serial_from_name: w.cfg.serial_from_name.as_deref().and_then(|p| {
+                super::config::serial_from_name(p, &name).map(|serial| Stated {
+                    value: serial.into(),
+                    address: format!("file name (serial_from_name {p:?})"),
+                    raw: name.clone(),
+                })
+            }),
         };
         let (tx, mut rx) = mpsc::channel(1);
         let reader = tokio::task::spawn_blocking(move || read::read(&job, &tx));
