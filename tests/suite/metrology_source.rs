@@ -491,3 +491,51 @@ fn a_file_renamed_in_is_read_on_the_kernels_word_with_the_serial_its_name_gives(
         assert!(r["incomplete"].is_null(), "{r:#}");
     }
 }
+
+#[test]
+fn a_calypso_table_becomes_records_and_a_table_it_cannot_read_is_refused_with_the_column() {
+    let dir = tempdir();
+    let dir = dir.path();
+    write_config(
+        dir,
+        "",
+        "poll_ms = 100",
+        "table = { kind = \"calypso\" }\nserial_from_name = \"{serial}_chr.txt\"",
+    );
+    let agent = start(dir);
+    let table = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\r\n\
+                 P-2040\tDM-1\tDurchmesser\t25.004\t25\t0.02\t-0.02\r\n\
+                 P-2040\tDM-2\tDurchmesser\t25.031\t25\t0.02\t-0.02\r\n";
+    drop_file(dir, "SN-5_chr.txt", table.as_bytes());
+    // The folder reads tables as Calypso writes them: a comma-separated file has no `id` column.
+    drop_file(dir, "other.csv", b"Feature,Actual\nA,1\n");
+    let spool = dir.join("spool");
+    eventually_blocking(WAIT, "the table read and the CSV refused", || {
+        spool.join("processed/SN-5_chr.txt").exists() && spool.join("failed/other.csv").exists()
+    });
+    stop(agent);
+    let reason =
+        std::fs::read_to_string(spool.join("failed/other.csv.reason.txt")).expect("reason");
+    assert!(
+        reason.contains("other.csv: the header has no column \"id\" (for characteristic)"),
+        "{reason}"
+    );
+    let records = inspections(dir);
+    assert_eq!(records.len(), 2);
+    let (ok, out) = (&records[0], &records[1]);
+    crate::support::assert_schema_valid(ok);
+    assert_eq!(ok["subject"]["serial"], "SN-5");
+    assert_eq!(ok["inspection"]["characteristic"], "DM-1");
+    assert_eq!(ok["inspection"]["lower_limit"].as_f64(), Some(24.98));
+    assert_eq!(ok["inspection"]["upper_limit"].as_f64(), Some(25.02));
+    assert_eq!(ok["inspection"]["result"], "pass", "from the limits");
+    let value = &ok["provenance"]["fields"]["inspection.value"];
+    assert_eq!(value["protocol"], "calypso");
+    assert_eq!(value["address"], "SN-5_chr.txt line 2 column 4 (actual)");
+    assert_eq!(value["raw"], "25.004");
+    assert_eq!(
+        ok["provenance"]["trigger"]["value"]["other"]["type"], "Durchmesser",
+        "the localised type name is kept"
+    );
+    assert_eq!(out["inspection"]["result"], "fail", "25.031 is above 25.02");
+}

@@ -18,6 +18,7 @@ use time::UtcOffset;
 
 use super::aqdef::Encoding;
 use super::folder::Completion;
+use super::table::{Columns, Layout};
 use crate::config::ConfigError;
 
 /// What happens to a file once its records are journaled.
@@ -62,6 +63,54 @@ pub struct FolderConfig {
     /// it and `*` for anything (`"{serial}_*.qif"` reads `SN-1042` from `SN-1042_OP30.qif`).
     #[serde(default)]
     pub serial_from_name: Option<String>,
+    /// How the folder's tables (`*.csv`, Calypso's `*_chr.txt`) are written and which column is
+    /// which; without it a table is refused with the reason.
+    #[serde(default)]
+    pub table: Option<TableConfig>,
+}
+
+/// Which kind of table a folder receives (it sets the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    /// CSV: `,` between cells; `columns` must name at least the characteristic and the value.
+    Csv,
+    /// Zeiss Calypso's characteristic table: tab-separated; columns `id`, `actual`, `nominal`,
+    /// `uppertol`, `lowertol` unless `columns` says otherwise (an installation in another
+    /// language, or more columns to map).
+    Calypso,
+}
+
+/// `[sources.<id>.folders.table]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `csv` or `calypso`.
+    pub kind: TableKind,
+    /// The cell separator (default `,` for csv, a tab for calypso).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Numbers are written with a decimal comma (`24,98`).
+    #[serde(default)]
+    pub decimal_comma: bool,
+    /// Which column (by header name) holds which field.
+    #[serde(default)]
+    pub columns: Columns,
+}
+
+impl TableConfig {
+    /// How the tables are read.
+    pub fn layout(&self) -> Layout {
+        let (delimiter, columns) = match self.kind {
+            TableKind::Csv => (',', self.columns.clone()),
+            TableKind::Calypso => ('\t', Columns::calypso(&self.columns)),
+        };
+        Layout {
+            delimiter: self.delimiter.unwrap_or(delimiter),
+            decimal_comma: self.decimal_comma,
+            columns,
+        }
+    }
 }
 
 /// The serial `pattern` (see [`FolderConfig::serial_from_name`]) finds in `name`, if it matches:
@@ -179,6 +228,24 @@ impl MetrologySourceConfig {
                         )
                         .hint("e.g. \"{serial}_*.qif\" for SN-1042_OP30.qif"),
                     );
+                }
+            }
+            if let Some(t) = &f.table {
+                let layout = t.layout();
+                if layout.columns.characteristic.is_none() || layout.columns.value.is_none() {
+                    errors.push(
+                        ConfigError::new(
+                            format!("{here}.table.columns"),
+                            "must name the characteristic's and the value's columns",
+                        )
+                        .hint("e.g. columns = { characteristic = \"Feature\", value = \"Actual\", upper_limit = \"USL\", lower_limit = \"LSL\" }"),
+                    );
+                }
+                if layout.delimiter == '"' || layout.delimiter == '\n' {
+                    errors.push(ConfigError::new(
+                        format!("{here}.table.delimiter"),
+                        format!("{:?} cannot separate cells", layout.delimiter),
+                    ));
                 }
             }
             if f.completion == Completion::Marker && f.marker_suffix.trim().is_empty() {

@@ -7,6 +7,7 @@
 //! | `qif.rs` | QIF 3.0 Results (ISO 23952): two streaming passes, plans in other files joined by QPId |
 //! | `folder.rs` | a watched folder: which files are complete (stable, renamed in, marked), `processed/`, `failed/` |
 //! | `aqdef.rs` | Q-DAS AQDEF: K-lines and compact value lines, `.dfq` or `.dfd` + `.dfx`, Windows-1252 |
+//! | `table.rs` | CSV with a column mapping, Zeiss Calypso `*_chr.txt` tables |
 //! | `config.rs` | `[sources.<id>] type = "metrology"`: folders, completion, after, encoding, plans |
 //! | `read.rs` | one file into chunks of measurements, on a blocking thread |
 //! | `source.rs` | the scan loop, exactly once by SHA-256, `processed/` and `failed/`, status per folder |
@@ -23,6 +24,7 @@ pub mod measured;
 pub mod qif;
 pub mod read;
 pub mod source;
+pub mod table;
 pub mod watch;
 
 pub use config::MetrologySourceConfig;

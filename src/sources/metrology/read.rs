@@ -2,8 +2,9 @@
 //! chunk to the source, which journals it before the next is read (memory stays at one chunk,
 //! whatever the file's size).
 //!
-//! A file is recognised by its extension: `.qif` (QIF 3.0), `.dfq` (AQDEF), `.dfx` (AQDEF values,
-//! read after the `.dfd` of the same name, which must be beside it). Measurements already
+//! A file is recognised by its name: `.qif` (QIF 3.0), `.dfq` (AQDEF), `.dfx` (AQDEF values,
+//! read after the `.dfd` of the same name, which must be beside it), `.csv` and `*_chr.txt`
+//! (tables, by the folder's `table` settings). Measurements already
 //! journaled (`skip`, after a restart in the middle of the file) are read again but not handed on.
 
 use std::fs::File;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use super::aqdef::{Aqdef, AqdefError, Encoding};
 use super::measured::{instant, Measured};
 use super::qif::{Index, Plans, QifError};
+use super::table::{self, Layout, TableError};
 use crate::records::observation::{Measurement, Stated};
 
 /// Measurements per chunk (one journal transaction each).
@@ -27,16 +29,25 @@ pub enum Format {
     Qif,
     /// Q-DAS AQDEF: `.dfq`, or a `.dfx` with its `.dfd`.
     Aqdef,
+    /// A CSV table (`.csv`), read by the folder's `table` settings.
+    Csv,
+    /// A Zeiss Calypso characteristic table (`*_chr.txt`), read by the folder's `table` settings.
+    Calypso,
 }
 
 impl Format {
     /// The format of `path` by its extension, if it is a result file the source reads (a `.dfd`
     /// is read with its `.dfx`, not alone).
     pub fn of(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with("_chr.txt") {
+            return Some(Format::Calypso);
+        }
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "qif" => Some(Format::Qif),
             "dfq" | "dfx" => Some(Format::Aqdef),
+            "csv" => Some(Format::Csv),
             _ => None,
         }
     }
@@ -46,6 +57,8 @@ impl Format {
         match self {
             Format::Qif => "qif",
             Format::Aqdef => "aqdef",
+            Format::Csv => "csv",
+            Format::Calypso => "calypso",
         }
     }
 }
@@ -97,6 +110,15 @@ impl From<QifError> for Failure {
     }
 }
 
+impl From<TableError> for Failure {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::Io(e) => Failure::Io(e),
+            e => Failure::Bad(e.to_string()),
+        }
+    }
+}
+
 impl From<AqdefError> for Failure {
     fn from(e: AqdefError) -> Self {
         match e {
@@ -123,6 +145,8 @@ pub struct Job {
     pub skip: usize,
     /// The serial the file's name gives (`serial_from_name`) and where it says it.
     pub serial_from_name: Option<Stated>,
+    /// How the folder's tables are written, if it has `table` settings.
+    pub table: Option<Layout>,
 }
 
 /// Reads the file, sending chunks of at most [`CHUNK`] measurements; returns how many the file
@@ -160,6 +184,19 @@ pub fn read(job: &Job, tx: &mpsc::Sender<Vec<Measurement>>) -> Result<usize, Fai
             // A dry pass first: a file with a bad line is refused before any of it is journaled.
             aqdef(job, &mut |_| Ok::<(), Failure>(()))?;
             aqdef(job, &mut emit)?;
+        }
+        Format::Csv | Format::Calypso => {
+            let path = &job.parts[0];
+            let Some(layout) = &job.table else {
+                return Err(Failure::Bad(format!(
+                    "{} is a table, and its folder has no `table` settings saying which column is which; add [sources.<id>.folders.table] (kind, columns)",
+                    name(path)
+                )));
+            };
+            let open = || File::open(path).map(BufReader::new).map_err(Failure::Io);
+            // A dry pass first, as for AQDEF.
+            table::read(open()?, &name(path), layout, &mut |_| Ok::<(), Failure>(()))?;
+            table::read(open()?, &name(path), layout, &mut emit)?;
         }
     }
     if !chunk.is_empty() {

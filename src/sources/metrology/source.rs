@@ -360,6 +360,7 @@ impl MetrologySource {
             plan_dirs,
             offset: self.cfg.offset(),
             skip,
+            table: w.cfg.table.as_ref().map(|t| t.layout()),
             serial_from_name: w.cfg.serial_from_name.as_deref().and_then(|p| {
                 super::config::serial_from_name(p, &name).map(|serial| Stated {
                     value: serial.into(),
