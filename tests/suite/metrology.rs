@@ -652,3 +652,48 @@ fn broken_aqdef_files_are_refused_with_the_line() {
         let _ = aqdef(&[(&bytes, "fuzz.dfq")], Encoding::Detect);
     }
 }
+
+#[test]
+fn tables_of_arbitrary_bytes_are_read_or_refused_never_a_panic() {
+    use shopfloor_agent::sources::metrology::table::{read, Columns, Layout, TableError};
+    let layouts = [
+        Layout {
+            delimiter: '\t',
+            decimal_comma: false,
+            columns: Columns::calypso(&Columns::default()),
+        },
+        Layout {
+            delimiter: ';',
+            decimal_comma: true,
+            columns: Columns {
+                characteristic: Some("id".into()),
+                value: Some("actual".into()),
+                upper_tolerance: Some("uppertol".into()),
+                ..Columns::default()
+            },
+        },
+    ];
+    let sample = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\n\
+                  P1\tDM-1\tDurchmesser\t25.004\t25\t0.02\t-0.02\n\
+                  P1\t\"L;1\"\tAbstand\t80,01\t80\t0.1\t-0.1\n"
+        .as_bytes()
+        .to_vec();
+    let mut rng =
+        crate::support::seeded("tables_of_arbitrary_bytes_are_read_or_refused_never_a_panic");
+    let mut read_ok = 0;
+    for round in 0..400 {
+        let mut bytes = sample.clone();
+        for _ in 0..rng.usize(1..20) {
+            let at = rng.usize(0..bytes.len());
+            bytes[at] = [b'\t', b';', b'"', b'\n', b',', b'-', b'9', 0xff][rng.usize(0..8)];
+        }
+        let outcome = read(&bytes[..], "fuzz_chr.txt", &layouts[round % 2], &mut |m| {
+            assert!(m.at.starts_with("fuzz_chr.txt line "), "{}", m.at);
+            Ok::<(), TableError>(())
+        });
+        if outcome.is_ok() {
+            read_ok += 1;
+        }
+    }
+    assert!(read_ok > 0, "some mutated tables still read");
+}
