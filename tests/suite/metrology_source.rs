@@ -17,12 +17,12 @@ use crate::support::{
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts the agent on `dir` with a metrology source `cmm` on `dir/spool` (files renamed in).
-fn start(dir: &Path) -> KillOnDrop {
+pub(crate) fn start(dir: &Path) -> KillOnDrop {
     start_with(dir, "")
 }
 
 /// [`start`] with more lines in `[sources.cmm]` (when the test has not written its own config).
-fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
+pub(crate) fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
     if !dir.join("agent.toml").exists() {
         write_config(
             dir,
@@ -52,7 +52,7 @@ fn start_with(dir: &Path, extra: &str) -> KillOnDrop {
 /// Writes `dir/agent.toml`: journal in `dir/data`, `journal` lines in `[journal]`, a metrology
 /// source `cmm` with the `source` lines on `dir/spool` (created; files renamed in; `folder` lines
 /// in its folder table).
-fn write_config(dir: &Path, journal: &str, source: &str, folder: &str) {
+pub(crate) fn write_config(dir: &Path, journal: &str, source: &str, folder: &str) {
     std::fs::create_dir_all(dir.join("spool")).expect("spool");
     std::fs::write(
         dir.join("agent.toml"),
@@ -80,7 +80,7 @@ completion = "rename"
 }
 
 /// Puts `text` into the spool as `name`, renamed in complete.
-fn drop_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+pub(crate) fn drop_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let tmp = dir.join("spool").join(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).expect("write");
     let to = dir.join("spool").join(name);
@@ -88,7 +88,7 @@ fn drop_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     to
 }
 
-fn inspections(dir: &Path) -> Vec<Value> {
+pub(crate) fn inspections(dir: &Path) -> Vec<Value> {
     Store::open_ro(&dir.join("data"))
         .and_then(|s| s.records_of_kind("inspection"))
         .map(|rows| {
@@ -111,7 +111,7 @@ fn measurements_in(text: &str) -> usize {
     n
 }
 
-fn stop(mut agent: KillOnDrop) {
+pub(crate) fn stop(mut agent: KillOnDrop) {
     let _ = Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status();
