@@ -152,7 +152,7 @@ pub struct StateUpdate {
     pub source: String,
     /// Key inside the source (`watermark:WorkOrders`).
     pub key: String,
-    /// Value.
+    /// Value; an empty value removes the key (a source forgets what it no longer needs).
     pub value: String,
 }
 

@@ -539,3 +539,41 @@ fn a_calypso_table_becomes_records_and_a_table_it_cannot_read_is_refused_with_th
     );
     assert_eq!(out["inspection"]["result"], "fail", "25.031 is above 25.02");
 }
+
+#[test]
+fn a_files_hash_is_forgotten_after_remember_days_and_its_records_stay_stored_once() {
+    let dir = tempdir();
+    let dir = dir.path();
+    // 0.00002 days: 1.7 s.
+    write_config(dir, "", "poll_ms = 100\nremember_days = 0.00002", "");
+    let agent = start(dir);
+    let sample = root().join("tests/cases/metrology/qif/WIDGET_QIF_RESULTS.QIF");
+    let bytes = std::fs::read(&sample).expect("sample");
+    let (sha, _) = sha256(&sample).expect("sha");
+    let key = format!("file:{sha}");
+    let data = dir.join("data");
+    drop_file(dir, "a.qif", &bytes);
+    eventually_blocking(WAIT, "a.qif read", || {
+        source_state_value(&data, "cmm", &key).is_some_and(|v| v.starts_with("done "))
+    });
+    let first = inspections(dir).len();
+    eventually_blocking(WAIT, "the hash forgotten", || {
+        source_state_value(&data, "cmm", &key).is_none()
+    });
+    // The same content again: read again, not counted as a duplicate, stored once.
+    drop_file(dir, "b.qif", &bytes);
+    eventually_blocking(WAIT, "b.qif read", || {
+        dir.join("spool/processed/b.qif").exists()
+    });
+    let folder = format!("folder:{}", dir.join("spool").display());
+    eventually_blocking(WAIT, "the folder's counts", || {
+        source_state_value(&data, "cmm", &folder)
+            .is_some_and(|v| v.contains("ingested 2 · duplicates 0"))
+    });
+    stop(agent);
+    assert_eq!(
+        inspections(dir).len(),
+        first,
+        "the dedupe keys keep each record once"
+    );
+}

@@ -62,8 +62,14 @@ impl Store {
                     "INSERT INTO source_state(source, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 )?;
+                let mut forget =
+                    tx.prepare_cached("DELETE FROM source_state WHERE source = ?1 AND key = ?2")?;
                 for s in state {
-                    put.execute(params![s.source, s.key, s.value, now_text])?;
+                    if s.value.is_empty() {
+                        forget.execute(params![s.source, s.key])?;
+                    } else {
+                        put.execute(params![s.source, s.key, s.value, now_text])?;
+                    }
                 }
             }
         }

@@ -165,9 +165,24 @@ pub struct MetrologySourceConfig {
     /// kept as written only.
     #[serde(default)]
     pub utc_offset: Option<String>,
+    /// How long the hash of a file read is kept (days, default 30): the same content dropped again
+    /// within it is skipped and counted; after it, read again (and its records still stored once,
+    /// by their dedupe keys, while the journal holds them).
+    #[serde(default = "default_remember_days")]
+    pub remember_days: f64,
+}
+
+fn default_remember_days() -> f64 {
+    30.0
 }
 
 impl MetrologySourceConfig {
+    /// `remember_days` as a duration.
+    pub fn remember(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.remember_days * 86_400.0)
+            .unwrap_or(std::time::Duration::from_secs(30 * 86_400))
+    }
+
     /// `utc_offset` read (checked by [`Self::check`]).
     pub fn offset(&self) -> Option<UtcOffset> {
         self.utc_offset.as_deref().and_then(parse_offset)
@@ -195,6 +210,12 @@ impl MetrologySourceConfig {
             errors.push(ConfigError::new(
                 format!("{at}.poll_ms"),
                 "must be from 100 to 3600000",
+            ));
+        }
+        if !(self.remember_days > 0.0 && self.remember_days <= 36_500.0) {
+            errors.push(ConfigError::new(
+                format!("{at}.remember_days"),
+                "must be more than 0 and at most 36500",
             ));
         }
         if let Some(o) = &self.utc_offset {

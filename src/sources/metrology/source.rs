@@ -57,8 +57,9 @@ async fn send(mut input: Input, rt: &SourceRuntime) -> Result<Acked, Stopped> {
 enum Seen {
     /// This many measurements are journaled.
     Partly(usize),
-    /// All journaled, from a file of this name.
-    Done(String),
+    /// All journaled, from a file of this name, at this time (Unix ms): forgotten after
+    /// `remember_days`.
+    Done(String, i64),
 }
 
 /// A folder's counts, shown by `status`.
@@ -167,8 +168,14 @@ impl MetrologySource {
                 continue;
             };
             let s = if let Some(rest) = value.strip_prefix("done ") {
-                let name = rest.split_once(' ').map_or("", |(_, n)| n);
-                Seen::Done(name.to_string())
+                // `done <n> <ms> <name>`
+                let mut parts = rest.splitn(3, ' ');
+                let _n = parts.next();
+                let at = parts
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(crate::time::now_ms);
+                Seen::Done(parts.next().unwrap_or("").to_string(), at)
             } else if let Some(n) = value.split(' ').next().and_then(|n| n.parse().ok()) {
                 Seen::Partly(n)
             } else {
@@ -233,7 +240,11 @@ impl MetrologySource {
                 None
             }
         };
+        let mut forgotten_at = Instant::now();
         loop {
+            if self.forget(&mut forgotten_at, &rt).await.is_err() {
+                return;
+            }
             for (i, w) in folders.iter_mut().enumerate() {
                 if let Some(watcher) = &watcher {
                     // Again at every scan: a folder that came back needs a new watch. One that
@@ -256,6 +267,43 @@ impl MetrologySource {
                 _ = shutdown.wait() => return,
             }
         }
+    }
+
+    /// Forgets the hashes of files read more than `remember_days` ago, in memory and in the
+    /// journal's source state, so neither grows with every file for ever. The same content
+    /// dropped again after that is read again; the journal's dedupe keys still keep each of its
+    /// records once while the journal holds them.
+    async fn forget(&mut self, last: &mut Instant, rt: &SourceRuntime) -> Result<(), Stopped> {
+        let remember = self.cfg.remember();
+        if last.elapsed() < (remember / 10).min(Duration::from_secs(60)) {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let cutoff =
+            crate::time::now_ms() - i64::try_from(remember.as_millis()).unwrap_or(i64::MAX);
+        let old: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Done(_, at) if *at < cutoff))
+            .map(|(sha, _)| sha.clone())
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        let updates = old
+            .iter()
+            .map(|sha| StateUpdate {
+                source: self.id.clone(),
+                key: file_key(sha),
+                value: String::new(),
+            })
+            .collect();
+        if self.commit(Input::state(updates), rt).await?.is_ok() {
+            for sha in &old {
+                self.seen.remove(sha);
+            }
+        }
+        Ok(())
     }
 
     async fn scan(&mut self, i: usize, w: &mut Watched, rt: &SourceRuntime) -> Result<(), Stopped> {
@@ -334,7 +382,7 @@ impl MetrologySource {
         };
         let name = file_name(file);
         let skip = match self.seen.get(&sha) {
-            Some(Seen::Done(was)) => {
+            Some(Seen::Done(was, _)) => {
                 if *was == name {
                     tracing::info!("source {}: {} was journaled before the agent stopped; moving it without reading it again", self.id, file.display());
                 } else {
@@ -440,14 +488,15 @@ impl MetrologySource {
                 let state = StateUpdate {
                     source: self.id.clone(),
                     key: file_key(&sha),
-                    value: format!("done {total} {name}"),
+                    value: format!("done {total} {} {name}", crate::time::now_ms()),
                 };
                 if self.commit(Input::state(vec![state]), rt).await?.is_err() {
                     w.refused();
                     return Ok(());
                 }
                 w.hold = None;
-                self.seen.insert(sha, Seen::Done(name));
+                self.seen
+                    .insert(sha, Seen::Done(name, crate::time::now_ms()));
                 self.counts[i].ingested += 1;
                 tracing::info!(
                     "source {}: {} read: {total} measurements journaled",
