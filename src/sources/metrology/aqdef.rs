@@ -427,17 +427,43 @@ fn decimal(text: &str) -> String {
     }
 }
 
-/// Windows-1252 text.
-fn windows_1252(bytes: &[u8]) -> String {
-    encoding_rs::WINDOWS_1252
-        .decode_without_bom_handling(bytes)
-        .0
-        .into_owned()
+/// What Windows-1252 writes at 0x80..=0x9F (the WHATWG mapping: the five bytes it leaves
+/// undefined are their C1 control characters). Every other byte is the Unicode code point of the
+/// same number (ASCII below, Latin-1 above).
+const CP1252_80_9F: [char; 32] = [
+    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}',
+    '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
+];
+
+/// Windows-1252 text. A table of 32 characters rather than a general decoder library: such a
+/// library's decoder is one dispatch over every encoding it knows, and links all their tables
+/// (about a megabyte) into the gateway build.
+pub fn windows_1252(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9F => CP1252_80_9F[usize::from(b - 0x80)],
+            _ => char::from(b),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_1252_decodes_every_byte_as_the_whatwg_decoder_does() {
+        let all: Vec<u8> = (0..=255).collect();
+        let reference = encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(&all)
+            .0
+            .into_owned();
+        assert_eq!(windows_1252(&all), reference);
+        assert_eq!(windows_1252(b"Geh\xe4use \x80 \x9f"), "Gehäuse € Ÿ");
+    }
 
     #[test]
     fn k_lines_split_into_field_index_and_text() {
