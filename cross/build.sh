@@ -79,7 +79,8 @@ for t in "$@"; do
   size=$(stat -c %s "$bin")
   log "$bin: $size bytes"
   command -v file >/dev/null && file -b "$bin" | cut -d, -f1-2
-  [ "$size" -le 10485760 ] || { log "the binary exceeds 10 MiB"; exit 1; }
+  # The size budget (cross/README.md says how it moved): 11 MiB since the metrology source.
+  [ "$size" -le 11534336 ] || { log "the binary exceeds 11 MiB"; exit 1; }
   case $t in
     *-musl*) [ -z "$(readelf -l "$bin" | grep -i interpreter)" ] || { log "$bin is not static"; exit 1; } ;;
   esac
