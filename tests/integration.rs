@@ -21,6 +21,9 @@
 //! | `suite::disk_full` | the real binary on a tmpfs filled up mid-run: refusal logged, health degraded, every MQTT message arrives once space returns, one gap |
 //! | `suite::security` | the security review's attacks, each named by its finding: REST next links to other hosts, paging loops, redirects, endless bodies, URL secrets, a forged file-sink tail, the journal shortened or re-forged |
 //! | `suite::layout` | sources never import sinks nor sinks sources; both meet in `src/transport/` |
+//! | `suite::metrology` | the QIF and AQDEF parsers on the public samples, joined values by hand, hostile input, seeded mutations of QIF, AQDEF and tables |
+//! | `suite::metrology_source` | the metrology source in the real binary: once by SHA-256 across SIGKILL, failed/ with the reason, a full journal, AQDEF pairs, a vanished folder, inotify, serial from the name, Calypso tables, hashes forgotten |
+//! | `suite::metrology_cases` | every case in `tests/cases/metrology/NN-*/` through the real agent gives its expected records |
 //! | `suite::e2e` | the real binary against the whole demo cell and Mosquitto: each peer fails in turn, the QMS away, kill -9 ×20 under load with all four sources |
 //!
 //! Every record a test sees is validated against `config/quality-record.v1.schema.json`.
