@@ -249,7 +249,8 @@ fn plans(index: &Index, dirs: &[PathBuf]) -> Plans {
     plans
 }
 
-fn name(path: &Path) -> String {
+/// The file's name as text (its path if it has none), as places and state name it.
+pub(super) fn name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())

@@ -380,7 +380,7 @@ impl MetrologySource {
             }
             Err(_) => return Ok(()),
         };
-        let name = file_name(file);
+        let name = read::name(file);
         let skip = match self.seen.get(&sha) {
             Some(Seen::Done(was, _)) => {
                 if *was == name {
@@ -522,13 +522,10 @@ impl MetrologySource {
     /// Sends `input` and waits for its commit: `Ok(Err)` when the journal refused it.
     async fn commit(
         &self,
-        mut input: Input,
+        input: Input,
         rt: &SourceRuntime,
     ) -> Result<Result<(), String>, Stopped> {
-        let (ack, answer) = tokio::sync::oneshot::channel();
-        input.ack = Some(ack);
-        rt.tx.send(input).await.map_err(|_| Stopped)?;
-        match answer.await {
+        match send(input, rt).await?.await {
             Ok(Ok(_)) => Ok(Ok(())),
             Ok(Err(e)) => Ok(Err(e.to_string())),
             Err(_) => Err(Stopped),
@@ -582,7 +579,7 @@ impl MetrologySource {
             }
         }
         self.counts[i].failed += 1;
-        self.counts[i].last_error = Some(format!("{}: {reason}", file_name(Path::new(&file))));
+        self.counts[i].last_error = Some(format!("{}: {reason}", read::name(Path::new(&file))));
         Ok(())
     }
 }
@@ -595,12 +592,6 @@ fn head_of(path: &Path) -> Vec<u8> {
         let _ = f.take(64 * 1024).read_to_end(&mut buf);
     }
     buf
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The SHA-256 of a result's content: its file, or its files in reading order (`.dfd`, `.dfx`).
