@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command (the README's): `tests/run.sh [cargo test options]`.
 #
-# The suite runs in process on 127.0.0.1 except for two real programs it starts as peers:
-# `mosquitto` (the MQTT tests' broker) and `socat` (the Modbus RTU test's pseudo-terminal pair).
-# When either is missing this installs it with apt-get (as root, or through sudo) and says so; then
+# The suite runs in process on 127.0.0.1 except for three real programs it starts as peers:
+# `mosquitto` (the MQTT tests' broker), `nats-server` (the NATS sink's JetStream, one server or a
+# three-node cluster) and `socat` (the Modbus RTU test's pseudo-terminal pair).
+# When any is missing this installs it with apt-get (as root, or through sudo) and says so; then
 # it runs `cargo test --locked --workspace` with the options given, e.g. `tests/run.sh -j2` or
 # `tests/run.sh --test integration security::`.
 set -euo pipefail
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v socat >/dev/null || need+=(socat)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+[ -n "${NATS_SERVER:-}" ] || command -v nats-server >/dev/null || need+=(nats-server)
 
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]} with apt-get (the tests start them as real peers)" >&2

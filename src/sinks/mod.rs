@@ -10,12 +10,15 @@
 //! receiver that dedupes on the record id. A record the peer refuses for good goes to dead letters
 //! with the reason and the sink moves on.
 
+pub mod cloudevents;
 pub mod driver;
 pub mod file;
 #[cfg(feature = "sink-http")]
 pub mod http;
 #[cfg(feature = "sink-mqtt")]
 pub mod mqtt;
+#[cfg(feature = "sink-nats")]
+pub mod nats;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +36,8 @@ crate::registry! {
         "file" => File(file::FileSinkConfig);
         /// MQTT publish (QoS 1) to the plant's broker.
         "mqtt" => Mqtt(mqtt::MqttSinkConfig), feature "sink-mqtt";
+        /// NATS JetStream publish to the fleet's stream, each record acknowledged (PubAck).
+        "nats" => Nats(nats::NatsSinkConfig), feature "sink-nats";
     }
 }
 

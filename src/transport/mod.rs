@@ -8,8 +8,12 @@
 pub mod http;
 
 /// Installs ring as the process's rustls crypto provider (idempotent): the HTTP client and the MQTT
-/// connection both use it.
-#[cfg(any(feature = "transport-http", feature = "transport-mqtt"))]
+/// connection and the NATS sink use it.
+#[cfg(any(
+    feature = "transport-http",
+    feature = "transport-mqtt",
+    feature = "sink-nats"
+))]
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

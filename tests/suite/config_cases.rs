@@ -49,3 +49,40 @@ fn every_config_case_fails_with_its_expected_messages() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The examples that ship (`config/examples/`, installed with the package) and the reference
+/// configuration are valid as they are.
+#[test]
+fn every_shipped_example_and_the_reference_configuration_are_valid() {
+    let dir = crate::support::root().join("config/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("config/examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "the examples: {files:?}");
+    files.push(crate::support::root().join("config/agent.toml"));
+    for file in files {
+        // Secrets come from the environment: give each `${env:NAME}` the file names a value.
+        let text = std::fs::read_to_string(&file).expect("example");
+        let mut cmd = Command::new(agent_bin());
+        for part in text.split("${env:").skip(1) {
+            if let Some((name, _)) = part.split_once('}') {
+                cmd.env(name, "example-secret");
+            }
+        }
+        let out = cmd
+            .arg("--config")
+            .arg(&file)
+            .arg("validate")
+            .output()
+            .expect("validate");
+        assert!(
+            out.status.success(),
+            "{} does not validate:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

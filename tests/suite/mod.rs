@@ -17,6 +17,8 @@ mod metrology_cases;
 pub(crate) mod metrology_source;
 mod modbus;
 pub(crate) mod mqtt;
+#[cfg(feature = "sink-nats")]
+mod nats_sink;
 mod opcua;
 mod pipeline;
 mod rest;

@@ -11,7 +11,7 @@ pub mod process;
 pub mod proxy;
 
 /// The peers of the simulated plant (`crates/plant-sim/`), shared with the benches and the demo.
-pub use plant_sim::{erp, modbus, mosquitto, opcua, plant, qms, tls};
+pub use plant_sim::{erp, modbus, mosquitto, nats, opcua, plant, qms, tls};
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -8,6 +8,7 @@
 //! | [`erp`] | an OData ERP (axum): work orders and calibrations, paging, `$filter` on `modifiedAt` |
 //! | [`qms`] | a QMS receiver (axum): batches of records, scripted answers (503, 429, 400) |
 //! | [`mosquitto`] | a Mosquitto broker started as a child process, and a publisher |
+//! | [`nats`] | NATS servers with JetStream (one, or a three-node cluster) as child processes |
 //! | [`tls`] | a throw-away CA with server and client certificates |
 //! | [`plant`] | the demo cell: all of the above driven together, part after part |
 //! | [`config`] | agent configurations built as TOML tables, not edited as strings |
@@ -24,6 +25,7 @@ pub mod config;
 pub mod erp;
 pub mod modbus;
 pub mod mosquitto;
+pub mod nats;
 pub mod opcua;
 pub mod plant;
 pub mod qms;

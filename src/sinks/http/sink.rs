@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::config::{HttpSinkConfig, WireFormat};
 use crate::journal::JournalRow;
-use crate::records::Subject;
 use crate::sinks::{SendError, SinkContext};
 use crate::transport::http::{
     build_client, describe_reqwest_error, parse_retry_after, read_capped, redirect_error,
@@ -43,7 +40,7 @@ impl HttpSink {
             tokens,
             url: config.url.expose().to_string(),
             format: config.format,
-            event_source: format!("urn:shopfloor-agent:{}", ctx.gateway_id),
+            event_source: crate::sinks::cloudevents::event_source(&ctx.gateway_id),
             type_prefix: config.event_type_prefix.clone(),
             receipts: config.receipts.clone(),
         })
@@ -74,7 +71,11 @@ impl HttpSink {
             WireFormat::Cloudevents => {
                 let mut events = Vec::with_capacity(rows.len());
                 for r in rows {
-                    events.push(cloud_event(r, &self.event_source, &self.type_prefix)?);
+                    events.push(crate::sinks::cloudevents::cloud_event(
+                        r,
+                        &self.event_source,
+                        &self.type_prefix,
+                    )?);
                 }
                 serde_json::to_vec(&events)
             }
@@ -225,56 +226,6 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &str) -
         },
         _ => SendError::Reject { reason: answer },
     }
-}
-
-#[derive(Serialize)]
-struct CloudEvent<'a> {
-    specversion: &'static str,
-    id: &'a str,
-    source: &'a str,
-    #[serde(rename = "type")]
-    ty: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<String>,
-    time: &'a str,
-    datacontenttype: &'static str,
-    sequence: String,
-    prevhash: &'a str,
-    hash: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signature: Option<&'a str>,
-    data: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct SubjectOnly {
-    #[serde(default)]
-    subject: Subject,
-}
-
-fn cloud_event<'a>(
-    r: &'a JournalRow,
-    source: &'a str,
-    prefix: &str,
-) -> Result<CloudEvent<'a>, serde_json::Error> {
-    let data: &RawValue = serde_json::from_str(&r.body)?;
-    let subject = serde_json::from_str::<SubjectOnly>(&r.body)
-        .ok()
-        .and_then(|s| s.subject.serial.or(s.subject.lot).or(s.subject.work_order));
-    Ok(CloudEvent {
-        specversion: "1.0",
-        id: &r.id,
-        source,
-        ty: format!("{prefix}.{}.v1", r.kind),
-        subject,
-        time: &r.captured_at,
-        datacontenttype: "application/json",
-        sequence: r.seq.to_string(),
-        prevhash: &r.prev_hash,
-        hash: &r.hash,
-        signature: r.signature.as_deref(),
-        data,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,72 @@
+//! CloudEvents 1.0 for the sinks that speak it (the HTTP sink's batches, the NATS sink's structured
+//! and binary modes): the record is `data`, the journal's chain rides along as the extension
+//! attributes `sequence`, `prevhash`, `hash` and `signature`, so a receiver can check each gateway's
+//! chain without the gateway (`fleet verify` does).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::journal::JournalRow;
+use crate::records::Subject;
+
+/// The CloudEvents `source` of a gateway's records.
+pub fn event_source(gateway_id: &str) -> String {
+    format!("urn:shopfloor-agent:{gateway_id}")
+}
+
+/// One record as a CloudEvent (structured mode: attributes and `data` in one JSON object).
+#[derive(Serialize)]
+pub(crate) struct CloudEvent<'a> {
+    pub(crate) specversion: &'static str,
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    #[serde(rename = "type")]
+    pub(crate) ty: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) subject: Option<String>,
+    pub(crate) time: &'a str,
+    pub(crate) datacontenttype: &'static str,
+    pub(crate) sequence: String,
+    pub(crate) prevhash: &'a str,
+    pub(crate) hash: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<&'a str>,
+    pub(crate) data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct SubjectOnly {
+    #[serde(default)]
+    subject: Subject,
+}
+
+/// The record's `subject` (station, serial, …), empty when the body has none.
+pub(crate) fn record_subject(body: &str) -> Subject {
+    serde_json::from_str::<SubjectOnly>(body)
+        .map(|s| s.subject)
+        .unwrap_or_default()
+}
+
+/// `r` as a CloudEvent of `source`, typed `<prefix>.<kind>.v1`; `Err` when the body is not JSON.
+pub(crate) fn cloud_event<'a>(
+    r: &'a JournalRow,
+    source: &'a str,
+    prefix: &str,
+) -> Result<CloudEvent<'a>, serde_json::Error> {
+    let data: &RawValue = serde_json::from_str(&r.body)?;
+    let s = record_subject(&r.body);
+    Ok(CloudEvent {
+        specversion: "1.0",
+        id: &r.id,
+        source,
+        ty: format!("{prefix}.{}.v1", r.kind),
+        subject: s.serial.or(s.lot).or(s.work_order),
+        time: &r.captured_at,
+        datacontenttype: "application/json",
+        sequence: r.seq.to_string(),
+        prevhash: &r.prev_hash,
+        hash: &r.hash,
+        signature: r.signature.as_deref(),
+        data,
+    })
+}
