@@ -268,9 +268,13 @@ async fn a_full_stream_with_discard_new_holds_the_records_and_says_why() {
         .await
         .expect("create stream");
     let dir = tempdir();
-    let agent = Agent::start(config(dir.path(), &sink_toml("gw-d", &[server.url()], "")))
-        .await
-        .expect("agent starts");
+    // With /metrics, as OT would watch it.
+    let toml = sink_toml("gw-d", &[server.url()], "").replace(
+        "[metrics]\nenabled = false",
+        "[metrics]\nlisten = \"127.0.0.1:0\"",
+    );
+    let cfg = config(dir.path(), &toml);
+    let agent = Agent::start(cfg.clone()).await.expect("agent starts");
     append(&agent, 0, 400).await;
     eventually(WAIT, "the sink says the stream is full", || {
         cursor(dir.path())
@@ -278,6 +282,31 @@ async fn a_full_stream_with_discard_new_holds_the_records_and_says_why() {
             .is_some_and(|e| e.contains("stream QUALITY is full"))
     })
     .await;
+    // `status` and /metrics show the waiting records and why.
+    let status = shopfloor_agent::audit::status::collect(&cfg)
+        .expect("status")
+        .render();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("fleet "))
+        .expect("a line for the sink");
+    assert!(line.contains("FAILING"), "{status}");
+    assert!(status.contains("stream QUALITY is full"), "{status}");
+    let addr = agent.metrics_addr().expect("metrics listening");
+    shopfloor_agent::transport::install_crypto_provider();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let backlog = text
+        .lines()
+        .find(|l| l.starts_with("shopfloor_sink_backlog_records{sink=\"fleet\"}"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .expect("the sink's backlog in /metrics");
+    assert!(backlog > 0.0, "backlog {backlog}");
     let held = messages_in(&server.url(), "QUALITY").await as i64;
     let (acked, _) = cursor(dir.path());
     assert!(acked < head(dir.path()), "the cursor waits");
