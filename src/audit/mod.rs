@@ -4,6 +4,7 @@
 //! performs) and reconciliation (`status --by`).
 
 pub mod export;
+pub mod fleet;
 pub mod package;
 pub mod reconcile;
 pub mod resend;

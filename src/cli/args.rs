@@ -124,6 +124,12 @@ pub enum Command {
     },
     /// Print the gateway's Ed25519 public key (made on the first run with journal.sign = true).
     PublicKey,
+    /// Checks on the fleet's central stream, where every gateway's records arrive.
+    Fleet {
+        /// What to do.
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Print the fully commented reference configuration.
     GenerateConfig,
     /// Measure journal append throughput and commit latency on this machine's storage.
@@ -178,6 +184,43 @@ pub enum DeadLettersAction {
     },
     /// The replay and retry requests, pending and done, with their outcome.
     Requests,
+}
+
+/// `fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Read a stream and check every gateway's chain in it: seq continuity, prev_hash links, one
+    /// hash per seq, signatures; prints each gateway's last seq and hash.
+    Verify {
+        /// The NATS server (`nats://host:4222`).
+        #[arg(long)]
+        nats: String,
+        /// The JetStream stream.
+        #[arg(long)]
+        stream: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A file of `<gateway_id> <public key hex>` lines: those gateways' signatures are checked
+        /// with these keys; others with the key they announced in the stream.
+        #[arg(long)]
+        public_keys: Option<PathBuf>,
+        /// A `.creds` file for the server.
+        #[arg(long)]
+        creds: Option<PathBuf>,
+        /// User name (the password from NATS_PASSWORD).
+        #[arg(long)]
+        user: Option<String>,
+        /// Password for --user.
+        #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, hide = true)]
+        password: Option<String>,
+        /// Token (from NATS_TOKEN only, never on the command line).
+        #[arg(long, env = "NATS_TOKEN", hide_env_values = true, hide = true)]
+        token: Option<String>,
+        /// CA of the servers' certificates (TLS required).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// `status --by`.

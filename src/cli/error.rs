@@ -9,6 +9,8 @@ use crate::config::ConfigErrors;
 pub const EX_USAGE: u8 = 64;
 /// sysexits: I/O error (the journal or a file cannot be opened, read or written).
 pub const EX_IOERR: u8 = 74;
+/// sysexits `EX_UNAVAILABLE`: a service the command needs cannot be reached.
+pub const EX_UNAVAILABLE: u8 = 69;
 /// sysexits: temporary failure (another agent holds the data directory).
 pub const EX_TEMPFAIL: u8 = 75;
 /// sysexits: configuration error.
@@ -34,6 +36,9 @@ pub enum CliError {
     /// Another agent holds the data directory.
     #[error("error: {0}")]
     Locked(String),
+    /// A peer the command reads from cannot be reached (`fleet verify`'s stream).
+    #[error("error: {0}")]
+    Unavailable(String),
     /// The configuration loaded but could not be started.
     #[error("error: {0}")]
     Start(String),
@@ -53,6 +58,7 @@ impl CliError {
             CliError::Usage(_) => ExitCode::from(EX_USAGE),
             CliError::Io(_) => ExitCode::from(EX_IOERR),
             CliError::Locked(_) => ExitCode::from(EX_TEMPFAIL),
+            CliError::Unavailable(_) => ExitCode::from(EX_UNAVAILABLE),
             CliError::BrokenPipe => ExitCode::SUCCESS,
             CliError::Other(_) => ExitCode::FAILURE,
         }

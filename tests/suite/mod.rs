@@ -7,6 +7,8 @@ mod config_cases;
 mod disk_full;
 mod e2e;
 mod file_sink;
+#[cfg(feature = "sink-nats")]
+mod fleet;
 mod http_sink;
 pub(crate) mod journal;
 mod kill9;
@@ -18,7 +20,7 @@ pub(crate) mod metrology_source;
 mod modbus;
 pub(crate) mod mqtt;
 #[cfg(feature = "sink-nats")]
-mod nats_sink;
+pub(crate) mod nats_sink;
 mod opcua;
 mod pipeline;
 mod rest;

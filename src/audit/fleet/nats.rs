@@ -1,0 +1,95 @@
+//! Reading a JetStream stream for `fleet verify`: an ordered consumer (ephemeral, no acks, flow
+//! controlled) from the first message to the last one the stream held when the check began.
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+
+use super::{FleetCheck, FleetReport};
+
+/// How to reach the stream.
+#[derive(Debug, Clone, Default)]
+pub struct NatsTarget {
+    /// Server URL.
+    pub url: String,
+    /// Stream name.
+    pub stream: String,
+    /// A `.creds` file.
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// User and password.
+    pub user: Option<(String, String)>,
+    /// Token.
+    pub token: Option<String>,
+    /// CA of the servers' certificates (TLS required when set).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Reads every message of the stream into `check` and returns the verdict.
+pub async fn verify(target: &NatsTarget, mut check: FleetCheck) -> Result<FleetReport, String> {
+    let shown = crate::config::redact::url_text(&target.url).into_owned();
+    let mut opts = async_nats::ConnectOptions::new()
+        .name("shopfloor-agent fleet verify")
+        .connection_timeout(std::time::Duration::from_secs(10));
+    if let Some((u, p)) = &target.user {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(t) = &target.token {
+        opts = opts.token(t.clone());
+    }
+    if let Some(path) = &target.credentials_file {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot use {}: {e}", path.display()))?;
+    }
+    if let Some(ca) = &target.ca_file {
+        crate::transport::install_crypto_provider();
+        opts = opts.require_tls(true).add_root_certificates(ca.clone());
+    }
+    let client = opts
+        .connect(target.url.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    let js = jetstream::new(client);
+    let mut stream = js
+        .get_stream(&target.stream)
+        .await
+        .map_err(|e| format!("cannot open stream {} on {shown}: {e}", target.stream))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| format!("cannot read stream {}'s state: {e}", target.stream))?
+        .state
+        .last_sequence;
+    let name = format!("{shown} stream {}", target.stream);
+    if last == 0 {
+        return Ok(check.finish(name));
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| format!("cannot read stream {}: {e}", target.stream))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("cannot read stream {}: {e}", target.stream))?;
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(|e| format!("reading stream {}: {e}", target.stream))?;
+        let (seq, pending) = m
+            .info()
+            .map(|i| (i.stream_sequence, i.pending))
+            .unwrap_or((0, 0));
+        let headers = m.headers.as_ref();
+        let at = format!("stream seq {seq}");
+        check.add_message(
+            &at,
+            |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
+            &m.payload,
+        );
+        // The last message the stream held when the check began, or none left (its last
+        // messages were removed meanwhile, by age or by hand).
+        if seq >= last || pending == 0 {
+            break;
+        }
+    }
+    Ok(check.finish(name))
+}
