@@ -506,3 +506,210 @@ async fn the_stream_leader_killed_while_publishing_loses_nothing_and_stores_noth
         .unwrap_or(url);
     assert_stream_holds_the_journal_once(&live, dir.path()).await;
 }
+
+/// The sink's last error once it has one, or delivery, whichever comes first.
+async fn outcome(dir: &Path) -> Result<(), String> {
+    let mut result = Err(String::new());
+    eventually(WAIT, "delivery or an error", || {
+        let (acked, err) = cursor(dir);
+        result = match err {
+            Some(e) => Err(e),
+            None if acked > 0 && acked == head(dir) => Ok(()),
+            None => return false,
+        };
+        true
+    })
+    .await;
+    result
+}
+
+/// An agent with `auth` (sink keys) against `server`: whether it delivers, or its error.
+async fn deliver_with(server: &NatsServer, auth: &str) -> Result<(), String> {
+    let dir = tempdir();
+    let toml = sink_toml(
+        "gw-auth",
+        &[server.url()],
+        &format!("create_stream = {{}}\n{auth}"),
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("agent starts");
+    append(&agent, 0, 10).await;
+    let r = outcome(dir.path()).await;
+    agent.stop("test").await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_password_token_and_nkey_authenticate_and_a_wrong_one_is_named() {
+    let server = NatsServer::start_with(
+        "authorization {\n  users = [\n    { user: edge, password: \"s3cret-pw\" }\n  ]\n}\n",
+    );
+    deliver_with(&server, "username = \"edge\"\npassword = \"s3cret-pw\"")
+        .await
+        .expect("user and password");
+    let err = deliver_with(&server, "username = \"edge\"\npassword = \"wrong\"")
+        .await
+        .expect_err("a wrong password is refused");
+    assert!(err.to_lowercase().contains("authorization"), "{err}");
+    assert!(!err.contains("wrong"), "no secret in the error: {err}");
+
+    let server = NatsServer::start_with("authorization {\n  token: \"t0ken-abc\"\n}\n");
+    deliver_with(&server, "token = \"t0ken-abc\"")
+        .await
+        .expect("token");
+    assert!(
+        deliver_with(&server, "").await.is_err(),
+        "refused without the token"
+    );
+
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().expect("seed");
+    let server = NatsServer::start_with(&format!(
+        "authorization {{\n  users = [\n    {{ nkey: {} }}\n  ]\n}}\n",
+        user.public_key()
+    ));
+    deliver_with(&server, &format!("nkey_seed = \"{seed}\""))
+        .await
+        .expect("nkey");
+    let other = nkeys::KeyPair::new_user().seed().expect("seed");
+    let err = deliver_with(&server, &format!("nkey_seed = \"{other}\""))
+        .await
+        .expect_err("another nkey is refused");
+    assert!(!err.contains(&other), "no seed in the error: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_private_ca_and_no_delivery_without_the_client_certificate() {
+    let pki_dir = tempdir();
+    let pki = crate::support::tls::TestPki::create(pki_dir.path());
+    let server = NatsServer::start_with(&format!(
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n}}\n",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string(),
+        pki.ca_file.display().to_string()
+    ));
+    let tls = |client: bool| {
+        let mut t = format!("tls = {{ ca_file = {:?}", pki.ca_file.display().to_string());
+        if client {
+            t += &format!(
+                ", client_cert_file = {:?}, client_key_file = {:?}",
+                pki.client_cert.display().to_string(),
+                pki.client_key.display().to_string()
+            );
+        }
+        t + " }"
+    };
+    deliver_with(&server, &tls(true)).await.expect("mutual TLS");
+    let err = deliver_with(&server, &tls(false))
+        .await
+        .expect_err("refused without a client certificate");
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// base64url without padding (JWT).
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A NATS JWT (v2) with `nats` claims for `subject`, signed by `issuer`, as `nsc` writes them.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let header = b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{:016X}{:016X}", fastrand::u64(..), fastrand::u64(..)),
+        "iat": 1_700_000_000,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64url(claims.to_string().as_bytes());
+    let signed = format!("{header}.{payload}");
+    let sig = issuer.sign(signed.as_bytes()).expect("sign");
+    format!("{signed}.{}", b64url(&sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_authenticates_against_an_operator_mode_server() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    // JetStream needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let op_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "O",
+        serde_json::json!({ "system_account": system.public_key(), "type": "operator", "version": 2 }),
+    );
+    let sys_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({ "limits": { "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1 }, "type": "account", "version": 2 }),
+    );
+    let acc_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "PLANT",
+        serde_json::json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+                "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+            },
+            "default_permissions": { "pub": {}, "sub": {} },
+            "type": "account",
+            "version": 2
+        }),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "gw01",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2
+        }),
+    );
+    let server = NatsServer::start_with(&format!(
+        "operator: {op_jwt}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {acc_jwt}\n  {}: {sys_jwt}\n}}\n",
+        system.public_key(),
+        account.public_key(),
+        system.public_key()
+    ));
+    let dir = tempdir();
+    let creds = dir.path().join("gw01.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().expect("seed")
+        ),
+    )
+    .expect("creds");
+    let with = |path: &Path| format!("credentials_file = {:?}", path.display().to_string());
+    deliver_with(&server, &with(&creds))
+        .await
+        .expect("the .creds file");
+    // Another user's seed with the same JWT: the nonce signature fails.
+    let forged = dir.path().join("forged.creds");
+    let text = std::fs::read_to_string(&creds).expect("creds");
+    let other = nkeys::KeyPair::new_user().seed().expect("seed");
+    std::fs::write(&forged, text.replace(&user.seed().expect("seed"), &other)).expect("forged");
+    let err = deliver_with(&server, &with(&forged))
+        .await
+        .expect_err("a wrong seed is refused");
+    assert!(!err.contains(&other), "no seed in the error: {err}");
+}

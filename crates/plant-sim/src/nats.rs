@@ -80,11 +80,13 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        let log = self.conf.with_file_name("nats.log");
+        let stderr = std::fs::File::create(&log).expect("nats.log");
         let child = Command::new(binary())
             .arg("-c")
             .arg(&self.conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start nats-server ({e}): the NATS tests need it; install it with `apt-get install nats-server` (tests/run.sh does)")
@@ -95,9 +97,11 @@ impl NatsServer {
             let child = self.child.as_mut().expect("just started");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(format!(
-                    "exited ({status}) instead of listening on {}",
-                    self.port
+                    "exited ({status}) instead of listening on {}: {}",
+                    self.port,
+                    said.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
                 ));
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
