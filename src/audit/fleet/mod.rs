@@ -176,10 +176,11 @@ impl FleetCheck {
         }
     }
 
-    /// One message: its header lookup (case-insensitive names are the caller's) and payload.
+    /// One message (`position`: its seq in the stream, for the report): its header lookup and
+    /// payload.
     pub fn add_message<'h>(
         &mut self,
-        at: &str,
+        position: u64,
         header: impl Fn(&str) -> Option<&'h str>,
         payload: &[u8],
     ) {
@@ -198,13 +199,12 @@ impl FleetCheck {
             };
             let Ok(seq) = ev.sequence.parse::<i64>() else {
                 self.unreadable(format!(
-                    "{at}: gateway {gateway}: sequence {:?} is not a number",
+                    "stream seq {position}: gateway {gateway}: sequence {:?} is not a number",
                     ev.sequence
                 ));
                 return;
             };
-            let gateway = gateway.to_string();
-            self.chain(&gateway).add(Entry {
+            self.chain(gateway).add(Entry {
                 seq,
                 kind: kind_of(&ev.ty),
                 prev_hash: &ev.prevhash,
@@ -218,18 +218,17 @@ impl FleetCheck {
             self.foreign += 1;
             return;
         };
-        let gateway = gateway.to_string();
         let (Some(seq), Some(prev), Some(hash)) = (
             header("ce-sequence").and_then(|s| s.parse::<i64>().ok()),
             header("ce-prevhash"),
             header("ce-hash"),
         ) else {
             self.unreadable(format!(
-                "{at}: gateway {gateway}: ce-sequence, ce-prevhash or ce-hash missing or not a number"
+                "stream seq {position}: gateway {gateway}: ce-sequence, ce-prevhash or ce-hash missing or not a number"
             ));
             return;
         };
-        self.chain(&gateway).add(Entry {
+        self.chain(gateway).add(Entry {
             seq,
             kind: kind_of(header("ce-type").unwrap_or("")),
             prev_hash: prev,

@@ -79,9 +79,8 @@ pub async fn verify(target: &NatsTarget, mut check: FleetCheck) -> Result<FleetR
             .map(|i| (i.stream_sequence, i.pending))
             .unwrap_or((0, 0));
         let headers = m.headers.as_ref();
-        let at = format!("stream seq {seq}");
         check.add_message(
-            &at,
+            seq,
             |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
             &m.payload,
         );
