@@ -2,7 +2,7 @@
 //!
 //! | module | what it proves |
 //! |---|---|
-//! | `suite::config_cases` | every case in `tests/cases/config/` fails `validate` (exit 78) with its expected messages, all at once |
+//! | `suite::config_cases` | every case in `tests/cases/config/` fails `validate` (exit 78) with its expected messages, all at once; every shipped example and the reference configuration validate |
 //! | `suite::journal` | ordering, hash chain, tampering detected at the right seq, crash snapshot, retention checkpoint, size limit and disk full refuse without deleting, dedupe, source state |
 //! | `suite::kill9` | the real binary SIGKILLed 20 times while appending: every acknowledged record survives, the chain verifies |
 //! | `suite::http_sink` | delivery to an in-process QMS: 2xx, 500, timeouts, 429 Retry-After, 400 dead letters, 30 s outage, TLS with a private CA and mTLS |
@@ -14,6 +14,8 @@
 //! | `suite::modbus` | in-process tokio-modbus devices: decoding, request plan, exceptions, outages, RTU over a pty |
 //! | `suite::rest` | in-process OData-style ERP: paging under churn, watermark resume, bad bodies, 429, OAuth 2.0, TLS |
 //! | `suite::mqtt` | a Mosquitto per test: QoS 1 after commit, SIGKILLs, quarantine, TLS, QoS 0 gaps, the MQTT sink |
+//! | `suite::nats_sink` | a `nats-server` per test (or a three-node cluster): every record once with its chain, resends dropped by `Nats-Msg-Id`, a missing, foreign or full stream, 10 SIGKILLs, the R3 leader killed, password, token, NKey, `.creds`, mutual TLS |
+//! | `suite::fleet` | `fleet verify` on a stream three agents deliver into: a shortened and a re-forged journal named, the third clean; exit 69 when unreachable |
 //! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
 //! | `suite::audit` | `trace` of parts, work orders, lots and gauges; evidence packages and tampering; signatures; replay and dead-letter retry; reconciliation |
 //! | `suite::metrics` | `/metrics` and `/healthz` scraped while parts flow; the verdict `status` gives |
