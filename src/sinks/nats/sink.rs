@@ -148,6 +148,9 @@ impl NatsSink {
             // A batch is published before its acks are awaited: room for all of them.
             .max_ack_inflight(cfg.batch_max_records.max(1))
             .backpressure_on_inflight(true)
+            // The acks of a batch abandoned after an error hold their places until they come or
+            // time out: not longer than the batch's own wait, so the resend is not held up.
+            .ack_timeout(self.timeout())
             .build(client);
         self.check_stream(&js).await?;
         Ok(js)
