@@ -168,14 +168,16 @@ impl MetrologySource {
                 continue;
             };
             let s = if let Some(rest) = value.strip_prefix("done ") {
-                // `done <n> <ms> <name>`
-                let mut parts = rest.splitn(3, ' ');
-                let _n = parts.next();
-                let at = parts
-                    .next()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or_else(crate::time::now_ms);
-                Seen::Done(parts.next().unwrap_or("").to_string(), at)
+                // `done <n> <ms> <name>`, or `done <n> <name>` as written before `remember_days`
+                // (remembered from now on).
+                let after_n = rest.split_once(' ').map_or("", |(_, r)| r);
+                let stamped = after_n
+                    .split_once(' ')
+                    .and_then(|(ms, name)| Some((name, ms.parse::<i64>().ok()?)));
+                match stamped {
+                    Some((name, at)) => Seen::Done(name.to_string(), at),
+                    None => Seen::Done(after_n.to_string(), crate::time::now_ms()),
+                }
             } else if let Some(n) = value.split(' ').next().and_then(|n| n.parse().ok()) {
                 Seen::Partly(n)
             } else {
@@ -485,18 +487,18 @@ impl MetrologySource {
         }
         match reader.await {
             Ok(Ok(total)) => {
+                let done_at = crate::time::now_ms();
                 let state = StateUpdate {
                     source: self.id.clone(),
                     key: file_key(&sha),
-                    value: format!("done {total} {} {name}", crate::time::now_ms()),
+                    value: format!("done {total} {done_at} {name}"),
                 };
                 if self.commit(Input::state(vec![state]), rt).await?.is_err() {
                     w.refused();
                     return Ok(());
                 }
                 w.hold = None;
-                self.seen
-                    .insert(sha, Seen::Done(name, crate::time::now_ms()));
+                self.seen.insert(sha, Seen::Done(name, done_at));
                 self.counts[i].ingested += 1;
                 tracing::info!(
                     "source {}: {} read: {total} measurements journaled",
