@@ -1,5 +1,6 @@
 //! What sources and sinks share to talk to their peers: the HTTP client ([`http`]: TLS,
-//! authentication, error descriptions) and the MQTT connection ([`mqtt`]).
+//! authentication, error descriptions), the MQTT connection ([`mqtt`]) and the NATS connection
+//! options ([`nats`], shared by the NATS sink and `fleet verify`).
 //!
 //! The rule: sources never import sinks and sinks never import sources; both may import
 //! `transport`. (`tests/suite/layout.rs` checks it.)
@@ -25,3 +26,5 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
 }
 #[cfg(feature = "transport-mqtt")]
 pub mod mqtt;
+#[cfg(feature = "sink-nats")]
+pub mod nats;

@@ -5,6 +5,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 
 use super::{FleetCheck, FleetReport};
+use crate::transport::nats::{with_auth, NatsAuth};
 
 /// How to reach the stream.
 #[derive(Debug, Clone, Default)]
@@ -26,25 +27,17 @@ pub struct NatsTarget {
 /// Reads every message of the stream into `check` and returns the verdict.
 pub async fn verify(target: &NatsTarget, mut check: FleetCheck) -> Result<FleetReport, String> {
     let shown = crate::config::redact::url_text(&target.url).into_owned();
-    let mut opts = async_nats::ConnectOptions::new()
+    let opts = async_nats::ConnectOptions::new()
         .name("shopfloor-agent fleet verify")
         .connection_timeout(std::time::Duration::from_secs(10));
-    if let Some((u, p)) = &target.user {
-        opts = opts.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(t) = &target.token {
-        opts = opts.token(t.clone());
-    }
-    if let Some(path) = &target.credentials_file {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .map_err(|e| format!("cannot use {}: {e}", path.display()))?;
-    }
-    if let Some(ca) = &target.ca_file {
-        crate::transport::install_crypto_provider();
-        opts = opts.require_tls(true).add_root_certificates(ca.clone());
-    }
+    let auth = NatsAuth {
+        user: target.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        token: target.token.as_deref(),
+        credentials_file: target.credentials_file.as_deref(),
+        tls: target.ca_file.as_deref().map(|ca| (ca, None)),
+        ..NatsAuth::default()
+    };
+    let opts = with_auth(opts, auth).await?;
     let client = opts
         .connect(target.url.as_str())
         .await

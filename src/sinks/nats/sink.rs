@@ -11,6 +11,7 @@ use super::config::{Discard, Mode, NatsSinkConfig};
 use crate::journal::JournalRow;
 use crate::sinks::cloudevents::{cloud_event, event_source, record_subject};
 use crate::sinks::{SendError, SinkContext};
+use crate::transport::nats::{with_auth, NatsAuth};
 
 /// Publishes records to a JetStream stream.
 pub struct NatsSink {
@@ -20,8 +21,10 @@ pub struct NatsSink {
     gateway: String,
     source: String,
     servers: Vec<ServerAddr>,
-    /// Connected, with the stream checked.
+    /// Connected (async-nats reconnects by itself from then on).
     js: Option<jetstream::Context>,
+    /// The stream was found (or created) on this connection.
+    stream_ready: bool,
 }
 
 fn retry(reason: String) -> SendError {
@@ -71,6 +74,7 @@ impl NatsSink {
             source: event_source(&ctx.gateway_id),
             servers,
             js: None,
+            stream_ready: false,
         })
     }
 
@@ -89,11 +93,11 @@ impl NatsSink {
         Duration::from_millis(self.cfg.timeout_ms)
     }
 
-    /// Connects and checks the stream (creating it when configured to).
+    /// Connects.
     async fn connect(&self) -> Result<jetstream::Context, SendError> {
         let cfg = &self.cfg;
         let id = self.id.clone();
-        let mut opts = ConnectOptions::new()
+        let opts = ConnectOptions::new()
             .name(format!("shopfloor-agent {} sink {}", self.gateway, self.id))
             .connection_timeout(self.timeout())
             .max_reconnects(None)
@@ -112,33 +116,22 @@ impl NatsSink {
                     }
                 }
             });
-        if let Some(user) = &cfg.username {
-            let password = cfg.password.as_ref().map(|p| p.expose().to_string());
-            opts = opts.user_and_password(user.clone(), password.unwrap_or_default());
-        }
-        if let Some(token) = &cfg.token {
-            opts = opts.token(token.expose().to_string());
-        }
-        if let Some(seed) = &cfg.nkey_seed {
-            opts = opts.nkey(seed.expose().trim().to_string());
-        }
-        if let Some(path) = &cfg.credentials_file {
-            opts = opts.credentials_file(path).await.map_err(|e| {
-                retry(format!(
-                    "cannot use credentials_file {}: {e}",
-                    path.display()
-                ))
-            })?;
-        }
-        if let Some(tls) = &cfg.tls {
-            crate::transport::install_crypto_provider();
-            opts = opts
-                .require_tls(true)
-                .add_root_certificates(tls.ca_file.clone());
-            if let (Some(c), Some(k)) = (&tls.client_cert_file, &tls.client_key_file) {
-                opts = opts.add_client_certificate(c.clone(), k.clone());
-            }
-        }
+        let password = cfg.password.as_ref().map_or("", |p| p.expose());
+        let tls = cfg.tls.as_ref().map(|t| {
+            let client = t
+                .client_cert_file
+                .as_deref()
+                .zip(t.client_key_file.as_deref());
+            (t.ca_file.as_path(), client)
+        });
+        let auth = NatsAuth {
+            user: cfg.username.as_deref().map(|u| (u, password)),
+            token: cfg.token.as_ref().map(|t| t.expose()),
+            nkey_seed: cfg.nkey_seed.as_ref().map(|s| s.expose()),
+            credentials_file: cfg.credentials_file.as_deref(),
+            tls,
+        };
+        let opts = with_auth(opts, auth).await.map_err(retry)?;
         let client = opts
             .connect(self.servers.as_slice())
             .await
@@ -152,7 +145,6 @@ impl NatsSink {
             // time out: not longer than the batch's own wait, so the resend is not held up.
             .ack_timeout(self.timeout())
             .build(client);
-        self.check_stream(&js).await?;
         Ok(js)
     }
 
@@ -274,6 +266,11 @@ impl NatsSink {
                 js
             }
         };
+        // Checked once per sink; a missing stream is looked up again on the same connection.
+        if !self.stream_ready {
+            self.check_stream(&js).await?;
+            self.stream_ready = true;
+        }
         let mut acks = Vec::with_capacity(rows.len());
         for (subject, headers, payload) in messages {
             let publish = jetstream::message::PublishMessage::build()
