@@ -292,6 +292,7 @@ impl Chain {
                 )
             });
         }
+        let last_seq = self.last_seq();
         let (key, key_from) = match self.key {
             Some((k, f)) => (Some(k), Some(f)),
             None => (None, None),
@@ -300,7 +301,7 @@ impl Chain {
             gateway: gateway.to_string(),
             records: self.records,
             first_seq: self.base,
-            last_seq: self.base + self.hashes.len() as i64 - 1,
+            last_seq,
             last_hash: self.last_hash,
             duplicates: self.duplicates,
             signed: self.signed,
