@@ -9,8 +9,14 @@
 //! verifies with the gateway's key, and it carries one once the gateway signs. At the end: no seq
 //! between the first and the last is missing.
 //!
+//! Signatures are judged in any order too: a signed record read before the gateway's key
+//! announcement is kept (seq, hash, signature) until the key is known; records without a signature
+//! are kept as seq ranges, and at the end every one after the first signed seq is a problem.
+//!
 //! Memory: 17 bytes per record (the first 16 bytes of each hash, by seq), so a stream of 10 million
-//! records takes about 170 MB. 16 bytes of SHA-256 still make a forged match a 2^128 search.
+//! records takes about 170 MB. 16 bytes of SHA-256 still make a forged match a 2^128 search. Plus
+//! about 200 bytes for each signed record read before its key (a Kafka topic read partition by
+//! partition), and 16 bytes per run of unsigned seqs.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -57,6 +63,10 @@ pub struct GatewayReport {
     pub duplicates: u64,
     /// Records with a signature that verified.
     pub signed: u64,
+    /// Records with a signature that could not be checked: no key was given and none announced
+    /// in the stream (its announcement is older than what the stream keeps). Not a problem by
+    /// itself; `--public-keys` checks them.
+    pub unchecked_signatures: u64,
     /// The key the signatures were checked with, and where it came from.
     pub key: Option<String>,
     /// `given` (`--public-keys`) or `announced at seq N` (its `signing_key_created` event).
@@ -87,8 +97,16 @@ pub struct Chain {
     duplicates: u64,
     signed: u64,
     key: Option<(String, String)>,
-    /// Signatures are required after this seq.
+    /// The lowest seq known to be signed (a verified signature, or the key's announcement):
+    /// every record after it must carry a signature. Known only at the end, as records come in
+    /// any order.
     signs_from: Option<i64>,
+    /// Seqs of records without a signature, as ranges (start → end), judged at the end against
+    /// `signs_from`.
+    unsigned: std::collections::BTreeMap<i64, i64>,
+    /// Signed records that arrived before the key was known (seq, hash, signature): checked
+    /// once it is (announced later in the stream), else counted as unchecked.
+    early: Vec<(i64, String, String)>,
     last_hash: String,
     problems: Vec<String>,
     problems_total: u64,
@@ -227,10 +245,10 @@ impl Chain {
                 match &self.key {
                     None => {
                         self.key = Some((announced, format!("announced at seq {seq}")));
-                        self.signs_from = Some(seq);
+                        self.signs_from = Some(self.signs_from.map_or(seq, |f| f.min(seq)));
                     }
                     Some((k, _)) if *k == announced => {
-                        self.signs_from.get_or_insert(seq);
+                        self.signs_from = Some(self.signs_from.map_or(seq, |f| f.min(seq)));
                     }
                     Some((k, from)) => {
                         let what = format!(
@@ -243,35 +261,84 @@ impl Chain {
                 }
             }
         }
+        match e.signature {
+            None => self.unsigned_seq(seq),
+            Some(sig) if self.key.is_none() => {
+                self.early.push((seq, e.hash.to_string(), sig.to_string()))
+            }
+            Some(sig) => self.verify(seq, e.hash, sig),
+        }
+        if self.key.is_some() && !self.early.is_empty() {
+            for (seq, hash, sig) in std::mem::take(&mut self.early) {
+                self.verify(seq, &hash, &sig);
+            }
+        }
+    }
+
+    fn verify(&mut self, seq: i64, hash: &str, sig: &str) {
         let Some((key, _)) = &self.key else {
             return;
         };
-        match e.signature {
-            Some(sig) => {
-                if verify_signature(key, e.hash, sig) {
-                    self.signed += 1;
-                    self.signs_from.get_or_insert(seq);
-                } else {
-                    let what = format!(
-                        "seq {seq}: the signature does not verify with the gateway's key {}…: the record or its signature was forged",
-                        &key[..12.min(key.len())]
-                    );
-                    self.problem(what);
-                }
-            }
-            None if self.signs_from.is_some_and(|from| seq > from) => {
-                let what = format!(
-                    "seq {seq} carries no signature although the gateway signs from seq {} on: its signature was removed",
-                    self.signs_from.unwrap_or_default()
-                );
-                self.problem(what);
-            }
-            None => {}
+        if verify_signature(key, hash, sig) {
+            self.signed += 1;
+            self.signs_from = Some(self.signs_from.map_or(seq, |f| f.min(seq)));
+        } else {
+            let what = format!(
+                "seq {seq}: the signature does not verify with the gateway's key {}…: the record or its signature was forged",
+                &key[..12.min(key.len())]
+            );
+            self.problem(what);
+        }
+    }
+
+    /// Adds `seq` to the unsigned ranges, merging with its neighbours.
+    fn unsigned_seq(&mut self, seq: i64) {
+        let before = self
+            .unsigned
+            .range(..=seq)
+            .next_back()
+            .map(|(s, e)| (*s, *e));
+        if before.is_some_and(|(_, end)| end >= seq) {
+            return;
+        }
+        let mut start = seq;
+        let mut end = seq;
+        if let Some((s, e)) = before.filter(|(_, e)| *e == seq - 1) {
+            start = s;
+            end = e.max(seq);
+        }
+        if let Some(next_end) = self.unsigned.remove(&(seq + 1)) {
+            end = next_end;
+        }
+        self.unsigned.insert(start, end);
+    }
+
+    /// Records after the first signed one that carry no signature (their signature was removed).
+    fn unsigned_after_signing(&mut self) {
+        let Some(from) = self.signs_from else {
+            return;
+        };
+        let late: Vec<(i64, i64)> = self
+            .unsigned
+            .iter()
+            .filter(|(_, end)| **end > from)
+            .map(|(s, e)| ((*s).max(from + 1), *e))
+            .collect();
+        for (s, e) in late {
+            let seqs = if s == e {
+                format!("seq {s} carries")
+            } else {
+                format!("seqs {s}..{e} ({} records) carry", e - s + 1)
+            };
+            self.problem(format!(
+                "{seqs} no signature although the gateway signs from seq {from} on: the signatures were removed"
+            ));
         }
     }
 
     /// The verdict, with the seqs missing between the first and the last.
     pub fn finish(mut self, gateway: &str) -> GatewayReport {
+        self.unsigned_after_signing();
         let mut missing: Vec<(i64, i64)> = Vec::new();
         for (i, h) in self.hashes.iter().enumerate() {
             if h.is_none() {
@@ -305,6 +372,7 @@ impl Chain {
             last_hash: self.last_hash,
             duplicates: self.duplicates,
             signed: self.signed,
+            unchecked_signatures: self.early.len() as u64,
             key,
             key_from,
             problems: self.problems,
@@ -470,5 +538,24 @@ mod tests {
         let mut wrong = rows.clone();
         wrong[2].4 = rows[1].4.clone();
         assert!(run(&wrong).problems[0].contains("seq 3: the signature does not verify"));
+        // In any order (partitions read one after the other): the announcement last.
+        let reversed: Vec<_> = rows.iter().rev().cloned().collect();
+        let r = run(&reversed);
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.signed, 5);
+        let mut stripped: Vec<_> = reversed.clone();
+        stripped[1].4 = None;
+        stripped[2].4 = None;
+        assert!(
+            run(&stripped).problems[0].contains("seqs 3..4 (2 records) carry no signature"),
+            "{:?}",
+            run(&stripped).problems
+        );
+        let mut forged = reversed.clone();
+        forged[0].4 = rows[1].4.clone();
+        assert!(run(&forged).problems[0].contains("seq 5: the signature does not verify"));
+        // Without the announcement, the signatures are counted as not checked.
+        let r = run(&rows[1..]);
+        assert_eq!((r.signed, r.unchecked_signatures), (0, 4));
     }
 }
