@@ -49,6 +49,9 @@ macro_rules! registry {
         impl $crate::config::Component for $Enum {
             const TABLE: &'static str = $table;
             const TYPES: &'static [&'static str] = $TYPES;
+            const LEFT_OUT: &'static [(&'static str, &'static str)] = &[
+                $( $( #[cfg(not(feature = $feat))] ($name, $feat), )? )*
+            ];
 
             fn from_type(kind: &str, v: toml::Value) -> Option<$crate::config::Parsed<Self>> {
                 Some(match kind {
@@ -87,6 +90,8 @@ pub trait Component: Sized {
     const TABLE: &'static str;
     /// The `type` names built in.
     const TYPES: &'static [&'static str];
+    /// The `type` names this build left out, with the Cargo feature that builds each.
+    const LEFT_OUT: &'static [(&'static str, &'static str)];
     /// Reads the table of the variant `kind` (without its `type` key); `None` for an unknown kind.
     fn from_type(kind: &str, v: toml::Value) -> Option<Parsed<Self>>;
 }
@@ -146,6 +151,21 @@ pub(crate) fn components<T: Component>(
                         continue;
                     }
                 };
+                if let Some((_, feature)) = T::LEFT_OUT.iter().find(|(t, _)| *t == kind) {
+                    errors.push(
+                        ConfigError::new(
+                            format!("{at}.type"),
+                            format!(
+                                "`{kind}` is not in this build: it is the Cargo feature `{feature}`"
+                            ),
+                        )
+                        .hint(format!(
+                            "build with `cargo build --release --features {feature}` (see the README's components), or use one of {}",
+                            type_list(T::TYPES)
+                        )),
+                    );
+                    continue;
+                }
                 if !T::TYPES.contains(&kind.as_str()) {
                     errors.push(
                         ConfigError::new(
@@ -281,4 +301,62 @@ fn report(e: serde_path_to_error::Error<toml::de::Error>, at: &str, errors: &mut
         "see config/agent.toml for the expected type"
     };
     errors.push(ConfigError::new(path, message).hint(hint));
+}
+
+#[cfg(test)]
+#[allow(unreachable_pub)] // the registry's enum is `pub`: its parts must be too
+mod tests {
+    use super::*;
+
+    pub trait Spec {
+        fn n(&self) -> u32;
+    }
+    #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+    pub struct Plain {
+        n: u32,
+    }
+    impl Spec for Plain {
+        fn n(&self) -> u32 {
+            self.n
+        }
+    }
+
+    crate::registry! {
+        /// A kind with one type always built and one behind a feature the tests do not enable.
+        pub enum Thing: dyn Spec, types THING_TYPES, table "things" {
+            /// Always.
+            "plain" => Plain(Plain);
+            /// Only with the `demo` feature.
+            "extra" => Extra(Plain), feature "demo";
+        }
+    }
+
+    fn read(text: &str) -> (BTreeMap<String, Thing>, Vec<ConfigError>) {
+        let v: toml::Value = toml::from_str(text).expect("toml");
+        let mut errors = Vec::new();
+        let got = components::<Thing>(v.get("things").cloned(), &mut errors);
+        (got, errors)
+    }
+
+    #[test]
+    fn every_listed_type_reads_and_a_type_left_out_names_its_feature() {
+        for t in THING_TYPES {
+            let (mut got, errors) = read(&format!("[things.a]\ntype = \"{t}\"\nn = 7"));
+            assert!(errors.is_empty() && got.len() == 1, "{t}: {errors:?}");
+            assert_eq!(got["a"].spec().n(), 7);
+            assert_eq!(got.get_mut("a").expect("a").spec_mut().n(), 7);
+        }
+        let (_, errors) = read("[things.a]\ntype = \"extra\"\nn = 1");
+        if cfg!(feature = "demo") {
+            assert!(errors.is_empty());
+        } else {
+            let e = errors[0].to_string();
+            assert!(
+                e.contains("things.a.type") && e.contains("the Cargo feature `demo`"),
+                "{e}"
+            );
+        }
+        let (_, errors) = read("[things.a]\ntype = \"nope\"");
+        assert!(errors[0].to_string().contains("unknown thing type `nope`"));
+    }
 }

@@ -24,6 +24,7 @@ pub mod raw;
 pub mod redact;
 pub mod secret;
 pub mod secrets;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

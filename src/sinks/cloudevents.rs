@@ -9,6 +9,19 @@ use serde_json::value::RawValue;
 use crate::journal::JournalRow;
 use crate::records::Subject;
 
+/// How a record is put into a message of a stream (NATS, Kafka); both modes carry the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// CloudEvents binary mode (the NATS and Kafka protocol bindings): the payload is the record as journaled,
+    /// the event's attributes are `ce-…` headers.
+    #[default]
+    Binary,
+    /// CloudEvents structured mode: the payload is the event (`application/cloudevents+json`) with
+    /// the record as `data`.
+    Structured,
+}
+
 /// The CloudEvents `source` of a gateway's records.
 pub fn event_source(gateway_id: &str) -> String {
     format!("urn:shopfloor-agent:{gateway_id}")
@@ -45,6 +58,35 @@ pub(crate) fn record_subject(body: &str) -> Subject {
     serde_json::from_str::<SubjectOnly>(body)
         .map(|s| s.subject)
         .unwrap_or_default()
+}
+
+impl CloudEvent<'_> {
+    /// The attributes as CloudEvents binary-mode headers (`ce-…`, and `content-type` of the
+    /// payload, which is the record as journaled), as the NATS and Kafka bindings carry them.
+    pub(crate) fn binary_headers(&self, mut put: impl FnMut(&'static str, &str)) {
+        put("content-type", "application/json");
+        put("ce-specversion", self.specversion);
+        put("ce-id", self.id);
+        put("ce-source", self.source);
+        put("ce-type", &self.ty);
+        put("ce-time", self.time);
+        if let Some(s) = &self.subject {
+            put("ce-subject", &header_value(s));
+        }
+        put("ce-sequence", &self.sequence);
+        put("ce-prevhash", self.prevhash);
+        put("ce-hash", self.hash);
+        if let Some(s) = self.signature {
+            put("ce-signature", s);
+        }
+    }
+}
+
+/// A header value without line breaks or other control characters (a serial is free text).
+fn header_value(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `r` as a CloudEvent of `source`, typed `<prefix>.<kind>.v1`; `Err` when the body is not JSON.

@@ -4,34 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::tls::TlsFiles;
 use crate::config::{ConfigError, Secret};
 
-/// How a record is put into a message (both carry the chain in headers too, see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// CloudEvents binary mode (the NATS protocol binding): the payload is the record as journaled,
-    /// the event's attributes are `ce-…` headers.
-    #[default]
-    Binary,
-    /// CloudEvents structured mode: the payload is the event (`application/cloudevents+json`) with
-    /// the record as `data`.
-    Structured,
-}
-
-/// TLS to the servers.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NatsTls {
-    /// PEM file of the CA(s) that signed the servers' certificates.
-    pub ca_file: PathBuf,
-    /// PEM client certificate for mutual TLS; needs `client_key_file`.
-    #[serde(default)]
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM key of `client_cert_file`.
-    #[serde(default)]
-    pub client_key_file: Option<PathBuf>,
-}
+pub use crate::sinks::cloudevents::Mode;
 
 /// What the sink discards when the stream is full (JetStream's `discard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -114,7 +90,7 @@ pub struct NatsSinkConfig {
     pub credentials_file: Option<PathBuf>,
     /// TLS (required when set).
     #[serde(default)]
-    pub tls: Option<NatsTls>,
+    pub tls: Option<TlsFiles>,
     /// Most records per batch: each batch is published pipelined, then every PubAck awaited.
     #[serde(default = "default_batch")]
     pub batch_max_records: usize,
@@ -144,6 +120,9 @@ const PLACEHOLDERS: [&str; 4] = ["{site}", "{gateway_id}", "{station}", "{kind}"
 
 impl NatsSinkConfig {
     pub(crate) fn check(&self, at: &str, errors: &mut Vec<ConfigError>) {
+        if let Some(t) = &self.tls {
+            t.check(at, errors);
+        }
         let mut err = |key: &str, msg: String, hint: &str| {
             let e = ConfigError::new(format!("{at}.{key}"), msg);
             errors.push(if hint.is_empty() { e } else { e.hint(hint) });
@@ -218,15 +197,6 @@ impl NatsSinkConfig {
                 );
             }
         }
-        if let Some(tls) = &self.tls {
-            if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
-                err(
-                    "tls.client_cert_file",
-                    "client_cert_file and client_key_file go together".into(),
-                    "",
-                );
-            }
-        }
         if self.batch_max_records == 0 || self.timeout_ms == 0 {
             err(
                 "batch_max_records",
@@ -270,13 +240,7 @@ impl NatsSinkConfig {
             abs(p);
         }
         if let Some(t) = &mut self.tls {
-            abs(&mut t.ca_file);
-            if let Some(p) = &mut t.client_cert_file {
-                abs(p);
-            }
-            if let Some(p) = &mut t.client_key_file {
-                abs(p);
-            }
+            t.resolve_paths(base);
         }
     }
 

@@ -53,18 +53,12 @@ impl NatsSink {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut files: Vec<&std::path::Path> = Vec::new();
-        if let Some(p) = &cfg.credentials_file {
-            files.push(p);
-        }
-        if let Some(t) = &cfg.tls {
-            files.push(&t.ca_file);
-            files.extend(t.client_cert_file.as_deref());
-            files.extend(t.client_key_file.as_deref());
-        }
-        for f in files {
+        if let Some(f) = &cfg.credentials_file {
             std::fs::metadata(f)
                 .map_err(|e| format!("sink {id}: cannot read {}: {e}", f.display()))?;
+        }
+        if let Some(t) = &cfg.tls {
+            t.readable().map_err(|e| format!("sink {id}: {e}"))?;
         }
         Ok(NatsSink {
             id: id.to_string(),
@@ -117,13 +111,7 @@ impl NatsSink {
                 }
             });
         let password = cfg.password.as_ref().map_or("", |p| p.expose());
-        let tls = cfg.tls.as_ref().map(|t| {
-            let client = t
-                .client_cert_file
-                .as_deref()
-                .zip(t.client_key_file.as_deref());
-            (t.ca_file.as_path(), client)
-        });
+        let tls = cfg.tls.as_ref().map(|t| t.paths());
         let auth = NatsAuth {
             user: cfg.username.as_deref().map(|u| (u, password)),
             token: cfg.token.as_ref().map(|t| t.expose()),
@@ -221,21 +209,7 @@ impl NatsSink {
             .map_err(|e| format!("record seq {} is not JSON: {e}", row.seq))?;
         match self.cfg.mode {
             Mode::Binary => {
-                h.insert("content-type", "application/json");
-                h.insert("ce-specversion", event.specversion);
-                h.insert("ce-id", event.id);
-                h.insert("ce-source", event.source);
-                h.insert("ce-type", event.ty.as_str());
-                h.insert("ce-time", event.time);
-                if let Some(s) = &event.subject {
-                    h.insert("ce-subject", header_value(s).as_str());
-                }
-                h.insert("ce-sequence", event.sequence.as_str());
-                h.insert("ce-prevhash", event.prevhash);
-                h.insert("ce-hash", event.hash);
-                if let Some(s) = event.signature {
-                    h.insert("ce-signature", s);
-                }
+                event.binary_headers(|name, value| h.insert(name, value));
                 Ok((h, Bytes::from(row.body.clone())))
             }
             Mode::Structured => {
@@ -340,13 +314,6 @@ fn token(value: &str) -> String {
                 c
             }
         })
-        .collect()
-}
-
-/// A header value without line breaks (a serial is free text).
-fn header_value(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 
