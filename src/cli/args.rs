@@ -189,15 +189,32 @@ pub enum DeadLettersAction {
 /// `fleet` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum FleetAction {
-    /// Read a stream and check every gateway's chain in it: seq continuity, prev_hash links, one
-    /// hash per seq, signatures; prints each gateway's last seq and hash.
+    /// Read a stream (NATS JetStream or a Kafka topic) and check every gateway's chain in it: seq
+    /// continuity, prev_hash links, one hash per seq, signatures; prints each gateway's last seq
+    /// and hash.
     Verify {
-        /// The NATS server (`nats://host:4222`).
-        #[arg(long)]
-        nats: String,
+        /// The NATS server (`nats://host:4222`), with --stream.
+        #[arg(
+            long,
+            required_unless_present = "kafka",
+            conflicts_with = "kafka",
+            requires = "stream"
+        )]
+        nats: Option<String>,
         /// The JetStream stream.
-        #[arg(long)]
-        stream: String,
+        #[arg(long, conflicts_with = "kafka")]
+        stream: Option<String>,
+        /// Kafka bootstrap brokers (`host:9092[,host:9092]`), with --topic (built with the
+        /// sink-kafka feature).
+        #[arg(long, requires = "topic")]
+        kafka: Option<String>,
+        /// The Kafka topic.
+        #[arg(long, requires = "kafka")]
+        topic: Option<String>,
+        /// Kafka SASL mechanism for --user: SCRAM-SHA-512 (default), SCRAM-SHA-256, PLAIN (with
+        /// --ca-file only).
+        #[arg(long, requires = "kafka")]
+        sasl_mechanism: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -208,12 +225,15 @@ pub enum FleetAction {
         /// A `.creds` file for the server.
         #[arg(long)]
         creds: Option<PathBuf>,
-        /// User name (the password from NATS_PASSWORD).
+        /// User name (the password from NATS_PASSWORD, or KAFKA_PASSWORD with --kafka).
         #[arg(long)]
         user: Option<String>,
         /// Password for --user.
         #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, hide = true)]
         password: Option<String>,
+        /// Password for --user with --kafka.
+        #[arg(long, env = "KAFKA_PASSWORD", hide_env_values = true, hide = true)]
+        kafka_password: Option<String>,
         /// Token (from NATS_TOKEN only, never on the command line).
         #[arg(long, env = "NATS_TOKEN", hide_env_values = true, hide = true)]
         token: Option<String>,

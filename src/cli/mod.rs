@@ -41,7 +41,6 @@ mod args;
 mod bench;
 pub mod error;
 mod export;
-#[cfg(feature = "sink-nats")]
 mod fleet;
 mod keys;
 mod resend;
@@ -108,12 +107,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         } => resend::replay(cli, sink, (*from, *to), reason.as_deref()),
         Command::DeadLetters { action } => resend::dead_letters(cli, action),
         Command::PublicKey => keys::public_key(cli),
-        #[cfg(feature = "sink-nats")]
         Command::Fleet { action } => fleet::fleet(action),
-        #[cfg(not(feature = "sink-nats"))]
-        Command::Fleet { .. } => Err(CliError::Usage(
-            "this build has no NATS client (feature sink-nats): fleet verify needs it".into(),
-        )),
         Command::BenchJournal {
             dir,
             records,

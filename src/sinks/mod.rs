@@ -15,6 +15,8 @@ pub mod driver;
 pub mod file;
 #[cfg(feature = "sink-http")]
 pub mod http;
+#[cfg(feature = "sink-kafka")]
+pub mod kafka;
 #[cfg(feature = "sink-mqtt")]
 pub mod mqtt;
 #[cfg(feature = "sink-nats")]
@@ -38,6 +40,8 @@ crate::registry! {
         "mqtt" => Mqtt(mqtt::MqttSinkConfig), feature "sink-mqtt";
         /// NATS JetStream publish to the fleet's stream, each record acknowledged (PubAck).
         "nats" => Nats(nats::NatsSinkConfig), feature "sink-nats";
+        /// Kafka produce (acks=all, idempotent) to the fleet's topic.
+        "kafka" => Kafka(kafka::KafkaSinkConfig), feature "sink-kafka";
     }
 }
 

@@ -11,6 +11,8 @@ mod file_sink;
 mod fleet;
 mod http_sink;
 pub(crate) mod journal;
+#[cfg(feature = "sink-kafka")]
+mod kafka_sink;
 mod kill9;
 mod layout;
 mod metrics;

@@ -11,8 +11,11 @@
 //! | `check.rs` | the checks on one gateway's chain, fed in any order |
 //! | `mod.rs` | decoding a message (binary or structured CloudEvent), the report, its text |
 //! | `nats.rs` | reading a JetStream stream with an ordered consumer |
+//! | `kafka.rs` | reading every partition of a Kafka topic up to its end at the start |
 
 pub mod check;
+#[cfg(feature = "sink-kafka")]
+pub mod kafka;
 #[cfg(feature = "sink-nats")]
 pub mod nats;
 
@@ -79,6 +82,10 @@ impl FleetReport {
         for g in &self.gateways {
             let signed = match (&g.key, &g.key_from) {
                 (Some(_), Some(from)) => format!(", {} signed (key {from})", g.signed),
+                _ if g.unchecked_signatures > 0 => format!(
+                    ", {} signatures NOT CHECKED: no key announced in the stream; give --public-keys",
+                    g.unchecked_signatures
+                ),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -176,11 +183,11 @@ impl FleetCheck {
         }
     }
 
-    /// One message (`position`: its seq in the stream, for the report): its header lookup and
-    /// payload.
+    /// One message (`position`: where it is in the stream, `stream seq 12` or `partition 3
+    /// offset 40`, for the report): its header lookup and payload.
     pub fn add_message<'h>(
         &mut self,
-        position: u64,
+        position: impl std::fmt::Display,
         header: impl Fn(&str) -> Option<&'h str>,
         payload: &[u8],
     ) {
@@ -199,7 +206,7 @@ impl FleetCheck {
             };
             let Ok(seq) = ev.sequence.parse::<i64>() else {
                 self.unreadable(format!(
-                    "stream seq {position}: gateway {gateway}: sequence {:?} is not a number",
+                    "{position}: gateway {gateway}: sequence {:?} is not a number",
                     ev.sequence
                 ));
                 return;
@@ -224,7 +231,7 @@ impl FleetCheck {
             header("ce-hash"),
         ) else {
             self.unreadable(format!(
-                "stream seq {position}: gateway {gateway}: ce-sequence, ce-prevhash or ce-hash missing or not a number"
+                "{position}: gateway {gateway}: ce-sequence, ce-prevhash or ce-hash missing or not a number"
             ));
             return;
         };

@@ -73,7 +73,7 @@ pub async fn verify(target: &NatsTarget, mut check: FleetCheck) -> Result<FleetR
             .unwrap_or((0, 0));
         let headers = m.headers.as_ref();
         check.add_message(
-            seq,
+            format_args!("stream seq {seq}"),
             |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
             &m.payload,
         );
