@@ -309,10 +309,13 @@ async fn a_missing_topic_is_named_and_its_records_wait_for_it() {
 async fn every_broker_down_holds_the_records_says_why_and_sends_them_once_later() {
     let mock = cluster(2);
     let dir = tempdir();
-    let toml = sink_toml("gw-d", &mock.bootstrap_servers(), "mode = \"structured\"");
-    let agent = Agent::start(config(dir.path(), &toml))
-        .await
-        .expect("agent starts");
+    // With /metrics, as OT would watch it.
+    let toml = sink_toml("gw-d", &mock.bootstrap_servers(), "mode = \"structured\"").replace(
+        "[metrics]\nenabled = false",
+        "[metrics]\nlisten = \"127.0.0.1:0\"",
+    );
+    let cfg = config(dir.path(), &toml);
+    let agent = Agent::start(cfg.clone()).await.expect("agent starts");
     append(&agent, 0, 50).await;
     eventually(WAIT, "the first records delivered", || {
         delivered(dir.path())
@@ -333,6 +336,34 @@ async fn every_broker_down_holds_the_records_says_why_and_sends_them_once_later(
         acked < 250,
         "nothing acknowledged while the brokers are down"
     );
+    // `status` and /metrics show the waiting records and why.
+    let status = shopfloor_agent::audit::status::collect(&cfg)
+        .expect("status")
+        .render();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("fleet "))
+        .expect("a line for the sink");
+    assert!(line.contains("FAILING"), "{status}");
+    assert!(
+        status.contains("no acknowledgement from topic quality"),
+        "{status}"
+    );
+    let addr = agent.metrics_addr().expect("metrics listening");
+    shopfloor_agent::transport::install_crypto_provider();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let backlog = text
+        .lines()
+        .find(|l| l.starts_with("shopfloor_sink_backlog_records{sink=\"fleet\"}"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .expect("the sink's backlog in /metrics");
+    assert!(backlog > 0.0, "backlog {backlog}");
     for b in 1..=3 {
         mock.broker_up(b).expect("broker up");
     }
