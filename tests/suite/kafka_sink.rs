@@ -351,17 +351,9 @@ async fn every_broker_down_holds_the_records_says_why_and_sends_them_once_later(
     );
     let addr = agent.metrics_addr().expect("metrics listening");
     shopfloor_agent::transport::install_crypto_provider();
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    let backlog = text
-        .lines()
-        .find(|l| l.starts_with("shopfloor_sink_backlog_records{sink=\"fleet\"}"))
-        .and_then(|l| l.rsplit_once(' '))
-        .and_then(|(_, v)| v.parse::<f64>().ok())
+    let metrics = super::metrics::samples(&super::metrics::get(addr, "/metrics").await.1);
+    let backlog = *metrics
+        .get("shopfloor_sink_backlog_records{sink=\"fleet\"}")
         .expect("the sink's backlog in /metrics");
     assert!(backlog > 0.0, "backlog {backlog}");
     for b in 1..=3 {

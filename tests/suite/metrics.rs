@@ -74,7 +74,7 @@ retry_max_ms = 300
 }
 
 /// One scrape: `(status, body)`.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let r = reqwest::get(format!("http://{addr}{path}"))
         .await
         .expect("scrape");
@@ -82,7 +82,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The samples of an OpenMetrics text, by series (`name{labels}`).
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {

@@ -15,7 +15,7 @@ pub(crate) mod journal;
 mod kafka_sink;
 mod kill9;
 mod layout;
-mod metrics;
+pub(crate) mod metrics;
 mod metrology;
 mod metrology_cases;
 pub(crate) mod metrology_source;

@@ -294,17 +294,9 @@ async fn a_full_stream_with_discard_new_holds_the_records_and_says_why() {
     assert!(status.contains("stream QUALITY is full"), "{status}");
     let addr = agent.metrics_addr().expect("metrics listening");
     shopfloor_agent::transport::install_crypto_provider();
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    let backlog = text
-        .lines()
-        .find(|l| l.starts_with("shopfloor_sink_backlog_records{sink=\"fleet\"}"))
-        .and_then(|l| l.rsplit_once(' '))
-        .and_then(|(_, v)| v.parse::<f64>().ok())
+    let metrics = super::metrics::samples(&super::metrics::get(addr, "/metrics").await.1);
+    let backlog = *metrics
+        .get("shopfloor_sink_backlog_records{sink=\"fleet\"}")
         .expect("the sink's backlog in /metrics");
     assert!(backlog > 0.0, "backlog {backlog}");
     let held = messages_in(&server.url(), "QUALITY").await as i64;
