@@ -16,16 +16,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use shopfloor_agent::audit::fleet::kafka::{verify, KafkaTarget};
 use shopfloor_agent::audit::fleet::FleetCheck;
-use shopfloor_agent::journal::chain::{chain_hash, GENESIS};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{arg, Chains};
 
 fn main() {
     let records = arg("--records", 200_000);
@@ -43,38 +36,21 @@ fn main() {
         .expect("producer");
 
     let started = Instant::now();
-    let mut prev = vec![GENESIS.to_string(); gateways];
+    let mut chains = Chains::new(gateways);
     for i in 0..records {
-        let g = i % gateways;
-        let seq = (i / gateways + 1) as i64;
-        let body = format!(
-            r#"{{"schema":"quality-record/1","kind":"inspection","subject":{{"serial":"SN-{g}-{seq:07}","work_order":"WO-1001","station":"cell{g}"}},"inspection":{{"characteristic":"OD-1","value":25.0012,"unit":"mm","lower_limit":24.98,"upper_limit":25.02,"result":"pass","gauge_id":"G-102"}},"captured_at":"2026-12-04T01:00:00.000Z","provenance":{{"source":"gauge","protocol":"modbus","address":"holding 0"}}}}"#
-        );
-        let hash = chain_hash(&prev[g], body.as_bytes());
-        let id = format!("rec-{g}-{seq}");
-        let source = format!("urn:shopfloor-agent:gw-{g}");
-        let sequence = seq.to_string();
-        let headers = [
-            ("content-type", "application/json"),
-            ("ce-specversion", "1.0"),
-            ("ce-id", id.as_str()),
-            ("ce-source", source.as_str()),
-            ("ce-type", "org.shopfloor.quality.inspection.v1"),
-            ("ce-time", "2026-12-04T01:00:00.000Z"),
-            ("ce-sequence", sequence.as_str()),
-            ("ce-prevhash", prev[g].as_str()),
-            ("ce-hash", hash.as_str()),
-        ]
-        .into_iter()
-        .fold(OwnedHeaders::new_with_capacity(9), |h, (key, v)| {
-            h.insert(Header {
-                key,
-                value: Some(v),
-            })
-        });
+        let r = chains.record(i);
+        let headers =
+            r.headers()
+                .into_iter()
+                .fold(OwnedHeaders::new_with_capacity(9), |h, (key, v)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(v),
+                    })
+                });
         let mut record = BaseRecord::to("quality")
-            .key(id.as_str())
-            .payload(body.as_str())
+            .key(r.id.as_str())
+            .payload(r.body.as_str())
             .headers(headers);
         loop {
             match producer.send(record) {
@@ -85,7 +61,6 @@ fn main() {
                 }
             }
         }
-        prev[g] = hash;
     }
     producer
         .flush(std::time::Duration::from_secs(120))

@@ -28,3 +28,77 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// `--name N` from the bench's arguments, or `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One record of a gateway's chain as the stream sinks deliver it (the CloudEvents binary
+/// headers' values and the body).
+pub struct ChainRecord {
+    pub gateway: usize,
+    pub id: String,
+    pub source: String,
+    pub sequence: String,
+    pub prevhash: String,
+    pub hash: String,
+    pub body: String,
+}
+
+impl ChainRecord {
+    /// The CloudEvents binary headers the stream sinks write.
+    pub fn headers(&self) -> [(&'static str, &str); 9] {
+        [
+            ("content-type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", &self.id),
+            ("ce-source", &self.source),
+            ("ce-type", "org.shopfloor.quality.inspection.v1"),
+            ("ce-time", "2026-12-04T01:00:00.000Z"),
+            ("ce-sequence", &self.sequence),
+            ("ce-prevhash", &self.prevhash),
+            ("ce-hash", &self.hash),
+        ]
+    }
+}
+
+/// The chains of `gateways` gateways, records dealt round-robin: record `i` belongs to gateway
+/// `i % gateways`. Bodies are the size of an inspection record (about 380 bytes).
+pub struct Chains {
+    prev: Vec<String>,
+}
+
+impl Chains {
+    pub fn new(gateways: usize) -> Chains {
+        let genesis = shopfloor_agent::journal::chain::GENESIS.to_string();
+        Chains {
+            prev: vec![genesis; gateways.max(1)],
+        }
+    }
+
+    /// Record `i` (call in order).
+    pub fn record(&mut self, i: usize) -> ChainRecord {
+        let g = i % self.prev.len();
+        let seq = i / self.prev.len() + 1;
+        let body = format!(
+            r#"{{"schema":"quality-record/1","kind":"inspection","subject":{{"serial":"SN-{g}-{seq:07}","work_order":"WO-1001","station":"cell{g}"}},"inspection":{{"characteristic":"OD-1","value":25.0012,"unit":"mm","lower_limit":24.98,"upper_limit":25.02,"result":"pass","gauge_id":"G-102"}},"captured_at":"2026-12-04T01:00:00.000Z","provenance":{{"source":"gauge","protocol":"modbus","address":"holding 0"}}}}"#
+        );
+        let hash = shopfloor_agent::journal::chain::chain_hash(&self.prev[g], body.as_bytes());
+        let prevhash = std::mem::replace(&mut self.prev[g], hash.clone());
+        ChainRecord {
+            gateway: g,
+            id: format!("rec-{g}-{seq}"),
+            source: format!("urn:shopfloor-agent:gw-{g}"),
+            sequence: seq.to_string(),
+            prevhash,
+            hash,
+            body,
+        }
+    }
+}

@@ -198,3 +198,51 @@ fn an_unreachable_stream_is_exit_69_with_the_reason() {
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+/// The connection dropped in the middle of the read: the messages in flight are gone (the check's
+/// consumer takes no acks, so nothing is sent again). The check must not report them missing from
+/// the gateway's chain, which would accuse a clean gateway: it sees the connection drop (and would
+/// see the gap in the consumer's own sequence) and stops, exit 69, asking to run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_lost_on_the_way_stop_the_check_instead_of_accusing_a_gateway() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let dir = tempdir();
+    let stream = "create_stream = { subjects = [\"quality.>\"] }";
+    deliver(dir.path(), "gw-1", &url, stream, 3_000).await;
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let proxy = crate::support::proxy::Proxy::start(([127, 0, 0, 1], port).into()).await;
+    let via = format!("nats://{}", proxy.addr);
+    let (code, _, text) = tokio::task::spawn_blocking({
+        let via = via.clone();
+        move || fleet_verify(&via)
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "clean through the relay: {text}");
+
+    // About a third of the stream, then the connection is cut mid-message.
+    proxy.cut_after(1_000_000);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(agent_bin())
+            .args(["fleet", "verify", "--nats", &via, "--stream", "QUALITY"])
+            .output()
+            .expect("fleet verify")
+    })
+    .await
+    .expect("join");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(69), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("messages on the way were lost") && stderr.contains("run the check again"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("BROKEN"), "{stdout}");
+}

@@ -106,22 +106,17 @@ pub fn verify(target: &KafkaTarget, mut check: FleetCheck) -> Result<FleetReport
         let m = m.map_err(|e| format!("reading {topic}: {e}"))?;
         last_message = Instant::now();
         let (partition, offset) = (m.partition(), m.offset());
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(12);
-        if let Some(h) = m.headers() {
-            for header in h.iter() {
-                if let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) {
-                    headers.push((header.key, value));
-                }
-            }
-        }
+        let headers = m
+            .headers()
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .filter_map(|h| {
+                let value = std::str::from_utf8(h.value?).ok()?;
+                Some((h.key, value))
+            });
         check.add_message(
             format_args!("partition {partition} offset {offset}"),
-            |name| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| *v)
-            },
+            headers,
             m.payload().unwrap_or_default(),
         );
         if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {

@@ -39,6 +39,57 @@ pub struct FleetCheck {
     unreadable: Vec<String>,
 }
 
+/// The headers a check reads, taken in one pass over a message's headers (a lookup per name
+/// would cost a hash or a scan each, for every message of the stream).
+#[derive(Debug, Default)]
+struct CeHeaders<'h> {
+    content_type: Option<&'h str>,
+    source: Option<&'h str>,
+    sequence: Option<&'h str>,
+    prevhash: Option<&'h str>,
+    hash: Option<&'h str>,
+    ty: Option<&'h str>,
+    signature: Option<&'h str>,
+}
+
+impl<'h> CeHeaders<'h> {
+    /// The first value of each name (compared without case, as HTTP and the CloudEvents Kafka
+    /// binding do).
+    fn read(headers: impl IntoIterator<Item = (&'h str, &'h str)>) -> CeHeaders<'h> {
+        let mut h = CeHeaders::default();
+        for (name, value) in headers {
+            let slot = if name.eq_ignore_ascii_case("content-type") {
+                &mut h.content_type
+            } else if let Some(rest) = name
+                .get(..3)
+                .filter(|p| p.eq_ignore_ascii_case("ce-"))
+                .and_then(|_| name.get(3..))
+            {
+                let is = |n: &str| rest.eq_ignore_ascii_case(n);
+                if is("source") {
+                    &mut h.source
+                } else if is("sequence") {
+                    &mut h.sequence
+                } else if is("prevhash") {
+                    &mut h.prevhash
+                } else if is("hash") {
+                    &mut h.hash
+                } else if is("type") {
+                    &mut h.ty
+                } else if is("signature") {
+                    &mut h.signature
+                } else {
+                    continue;
+                }
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        h
+    }
+}
+
 /// The verdict on a stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetReport {
@@ -184,16 +235,18 @@ impl FleetCheck {
     }
 
     /// One message (`position`: where it is in the stream, `stream seq 12` or `partition 3
-    /// offset 40`, for the report): its header lookup and payload.
+    /// offset 40`, for the report): its headers (name, value; read once, names compared without
+    /// case) and payload.
     pub fn add_message<'h>(
         &mut self,
         position: impl std::fmt::Display,
-        header: impl Fn(&str) -> Option<&'h str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
         payload: &[u8],
     ) {
         self.messages += 1;
-        let structured = header("content-type")
-            .or_else(|| header("Content-Type"))
+        let h = CeHeaders::read(headers);
+        let structured = h
+            .content_type
             .is_some_and(|c| c.starts_with("application/cloudevents+json"));
         if structured {
             let Ok(ev) = serde_json::from_slice::<Structured<'_>>(payload) else {
@@ -221,14 +274,14 @@ impl FleetCheck {
             });
             return;
         }
-        let Some(gateway) = header("ce-source").and_then(|s| s.strip_prefix(SOURCE_PREFIX)) else {
+        let Some(gateway) = h.source.and_then(|s| s.strip_prefix(SOURCE_PREFIX)) else {
             self.foreign += 1;
             return;
         };
         let (Some(seq), Some(prev), Some(hash)) = (
-            header("ce-sequence").and_then(|s| s.parse::<i64>().ok()),
-            header("ce-prevhash"),
-            header("ce-hash"),
+            h.sequence.and_then(|s| s.parse::<i64>().ok()),
+            h.prevhash,
+            h.hash,
         ) else {
             self.unreadable(format!(
                 "{position}: gateway {gateway}: ce-sequence, ce-prevhash or ce-hash missing or not a number"
@@ -237,10 +290,10 @@ impl FleetCheck {
         };
         self.chain(gateway).add(Entry {
             seq,
-            kind: kind_of(header("ce-type").unwrap_or("")),
+            kind: kind_of(h.ty.unwrap_or("")),
             prev_hash: prev,
             hash,
-            signature: header("ce-signature"),
+            signature: h.signature,
             body: payload,
         });
     }
@@ -279,4 +332,49 @@ pub fn read_keys(text: &str) -> Result<HashMap<String, String>, String> {
         }
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_read_in_one_pass_without_case_and_first_value_wins() {
+        let h = CeHeaders::read([
+            ("Content-Type", "application/json"),
+            ("CE-Source", "urn:shopfloor-agent:gw-1"),
+            ("ce-sequence", "7"),
+            ("ce-sequence", "8"),
+            ("ce-prevhash", "aa"),
+            ("ce-hash", "bb"),
+            ("ce-hashes", "not the hash"),
+            ("ce-type", "org.shopfloor.quality.inspection.v1"),
+            ("Nats-Msg-Id", "x"),
+        ]);
+        assert_eq!(h.content_type, Some("application/json"));
+        assert_eq!(h.source, Some("urn:shopfloor-agent:gw-1"));
+        assert_eq!(h.sequence, Some("7"));
+        assert_eq!(h.hash, Some("bb"));
+        assert_eq!(h.signature, None);
+    }
+
+    #[test]
+    fn header_names_of_any_bytes_do_not_panic() {
+        // Names from a stream are anyone's: "ceé…" has no char boundary at byte 3.
+        let h = CeHeaders::read([
+            ("ce\u{e9}hash", "x"),
+            ("c", "y"),
+            ("ce-", "z"),
+            ("ce-\u{e9}", "w"),
+        ]);
+        assert!(h.hash.is_none() && h.source.is_none());
+        let mut check = FleetCheck::new(HashMap::new());
+        check.add_message(
+            "stream seq 1",
+            [("ce\u{e9}source", "urn:shopfloor-agent:gw-1")],
+            b"{}",
+        );
+        let report = check.finish("s".into());
+        assert_eq!((report.messages, report.foreign), (1, 1));
+    }
 }
