@@ -35,8 +35,12 @@ pub(crate) struct CloudEvent<'a> {
     pub(crate) source: &'a str,
     #[serde(rename = "type")]
     pub(crate) ty: String,
+    /// The part the record is about: serial, else lot, else work order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) subject: Option<String>,
+    /// The record's station, for a NATS subject template (not an attribute).
+    #[serde(skip)]
+    pub(crate) station: Option<String>,
     pub(crate) time: &'a str,
     pub(crate) datacontenttype: &'static str,
     pub(crate) sequence: String,
@@ -54,7 +58,7 @@ struct SubjectOnly {
 }
 
 /// The record's `subject` (station, serial, …), empty when the body has none.
-pub(crate) fn record_subject(body: &str) -> Subject {
+fn record_subject(body: &str) -> Subject {
     serde_json::from_str::<SubjectOnly>(body)
         .map(|s| s.subject)
         .unwrap_or_default()
@@ -90,6 +94,7 @@ fn header_value(s: &str) -> String {
 }
 
 /// `r` as a CloudEvent of `source`, typed `<prefix>.<kind>.v1`; `Err` when the body is not JSON.
+/// The body's subject is read here once; what a sink keys or routes by comes from the event.
 pub(crate) fn cloud_event<'a>(
     r: &'a JournalRow,
     source: &'a str,
@@ -103,6 +108,7 @@ pub(crate) fn cloud_event<'a>(
         source,
         ty: format!("{prefix}.{}.v1", r.kind),
         subject: s.serial.or(s.lot).or(s.work_order),
+        station: s.station,
         time: &r.captured_at,
         datacontenttype: "application/json",
         sequence: r.seq.to_string(),

@@ -221,6 +221,34 @@ async fn every_record_reaches_the_topic_once_with_its_chain_and_its_receipt() {
     assert_eq!(receipts as usize, stored.len(), "one receipt per record");
 }
 
+/// `key = "serial"`: a part's records share a key (one partition, in order); a record without a
+/// serial, lot or work order (the agent's own events) is keyed by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_serial_keys_each_record_by_its_part() {
+    let mock = cluster(3);
+    let dir = tempdir();
+    let toml = sink_toml("gw-a", &mock.bootstrap_servers(), "key = \"serial\"");
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("agent starts");
+    append(&agent, 0, 40).await;
+    eventually(WAIT, "the cursor at the head", || delivered(dir.path())).await;
+    agent.stop("test").await;
+    let stored = topic_messages(&mock.bootstrap_servers(), "quality");
+    assert_each_record_once(dir.path(), &stored);
+    let mut parts = 0;
+    for m in &stored {
+        match m.header.get("ce-subject") {
+            Some(serial) => {
+                assert_eq!(&m.key, serial);
+                parts += 1;
+            }
+            None => assert_eq!(m.key, m.header["ce-id"]),
+        }
+    }
+    assert_eq!(parts, 40, "every inspection keyed by its serial");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_errors_and_leader_changes_while_producing_lose_nothing_and_store_nothing_twice() {
     let mock = cluster(3);

@@ -114,6 +114,49 @@ async fn append(agent: &Agent, from: usize, n: usize) {
     agent.journal().append(records).await.expect("append");
 }
 
+/// `{station}` in the subject template is the record's station, made a single token, or
+/// `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_template_takes_the_records_station() {
+    let server = NatsServer::start();
+    let dir = tempdir();
+    let toml = sink_toml("gw-a", &[server.url()], "create_stream = {}").replace(
+        "quality.{site}.{gateway_id}.{kind}",
+        "quality.{station}.{kind}",
+    );
+    let agent = Agent::start(config(dir.path(), &toml))
+        .await
+        .expect("agent starts");
+    let records = ["cell.4", "", "press 2"]
+        .iter()
+        .map(|station| {
+            let mut r = inspection(&format!("SN-{station}"), 1.0);
+            r.subject.station = Some(station.to_string()).filter(|s| !s.is_empty());
+            NewRecord::new(r)
+        })
+        .collect();
+    agent.journal().append(records).await.expect("append");
+    eventually(WAIT, "the cursor at the head", || {
+        cursor(dir.path()).0 == head(dir.path())
+    })
+    .await;
+    agent.stop("test").await;
+    let subjects: Vec<String> = stream_messages(&server.url(), "QUALITY")
+        .await
+        .into_iter()
+        .filter(|m| m.subject.ends_with(".inspection"))
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "quality.cell_4.inspection",
+            "quality.unknown.inspection",
+            "quality.press_2.inspection"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_reaches_the_stream_once_with_its_chain_and_a_resend_is_dropped() {
     let server = NatsServer::start();

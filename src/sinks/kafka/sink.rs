@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaRespErr;
 
 use super::config::{Compression, KafkaSinkConfig, Key, Mode};
 use crate::journal::JournalRow;
-use crate::sinks::cloudevents::{cloud_event, event_source, record_subject};
+use crate::sinks::cloudevents::{cloud_event, event_source};
 use crate::sinks::{Receipts, SendError, SinkContext};
 use crate::transport::kafka::{apply, KafkaSecurity, LogContext};
 
@@ -180,25 +180,16 @@ impl KafkaSink {
         }
     }
 
-    /// The message key of a record.
-    fn key<'a>(&'a self, row: &'a JournalRow) -> std::borrow::Cow<'a, str> {
-        match self.cfg.key {
-            Key::Id => row.id.as_str().into(),
-            Key::GatewayId => self.gateway.as_str().into(),
-            Key::Serial => {
-                let s = record_subject(&row.body);
-                match s.serial.or(s.lot).or(s.work_order) {
-                    Some(v) => v.into(),
-                    None => row.id.as_str().into(),
-                }
-            }
-        }
-    }
-
-    /// Headers and payload of one record.
-    fn message(&self, row: &JournalRow) -> Result<(OwnedHeaders, Vec<u8>), String> {
+    /// Key, headers and payload of one record.
+    fn message(&self, row: &JournalRow) -> Result<(String, OwnedHeaders, Vec<u8>), String> {
         let event = cloud_event(row, &self.source, &self.cfg.event_type_prefix)
             .map_err(|e| format!("record seq {} is not JSON: {e}", row.seq))?;
+        let key = match self.cfg.key {
+            Key::Id => row.id.clone(),
+            Key::GatewayId => self.gateway.clone(),
+            // Serial, else lot, else work order (the event's subject), else the record id.
+            Key::Serial => event.subject.clone().unwrap_or_else(|| row.id.clone()),
+        };
         let mut h = OwnedHeaders::new_with_capacity(11);
         match self.cfg.mode {
             Mode::Binary => {
@@ -210,7 +201,7 @@ impl KafkaSink {
                         value: Some(value.as_str()),
                     });
                 }
-                Ok((h, row.body.as_bytes().to_vec()))
+                Ok((key, h, row.body.as_bytes().to_vec()))
             }
             Mode::Structured => {
                 h = h.insert(Header {
@@ -219,7 +210,7 @@ impl KafkaSink {
                 });
                 let payload = serde_json::to_vec(&event)
                     .map_err(|e| format!("record seq {} cannot be encoded: {e}", row.seq))?;
-                Ok((h, payload))
+                Ok((key, h, payload))
             }
         }
     }
@@ -255,12 +246,11 @@ impl KafkaSink {
                     self.reported()
                 )));
             }
-            let (headers, payload) = self
+            let (key, headers, payload) = self
                 .message(row)
                 .map_err(|reason| SendError::Reject { reason })?;
-            let key = self.key(row);
             let record = FutureRecord::to(&self.cfg.topic)
-                .key(key.as_ref())
+                .key(key.as_str())
                 .payload(&payload)
                 .headers(headers);
             let delivery = producer

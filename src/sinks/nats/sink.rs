@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::config::{Discard, Mode, NatsSinkConfig};
 use crate::journal::JournalRow;
-use crate::sinks::cloudevents::{cloud_event, event_source, record_subject};
+use crate::sinks::cloudevents::{cloud_event, event_source};
 use crate::sinks::{SendError, SinkContext};
 use crate::transport::nats::{with_auth, NatsAuth};
 
@@ -188,18 +188,18 @@ impl NatsSink {
     }
 
     /// The record's subject from the template.
-    fn subject(&self, row: &JournalRow) -> String {
-        let station = record_subject(&row.body).station.unwrap_or_default();
+    fn subject(&self, row: &JournalRow, station: Option<&str>) -> String {
+        let station = station.unwrap_or_default();
         self.cfg
             .subject
             .replace("{site}", &token(&self.site))
             .replace("{gateway_id}", &token(&self.gateway))
-            .replace("{station}", &token(&station))
+            .replace("{station}", &token(station))
             .replace("{kind}", &token(&row.kind))
     }
 
-    /// Headers and payload of one record.
-    fn message(&self, row: &JournalRow) -> Result<(HeaderMap, Bytes), String> {
+    /// Subject, headers and payload of one record.
+    fn message(&self, row: &JournalRow) -> Result<(String, HeaderMap, Bytes), String> {
         let mut h = HeaderMap::new();
         // The server's duplicate window drops a resend of the same record.
         h.insert("Nats-Msg-Id", row.id.as_str());
@@ -207,16 +207,17 @@ impl NatsSink {
         h.insert("Nats-Expected-Stream", self.cfg.stream.as_str());
         let event = cloud_event(row, &self.source, &self.cfg.event_type_prefix)
             .map_err(|e| format!("record seq {} is not JSON: {e}", row.seq))?;
+        let subject = self.subject(row, event.station.as_deref());
         match self.cfg.mode {
             Mode::Binary => {
                 event.binary_headers(|name, value| h.insert(name, value));
-                Ok((h, Bytes::from(row.body.clone())))
+                Ok((subject, h, Bytes::from(row.body.clone())))
             }
             Mode::Structured => {
                 h.insert("content-type", "application/cloudevents+json");
                 let payload = serde_json::to_vec(&event)
                     .map_err(|e| format!("record seq {} cannot be encoded: {e}", row.seq))?;
-                Ok((h, Bytes::from(payload)))
+                Ok((subject, h, Bytes::from(payload)))
             }
         }
     }
@@ -227,10 +228,10 @@ impl NatsSink {
         // the driver then sends the batch one by one and dead-letters it.
         let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
-            let (headers, payload) = self
+            let message = self
                 .message(row)
                 .map_err(|reason| SendError::Reject { reason })?;
-            messages.push((self.subject(row), headers, payload));
+            messages.push(message);
         }
         let js = match &self.js {
             Some(js) => js.clone(),
