@@ -6,8 +6,8 @@
 #    agent keeps them (the samples have none, so the two must agree exactly). A file aqdefreader
 #    itself cannot read (it fails on a time field before any value, in the attributive sample) is
 #    named and not compared; at least four must be.
-#  - QIF: every sample in tests/cases/metrology/qif/ and a large generated results document
-#    validate against the QIF 3.0 schema (xmllint, offline), and the agent reads as many
+#  - QIF: every sample in tests/cases/metrology/qif/, a large generated results document and the
+#    file the demo's CMM writes (plant-sim's cmm-qif example) validate against the QIF 3.0 schema (xmllint, offline), and the agent reads as many
 #    measurements from each as the schema-valid document holds (counted with Python's
 #    ElementTree).
 #
@@ -122,7 +122,9 @@ for p in range(parts):
 out.append('</ActualComponentSet></ActualComponentSets></Results></QIFDocument>')
 open(sys.argv[1], "w").write("\n".join(out) + "\n")
 PY
-for f in "$ROOT"/tests/cases/metrology/qif/*.QIF "$ROOT"/tests/cases/metrology/qif/*.qif "$WORK/metrology/generated.qif"; do
+# The file the demo's CMM drops for each part it measures (crates/plant-sim/src/cmm.rs).
+(cd "$ROOT" && cargo run -q -j2 --locked -p plant-sim --example cmm-qif) > "$WORK/metrology/demo-cmm.qif"
+for f in "$ROOT"/tests/cases/metrology/qif/*.QIF "$ROOT"/tests/cases/metrology/qif/*.qif "$WORK/metrology/generated.qif" "$WORK/metrology/demo-cmm.qif"; do
   name=$(basename "$f")
   xmllint --noout --nonet --schema "$XSD" "$f" 2>"$WORK/metrology/xmllint.err" || { echo "FAIL $name: not valid QIF 3.0"; cat "$WORK/metrology/xmllint.err"; exit 1; }
   ours=$("$DUMP" "$f" | wc -l)
