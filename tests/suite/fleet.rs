@@ -15,7 +15,8 @@ use crate::support::{agent_bin, config, eventually, tempdir};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn delivered(dir: &Path) -> bool {
+/// Whether the first sink's cursor is at the journal's head.
+pub(crate) fn delivered(dir: &Path) -> bool {
     let Ok(store) = Store::open_ro(&dir.join("data")) else {
         return false;
     };
@@ -25,18 +26,21 @@ fn delivered(dir: &Path) -> bool {
         .is_ok_and(|c| !c.is_empty() && c[0].acked_seq == head)
 }
 
-/// Runs gateway `gw` on `dir` until `n` more records are in the stream, then stops it.
-async fn deliver(dir: &Path, gw: &str, url: &str, extra: &str, n: usize) {
-    let toml = sink_toml(gw, &[url.to_string()], extra);
-    let agent = Agent::start(config(dir, &toml))
-        .await
-        .expect("agent starts");
+/// Runs gateway `gw` on `dir` with configuration `toml` until `n` more records are delivered,
+/// then stops it.
+pub(crate) async fn deliver_with(dir: &Path, gw: &str, toml: &str, n: usize) {
+    let agent = Agent::start(config(dir, toml)).await.expect("agent starts");
     let records = (0..n)
         .map(|i| NewRecord::new(inspection(&format!("{gw}-SN-{i:04}"), 1.0 + i as f64)))
         .collect();
     agent.journal().append(records).await.expect("append");
     eventually(WAIT, "delivered", || delivered(dir)).await;
     agent.stop("test").await;
+}
+
+/// [`deliver_with`] through the NATS sink to `url`.
+async fn deliver(dir: &Path, gw: &str, url: &str, extra: &str, n: usize) {
+    deliver_with(dir, gw, &sink_toml(gw, &[url.to_string()], extra), n).await;
 }
 
 /// `fleet verify --json`: exit code and report.
@@ -61,7 +65,8 @@ fn fleet_verify(url: &str) -> (i32, serde_json::Value, String) {
     (out.status.code().unwrap_or(-1), report, text)
 }
 
-fn gateway<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+/// One gateway's part of a `fleet verify --json` report.
+pub(crate) fn gateway<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     report["gateways"]
         .as_array()
         .and_then(|g| g.iter().find(|g| g["gateway"] == id))

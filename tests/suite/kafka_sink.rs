@@ -17,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use shopfloor_agent::journal::{NewRecord, Store};
 use shopfloor_agent::runtime::topology::Agent;
 
+use super::fleet::{deliver_with, delivered, gateway};
 use super::journal::inspection;
 use crate::support::{config, eventually, tempdir};
 
@@ -140,15 +141,6 @@ fn store(dir: &Path) -> Store {
 fn cursor(dir: &Path) -> (i64, Option<String>) {
     let c = &store(dir).sink_cursors().expect("cursors")[0];
     (c.acked_seq, c.last_error.clone())
-}
-
-fn delivered(dir: &Path) -> bool {
-    let Ok(s) = Store::open_ro(&dir.join("data")) else {
-        return false;
-    };
-    let head = s.head().map(|h| h.seq).unwrap_or(-1);
-    s.sink_cursors()
-        .is_ok_and(|c| !c.is_empty() && c[0].acked_seq == head)
 }
 
 async fn append(agent: &Agent, from: usize, n: usize) {
@@ -493,15 +485,7 @@ async fn tls_to_the_brokers_checks_their_certificate_against_the_ca() {
 
 /// Runs gateway `gw` on `dir` until `n` more records are delivered, then stops it.
 async fn deliver(dir: &Path, gw: &str, brokers: &str, extra: &str, n: usize) {
-    let agent = Agent::start(config(dir, &sink_toml(gw, brokers, extra)))
-        .await
-        .expect("agent starts");
-    let records = (0..n)
-        .map(|i| NewRecord::new(inspection(&format!("{gw}-SN-{i:04}"), 1.0 + i as f64)))
-        .collect();
-    agent.journal().append(records).await.expect("append");
-    eventually(WAIT, "delivered", || delivered(dir)).await;
-    agent.stop("test").await;
+    deliver_with(dir, gw, &sink_toml(gw, brokers, extra), n).await;
 }
 
 /// `fleet verify --kafka … --json`: exit code, report and stderr.
@@ -515,13 +499,6 @@ fn fleet_verify(brokers: &str) -> (i32, serde_json::Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), report, stderr)
-}
-
-fn gateway<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["gateways"]
-        .as_array()
-        .and_then(|g| g.iter().find(|g| g["gateway"] == id))
-        .unwrap_or_else(|| panic!("gateway {id} in {report:#}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,10 +8,11 @@ mod disk_full;
 mod e2e;
 mod file_sink;
 #[cfg(feature = "sink-nats")]
-mod fleet;
+pub(crate) mod fleet;
 mod http_sink;
 pub(crate) mod journal;
-#[cfg(feature = "sink-kafka")]
+// It shares the fleet tests' helpers (tests/run.sh builds with both).
+#[cfg(all(feature = "sink-kafka", feature = "sink-nats"))]
 mod kafka_sink;
 mod kill9;
 mod layout;
