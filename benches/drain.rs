@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,18 +19,6 @@ use axum::Router;
 use shopfloor_agent::config::{Config, LoadOptions};
 use shopfloor_agent::journal::{loadgen, Journal, JournalOptions, NewRecord, Store};
 use shopfloor_agent::runtime::topology::Agent;
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 async fn receive(State(count): State<Arc<AtomicU64>>, body: Bytes) -> StatusCode {
     match serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body) {
@@ -96,7 +86,7 @@ fn main() {
     println!(
         "drain bench: {n} records of ~600 bytes in the journal (filled in {:.1} s); RSS before start {:.1} MiB",
         fill.elapsed().as_secs_f64(),
-        rss_mib()
+        common::own_rss_mib()
     );
 
     let agent = rt.block_on(Agent::start(config)).expect("agent");
@@ -109,7 +99,7 @@ fn main() {
         let done = count.load(Ordering::Relaxed);
         let progress = done as f64 / (n + 1) as f64;
         if progress >= next_mark {
-            samples.push((next_mark, rss_mib()));
+            samples.push((next_mark, common::own_rss_mib()));
             next_mark += 0.2;
         }
         let acked = store

@@ -19,19 +19,6 @@ use shopfloor_agent::sources::metrology::folder::sha256;
 
 const PER_PART: usize = 100;
 
-/// Peak resident memory of `pid` in KiB (`VmHWM`).
-fn peak_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn state(data: &Path, key: &str) -> Option<String> {
     Store::open_ro(data)
         .and_then(|s| s.source_state(Some("cmm")))
@@ -120,7 +107,7 @@ completion = "rename"
     }
     let took = start.elapsed().as_secs_f64();
     let cpu = (common::cpu_ticks(pid) - ticks) as f64 / common::TICKS_PER_SECOND;
-    let peak = peak_kib(pid);
+    let peak = common::peak_kib(pid);
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();

@@ -16,17 +16,32 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// Resident memory of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
+/// A `Vm…` line of `/proc/<pid>/status` in KiB (`pid` "self" for this process), 0 if missing.
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(&pid.to_string(), "VmRSS")
+}
+
+/// Peak resident memory of `pid` in KiB (`VmHWM`).
+pub fn peak_kib(pid: u32) -> u64 {
+    status_kib(&pid.to_string(), "VmHWM")
+}
+
+/// Resident memory of this process in MiB.
+pub fn own_rss_mib() -> f64 {
+    status_kib("self", "VmRSS") as f64 / 1024.0
 }
 
 /// `--name N` from the bench's arguments, or `default`.
