@@ -357,25 +357,13 @@ async fn every_broker_down_holds_the_records_says_why_and_sends_them_once_later(
         "nothing acknowledged while the brokers are down"
     );
     // `status` and /metrics show the waiting records and why.
-    let status = shopfloor_agent::audit::status::collect(&cfg)
-        .expect("status")
-        .render();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("fleet "))
-        .expect("a line for the sink");
-    assert!(line.contains("FAILING"), "{status}");
-    assert!(
-        status.contains("no acknowledgement from topic quality"),
-        "{status}"
-    );
-    let addr = agent.metrics_addr().expect("metrics listening");
-    shopfloor_agent::transport::install_crypto_provider();
-    let metrics = super::metrics::samples(&super::metrics::get(addr, "/metrics").await.1);
-    let backlog = *metrics
-        .get("shopfloor_sink_backlog_records{sink=\"fleet\"}")
-        .expect("the sink's backlog in /metrics");
-    assert!(backlog > 0.0, "backlog {backlog}");
+    super::metrics::assert_sink_waits(
+        &cfg,
+        &agent,
+        "fleet",
+        "no acknowledgement from topic quality",
+    )
+    .await;
     for b in 1..=3 {
         mock.broker_up(b).expect("broker up");
     }

@@ -92,6 +92,32 @@ pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// A sink holding records back, as `status` and `/metrics` show it: its line says FAILING,
+/// `status` gives `reason`, and its backlog in `/metrics` is above 0.
+pub(crate) async fn assert_sink_waits(
+    cfg: &shopfloor_agent::config::Config,
+    agent: &Agent,
+    sink: &str,
+    reason: &str,
+) {
+    let status = status::collect(cfg).expect("status").render();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{sink} ")))
+        .expect("a line for the sink");
+    assert!(line.contains("FAILING"), "{status}");
+    assert!(status.contains(reason), "{status}");
+    let addr = agent.metrics_addr().expect("metrics listening");
+    shopfloor_agent::transport::install_crypto_provider();
+    let metrics = samples(&get(addr, "/metrics").await.1);
+    let backlog = *metrics
+        .get(&format!(
+            "shopfloor_sink_backlog_records{{sink=\"{sink}\"}}"
+        ))
+        .expect("the sink's backlog in /metrics");
+    assert!(backlog > 0.0, "backlog {backlog}");
+}
+
 async fn part(dev: &Device, serial: u32) {
     dev.set(|m| {
         m.holding.insert((1, 10), (serial >> 16) as u16);

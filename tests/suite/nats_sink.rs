@@ -326,22 +326,7 @@ async fn a_full_stream_with_discard_new_holds_the_records_and_says_why() {
     })
     .await;
     // `status` and /metrics show the waiting records and why.
-    let status = shopfloor_agent::audit::status::collect(&cfg)
-        .expect("status")
-        .render();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("fleet "))
-        .expect("a line for the sink");
-    assert!(line.contains("FAILING"), "{status}");
-    assert!(status.contains("stream QUALITY is full"), "{status}");
-    let addr = agent.metrics_addr().expect("metrics listening");
-    shopfloor_agent::transport::install_crypto_provider();
-    let metrics = super::metrics::samples(&super::metrics::get(addr, "/metrics").await.1);
-    let backlog = *metrics
-        .get("shopfloor_sink_backlog_records{sink=\"fleet\"}")
-        .expect("the sink's backlog in /metrics");
-    assert!(backlog > 0.0, "backlog {backlog}");
+    super::metrics::assert_sink_waits(&cfg, &agent, "fleet", "stream QUALITY is full").await;
     let held = messages_in(&server.url(), "QUALITY").await as i64;
     let (acked, _) = cursor(dir.path());
     assert!(acked < head(dir.path()), "the cursor waits");
