@@ -206,8 +206,8 @@ fn an_unreachable_stream_is_exit_69_with_the_reason() {
 
 /// The connection dropped in the middle of the read: the messages in flight are gone (the check's
 /// consumer takes no acks, so nothing is sent again). The check must not report them missing from
-/// the gateway's chain, which would accuse a clean gateway: it sees the connection drop (and would
-/// see the gap in the consumer's own sequence) and stops, exit 69, asking to run it again.
+/// the gateway's chain, which would accuse a clean gateway: it sees the connection drop and stops,
+/// exit 69, asking to run it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_lost_on_the_way_stop_the_check_instead_of_accusing_a_gateway() {
     let server = NatsServer::start();

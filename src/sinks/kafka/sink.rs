@@ -1,6 +1,7 @@
 //! The Kafka sink at run time: the idempotent producer, the topic check, a batch produced at once
 //! and its acknowledgements awaited in journal order, records still in flight kept across sends.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -181,14 +182,20 @@ impl KafkaSink {
     }
 
     /// Key, headers and payload of one record.
-    fn message(&self, row: &JournalRow) -> Result<(String, OwnedHeaders, Vec<u8>), String> {
+    fn message<'a>(
+        &'a self,
+        row: &'a JournalRow,
+    ) -> Result<(Cow<'a, str>, OwnedHeaders, Vec<u8>), String> {
         let event = cloud_event(row, &self.source, &self.cfg.event_type_prefix)
             .map_err(|e| format!("record seq {} is not JSON: {e}", row.seq))?;
-        let key = match self.cfg.key {
-            Key::Id => row.id.clone(),
-            Key::GatewayId => self.gateway.clone(),
+        let key: Cow<'a, str> = match self.cfg.key {
+            Key::Id => row.id.as_str().into(),
+            Key::GatewayId => self.gateway.as_str().into(),
             // Serial, else lot, else work order (the event's subject), else the record id.
-            Key::Serial => event.subject.clone().unwrap_or_else(|| row.id.clone()),
+            Key::Serial => match &event.subject {
+                Some(s) => s.clone().into(),
+                None => row.id.as_str().into(),
+            },
         };
         let mut h = OwnedHeaders::new_with_capacity(11);
         match self.cfg.mode {
@@ -250,7 +257,7 @@ impl KafkaSink {
                 .message(row)
                 .map_err(|reason| SendError::Reject { reason })?;
             let record = FutureRecord::to(&self.cfg.topic)
-                .key(key.as_str())
+                .key(key.as_ref())
                 .payload(&payload)
                 .headers(headers);
             let delivery = producer
