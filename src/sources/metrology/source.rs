@@ -52,6 +52,43 @@ async fn send(mut input: Input, rt: &SourceRuntime) -> Result<Acked, Stopped> {
     Ok(answer)
 }
 
+/// A file's chunks handed to the pipeline and not yet answered, oldest first.
+struct Flight {
+    /// (first measurement, end, the answer to wait for).
+    chunks: VecDeque<(usize, usize, Acked)>,
+    /// Measurements journaled, counted from the file's start: what the file's state may name.
+    acked: usize,
+    /// The first refusal: the refused chunk's first measurement and the journal's reason. After
+    /// it nothing more counts as acknowledged (the chunks after a refused one are read again).
+    refused: Option<(usize, String)>,
+}
+
+impl Flight {
+    /// Nothing in flight, the first `acked` measurements journaled before.
+    fn after(acked: usize) -> Flight {
+        Flight {
+            chunks: VecDeque::new(),
+            acked,
+            refused: None,
+        }
+    }
+
+    /// Waits for the oldest chunk's answer; false when none is in flight.
+    async fn settle_oldest(&mut self) -> Result<bool, Stopped> {
+        let Some((first, end, answer)) = self.chunks.pop_front() else {
+            return Ok(false);
+        };
+        match answer.await.map_err(|_| Stopped)? {
+            Ok(_) if self.refused.is_none() => self.acked = end,
+            Ok(_) => {}
+            Err(e) => {
+                self.refused.get_or_insert((first, e.to_string()));
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// What the journal says of a content.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
@@ -429,9 +466,8 @@ impl MetrologySource {
         // Chunks in flight: the records of one are made while the one before is written. The
         // state each carries names only measurements already acknowledged, never its own: a
         // restart reads again from there, and the dedupe keys drop what was journaled twice.
-        let mut flight: VecDeque<(usize, usize, Acked)> = VecDeque::new();
-        let (mut sent, mut acked) = (skip, skip);
-        let mut refused = None;
+        let mut flight = Flight::after(skip);
+        let mut sent = skip;
         while let Some(items) = rx.recv().await {
             let first = sent;
             sent += items.len();
@@ -448,37 +484,25 @@ impl MetrologySource {
             input.state.push(StateUpdate {
                 source: self.id.clone(),
                 key: file_key(&sha),
-                value: format!("{acked} {name}"),
+                value: format!("{} {name}", flight.acked),
             });
-            flight.push_back((first, sent, send(input, rt).await?));
-            while flight.len() >= IN_FLIGHT || (refused.is_some() && !flight.is_empty()) {
-                let Some((first, end, answer)) = flight.pop_front() else {
-                    break;
-                };
-                match answer.await.map_err(|_| Stopped)? {
-                    Ok(_) if refused.is_none() => acked = end,
-                    Ok(_) => {}
-                    Err(e) => {
-                        refused.get_or_insert((first, e.to_string()));
-                    }
-                }
+            flight
+                .chunks
+                .push_back((first, sent, send(input, rt).await?));
+            while flight.chunks.len() >= IN_FLIGHT
+                || (flight.refused.is_some() && !flight.chunks.is_empty())
+            {
+                flight.settle_oldest().await?;
             }
-            if refused.is_some() {
+            if flight.refused.is_some() {
                 break;
             }
-            self.seen.insert(sha.clone(), Seen::Partly(acked));
+            self.seen.insert(sha.clone(), Seen::Partly(flight.acked));
         }
-        while let Some((first, end, answer)) = flight.pop_front() {
-            match answer.await.map_err(|_| Stopped)? {
-                Ok(_) if refused.is_none() => acked = end,
-                Ok(_) => {}
-                Err(e) => {
-                    refused.get_or_insert((first, e.to_string()));
-                }
-            }
-        }
+        while flight.settle_oldest().await? {}
+        let acked = flight.acked;
         self.seen.insert(sha.clone(), Seen::Partly(acked));
-        if let Some((first, e)) = refused {
+        if let Some((first, e)) = flight.refused {
             let wait = w.refused();
             tracing::warn!("source {}: the journal refused measurements of {} from measurement {first} ({e}); reading it again from measurement {acked} in {}", self.id, file.display(), crate::runtime::logging::human_duration(wait));
             drop(rx);
