@@ -22,10 +22,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 
+pub use super::lines::MAX_LINE;
+use super::lines::{Lines, Next};
 use super::measured::{number, Located, Measured};
-
-/// Longest line read, in bytes.
-pub const MAX_LINE: usize = 64 * 1024;
 /// Most characteristics (and parts) a file may describe.
 pub const MAX_CHARACTERISTICS: u32 = 100_000;
 
@@ -135,32 +134,27 @@ impl Aqdef {
     /// `emit`.
     pub fn read<E: From<AqdefError>>(
         &mut self,
-        mut input: impl BufRead,
+        input: impl BufRead,
         label: &str,
         emit: &mut impl FnMut(Measured) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut bytes = Vec::new();
-        let mut number = 0usize;
+        let mut lines = Lines::new(input);
         loop {
-            bytes.clear();
-            let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut bytes)
-                .map_err(AqdefError::from)?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            let at = format!("{label} line {number}");
-            if bytes.len() > MAX_LINE {
-                return Err(AqdefError::TooLarge {
-                    at,
-                    what: "a line",
-                    limit: MAX_LINE,
+            let (number, bytes) = match lines.read_line().map_err(AqdefError::from)? {
+                Next::Line(number, bytes) => (number, bytes),
+                Next::TooLong(number) => {
+                    return Err(AqdefError::TooLarge {
+                        at: format!("{label} line {number}"),
+                        what: "a line",
+                        limit: MAX_LINE,
+                    }
+                    .into())
                 }
-                .into());
-            }
-            let line = self.decode(&bytes, number == 1, &at)?;
-            let line = line.trim_end_matches(['\r', '\n']);
+                Next::End => break,
+            };
+            let at = format!("{label} line {number}");
+            let decoded = self.decode(bytes, &at)?;
+            let line = decoded.as_str();
             if line.trim().is_empty() {
                 continue;
             }
@@ -185,11 +179,7 @@ impl Aqdef {
         Ok(self.summary)
     }
 
-    fn decode(&self, bytes: &[u8], first: bool, at: &str) -> Result<String, AqdefError> {
-        let bytes = match first {
-            true => bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes),
-            false => bytes,
-        };
+    fn decode(&self, bytes: &[u8], at: &str) -> Result<String, AqdefError> {
         match (self.encoding, std::str::from_utf8(bytes)) {
             (Encoding::Windows1252, _) => Ok(windows_1252(bytes)),
             (_, Ok(s)) => Ok(s.to_string()),

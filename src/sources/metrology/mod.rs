@@ -8,6 +8,7 @@
 //! | `folder.rs` | a watched folder: which files are complete (stable, renamed in, marked), `processed/`, `failed/` |
 //! | `aqdef.rs` | Q-DAS AQDEF: K-lines and compact value lines, `.dfq` or `.dfd` + `.dfx`, Windows-1252 |
 //! | `table.rs` | CSV with a column mapping, Zeiss Calypso `*_chr.txt` tables |
+//! | `lines.rs` | bounded line reading for AQDEF and tables (a line is at most 64 KiB) |
 //! | `config.rs` | `[sources.<id>] type = "metrology"`: folders, completion, after, encoding, plans |
 //! | `read.rs` | one file into chunks of measurements, on a blocking thread |
 //! | `source.rs` | the scan loop, exactly once by SHA-256, `processed/` and `failed/`, status per folder |
@@ -20,6 +21,7 @@
 pub mod aqdef;
 pub mod config;
 pub mod folder;
+pub mod lines;
 pub mod measured;
 pub mod qif;
 pub mod read;

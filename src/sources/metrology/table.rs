@@ -14,10 +14,8 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
+use super::lines::{Lines, Next, MAX_LINE};
 use super::measured::{number, offset, Located, Measured};
-
-/// Longest line read, in bytes.
-pub const MAX_LINE: usize = 64 * 1024;
 
 /// Which column holds which field, by header name.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -225,38 +223,30 @@ fn cells(line: &str, delimiter: char) -> Option<Vec<String>> {
 /// Reads the table in `input` (named `label` in places), giving one [`Measured`] per row to
 /// `emit`; returns the number of rows.
 pub fn read<E: From<TableError>>(
-    mut input: impl BufRead,
+    input: impl BufRead,
     label: &str,
     layout: &Layout,
     emit: &mut impl FnMut(Measured) -> Result<(), E>,
 ) -> Result<usize, E> {
-    let mut bytes = Vec::new();
-    let mut number_of_line = 0usize;
+    let mut lines = Lines::new(input);
     let mut header: Option<Header> = None;
     let mut rows = 0usize;
     loop {
-        bytes.clear();
-        let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut bytes)
-            .map_err(TableError::from)?;
-        if n == 0 {
-            break;
-        }
-        number_of_line += 1;
-        let at = format!("{label} line {number_of_line}");
-        if bytes.len() > MAX_LINE {
-            return Err(TableError::Line {
-                at,
-                message: format!("longer than {MAX_LINE} bytes"),
+        let (number, bytes) = match lines.read_line().map_err(TableError::from)? {
+            Next::Line(number, bytes) => (number, bytes),
+            Next::TooLong(number) => {
+                return Err(TableError::Line {
+                    at: format!("{label} line {number}"),
+                    message: format!("longer than {MAX_LINE} bytes"),
+                }
+                .into())
             }
-            .into());
-        }
-        let text = match (number_of_line, std::str::from_utf8(&bytes)) {
-            (1, Ok(t)) => t.trim_start_matches('\u{feff}'),
-            (_, Ok(t)) => t,
-            (_, Err(_)) => return Err(TableError::Encoding { at }.into()),
+            Next::End => break,
         };
-        let line = text.trim_end_matches(['\r', '\n']);
+        let at = format!("{label} line {number}");
+        let Ok(line) = std::str::from_utf8(bytes) else {
+            return Err(TableError::Encoding { at }.into());
+        };
         if line.trim().is_empty() {
             continue;
         }
