@@ -34,6 +34,19 @@ pub struct DeliveryOptions {
     pub retry_max: Duration,
 }
 
+impl DeliveryOptions {
+    /// Batches of up to `n` records, no byte bound, retries from 0.5 s doubling to 30 s: the
+    /// broker sinks' policy (MQTT, NATS, Kafka), whose clients bound what they send themselves.
+    pub fn records(n: usize) -> DeliveryOptions {
+        DeliveryOptions {
+            batch_max_records: n,
+            batch_max_bytes: usize::MAX,
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
 /// How often the driver looks for `replay` and `dead-letters retry` requests.
 const REQUEST_CHECK: Duration = Duration::from_secs(1);
 

@@ -62,6 +62,27 @@ pub trait SinkSpec: std::fmt::Debug + Send + Sync {
     fn build(&self, id: &str, cx: &SinkContext) -> Result<Box<dyn Sink>, BuildError>;
 }
 
+/// The broker sinks' common check (MQTT, NATS, Kafka): `batch_max_records` and `timeout_ms`
+/// above 0, each named at its own key.
+#[cfg(any(feature = "sink-mqtt", feature = "sink-nats", feature = "sink-kafka"))]
+pub(crate) fn check_batch_and_timeout(
+    at: &str,
+    batch_max_records: usize,
+    timeout_ms: u64,
+    errors: &mut Vec<ConfigError>,
+) {
+    if batch_max_records == 0 {
+        errors.push(
+            ConfigError::new(format!("{at}.batch_max_records"), "must be above 0").hint("e.g. 500"),
+        );
+    }
+    if timeout_ms == 0 {
+        errors.push(
+            ConfigError::new(format!("{at}.timeout_ms"), "must be above 0").hint("e.g. 30000"),
+        );
+    }
+}
+
 /// A built sink: it only knows how to send one batch; the [`driver`] does the rest.
 pub trait Sink: Send + Sync {
     /// Sends one batch (journal order, at least one row); returns the receipts the peer gave.

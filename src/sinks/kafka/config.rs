@@ -99,6 +99,7 @@ impl KafkaSinkConfig {
         if let Some(t) = &self.tls {
             t.check(at, errors);
         }
+        crate::sinks::check_batch_and_timeout(at, self.batch_max_records, self.timeout_ms, errors);
         let mut err = |key: &str, msg: String, hint: &str| {
             let e = ConfigError::new(format!("{at}.{key}"), msg);
             errors.push(if hint.is_empty() { e } else { e.hint(hint) });
@@ -137,13 +138,6 @@ impl KafkaSinkConfig {
                     "",
                 );
             }
-        }
-        if self.batch_max_records == 0 || self.timeout_ms == 0 {
-            err(
-                "batch_max_records",
-                "batch_max_records and timeout_ms must be above 0".into(),
-                "",
-            );
         }
         if self.timeout_ms > i32::MAX as u64 {
             err("timeout_ms", "is too large".into(), "e.g. 30000");
@@ -231,7 +225,15 @@ mod validation {
         let e = errors("tls = { ca_file = \"ca.pem\", client_cert_file = \"c.pem\" }");
         assert!(e[0].contains("sinks.fleet.tls.client_cert_file"), "{e:?}");
         let e = errors("batch_max_records = 0");
-        assert!(e[0].contains("above 0"), "{e:?}");
+        assert!(
+            e[0].contains("sinks.fleet.batch_max_records: must be above 0"),
+            "{e:?}"
+        );
+        let e = errors("timeout_ms = 0");
+        assert!(
+            e[0].contains("sinks.fleet.timeout_ms: must be above 0"),
+            "{e:?}"
+        );
         assert!(toml::from_str::<KafkaSinkConfig>(
             "brokers = [\"k1:9092\"]\ntopic = \"q\"\nsasl = { mechanism = \"GSSAPI\", username = \"u\", password = \"p\" }"
         )

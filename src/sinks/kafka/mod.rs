@@ -32,14 +32,12 @@ pub mod sink;
 pub use config::KafkaSinkConfig;
 pub use sink::KafkaSink;
 
-use std::path::Path;
-use std::time::Duration;
-
 use crate::config::{ConfigError, LoadOptions};
 use crate::journal::JournalRow;
 use crate::runtime::{BoxFuture, BuildError};
 use crate::sinks::driver::DeliveryOptions;
 use crate::sinks::{Receipts, SendError, Sink, SinkContext, SinkSpec};
+use std::path::Path;
 
 impl SinkSpec for KafkaSinkConfig {
     fn validate(&self, at: &str, _opts: LoadOptions, errors: &mut Vec<ConfigError>) {
@@ -51,12 +49,7 @@ impl SinkSpec for KafkaSinkConfig {
     }
 
     fn delivery(&self) -> DeliveryOptions {
-        DeliveryOptions {
-            batch_max_records: self.batch_max_records,
-            batch_max_bytes: usize::MAX,
-            retry_initial: Duration::from_millis(500),
-            retry_max: Duration::from_secs(30),
-        }
+        DeliveryOptions::records(self.batch_max_records)
     }
 
     fn build(&self, id: &str, cx: &SinkContext) -> Result<Box<dyn Sink>, BuildError> {

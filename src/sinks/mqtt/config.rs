@@ -82,11 +82,6 @@ impl MqttSinkConfig {
                 .hint("e.g. \"{site}/{station}/quality/{kind}\" (no wildcards)"),
             );
         }
-        if self.batch_max_records == 0 || self.timeout_ms == 0 {
-            errors.push(ConfigError::new(
-                format!("{at}.batch_max_records"),
-                "batch_max_records and timeout_ms must be above 0",
-            ));
-        }
+        crate::sinks::check_batch_and_timeout(at, self.batch_max_records, self.timeout_ms, errors);
     }
 }

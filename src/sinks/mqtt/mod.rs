@@ -11,8 +11,6 @@ pub mod sink;
 pub use config::MqttSinkConfig;
 pub use sink::MqttSink;
 
-use std::time::Duration;
-
 use crate::config::{ConfigError, LoadOptions};
 use crate::journal::JournalRow;
 use crate::runtime::{BoxFuture, BuildError};
@@ -25,12 +23,7 @@ impl SinkSpec for MqttSinkConfig {
     }
 
     fn delivery(&self) -> DeliveryOptions {
-        DeliveryOptions {
-            batch_max_records: self.batch_max_records,
-            batch_max_bytes: usize::MAX,
-            retry_initial: Duration::from_millis(500),
-            retry_max: Duration::from_secs(30),
-        }
+        DeliveryOptions::records(self.batch_max_records)
     }
 
     fn build(&self, id: &str, cx: &SinkContext) -> Result<Box<dyn Sink>, BuildError> {

@@ -123,6 +123,7 @@ impl NatsSinkConfig {
         if let Some(t) = &self.tls {
             t.check(at, errors);
         }
+        crate::sinks::check_batch_and_timeout(at, self.batch_max_records, self.timeout_ms, errors);
         let mut err = |key: &str, msg: String, hint: &str| {
             let e = ConfigError::new(format!("{at}.{key}"), msg);
             errors.push(if hint.is_empty() { e } else { e.hint(hint) });
@@ -196,13 +197,6 @@ impl NatsSinkConfig {
                     "nsc or `nk -gen user` make one; give it as ${file:PATH}",
                 );
             }
-        }
-        if self.batch_max_records == 0 || self.timeout_ms == 0 {
-            err(
-                "batch_max_records",
-                "batch_max_records and timeout_ms must be above 0".into(),
-                "",
-            );
         }
         if let Some(c) = &self.create_stream {
             if !(1..=5).contains(&c.replicas) {
