@@ -270,8 +270,10 @@ async fn broker_errors_and_leader_changes_while_producing_lose_nothing_and_store
             mock.partition_leader("quality", p, Some(leader))
                 .expect("leader change");
         }
-        // ... and every other round the brokers write what they receive but answer later than
-        // the producer waits (timeout_ms, 3 s): it sends again what the brokers already hold.
+        // ... and every other round the brokers write what they receive but answer after the
+        // sink's timeout_ms (3 s): the sink's next send of those seqs must wait for the records
+        // in flight, not produce them again. (librdkafka's own resend after its request timeout
+        // is not what this tests: the mock would store it twice, see docs/kafka.md.)
         let slow = round % 2 == 1;
         for b in (1..=3).filter(|_| slow) {
             mock.broker_round_trip_time(b, Duration::from_millis(3_500))
