@@ -15,7 +15,7 @@
 //! | `suite::rest` | in-process OData-style ERP: paging under churn, watermark resume, bad bodies, 429, OAuth 2.0, TLS |
 //! | `suite::mqtt` | a Mosquitto per test: QoS 1 after commit, SIGKILLs, quarantine, TLS, QoS 0 gaps, the MQTT sink |
 //! | `suite::nats_sink` | a `nats-server` per test (or a three-node cluster): every record once with its chain, resends dropped by `Nats-Msg-Id`, a missing, foreign or full stream, 10 SIGKILLs, the R3 leader killed, password, token, NKey, `.creds`, mutual TLS |
-//! | `suite::kafka_sink` | feature `sink-kafka`, librdkafka's mock cluster in process: every record once by id with its chain and receipt, broker errors, leader changes and slow answers, a missing topic, every broker down, TLS with a client certificate; `fleet verify --kafka` over four partitions, exit 69 |
+//! | `suite::kafka_sink` | feature `sink-kafka`, librdkafka's mock cluster in process: every record once by id with its chain and receipt, broker errors, leader changes and slow answers, a missing topic, every broker down, TLS with a client certificate, SASL (SCRAM-SHA-256/512, PLAIN in TLS) against `support::kafka_sasl`; `fleet verify --kafka` over four partitions, exit 69 |
 //! | `suite::fleet` | `fleet verify` on a stream three agents deliver into: a shortened and a re-forged journal named, the third clean; exit 69 when unreachable |
 //! | `suite::cli` | `generate-config` validates, `status` and `verify` on a real journal, exit codes |
 //! | `suite::audit` | `trace` of parts, work orders, lots and gauges; evidence packages and tampering; signatures; replay and dead-letter retry; reconciliation |

@@ -473,6 +473,73 @@ async fn tls_to_the_brokers_checks_their_certificate_against_the_ca() {
     }
 }
 
+/// SASL: the sink logs in with the mechanism, user and password it is given. A listener speaking
+/// Kafka's login (`support::kafka_sasl`: SCRAM checked by the client's proof as a broker checks
+/// it, PLAIN inside TLS) accepts the right password; a wrong one is refused there and the sink
+/// names the failed authentication as its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_logins_prove_the_configured_password_and_a_wrong_one_is_named() {
+    use crate::support::kafka_sasl;
+    let dir = tempdir();
+    let pki = crate::support::tls::TestPki::create(dir.path());
+    let cases = [
+        ("SCRAM-SHA-256", false, true),
+        ("SCRAM-SHA-512", false, true),
+        ("SCRAM-SHA-512", false, false),
+        ("PLAIN", true, true),
+        ("PLAIN", true, false),
+    ];
+    for (n, (mechanism, tls, right)) in cases.into_iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let acceptor = tls.then(|| tokio_rustls::TlsAcceptor::from(pki.server_config(false)));
+        let (mut logins, server) = kafka_sasl::listen(listener, acceptor, "gw-sasl", "s3cret-pw");
+        let work = dir.path().join(format!("agent-{n}"));
+        std::fs::create_dir_all(&work).expect("dir");
+        let password = if right {
+            "s3cret-pw"
+        } else {
+            "not-the-password"
+        };
+        let mut extra = format!(
+            "sasl = {{ mechanism = \"{mechanism}\", username = \"gw-sasl\", password = \"{password}\" }}"
+        );
+        if tls {
+            extra += &format!(
+                "\ntls = {{ ca_file = {:?} }}",
+                pki.ca_file.display().to_string()
+            );
+        }
+        // The certificate names localhost; without TLS the listener's own address.
+        let host = if tls { "localhost" } else { "127.0.0.1" };
+        let toml = sink_toml("gw-s", &format!("{host}:{port}"), &extra);
+        let agent = Agent::start(config(&work, &toml))
+            .await
+            .expect("agent starts");
+        append(&agent, 0, 1).await;
+        let login = tokio::time::timeout(WAIT, logins.recv())
+            .await
+            .expect("a login")
+            .expect("the listener runs");
+        let case = format!("{mechanism}, right password {right}");
+        assert_eq!(login.mechanism, mechanism, "{case}");
+        assert_eq!(login.user, "gw-sasl", "{case}");
+        assert_eq!(login.accepted, right, "{case}");
+        if !right {
+            eventually(WAIT, "the sink names the refused login", || {
+                cursor(&work)
+                    .1
+                    .is_some_and(|e| e.to_lowercase().contains("authentication"))
+            })
+            .await;
+        }
+        agent.stop("test").await;
+        server.abort();
+    }
+}
+
 /// Runs gateway `gw` on `dir` until `n` more records are delivered, then stops it.
 async fn deliver(dir: &Path, gw: &str, brokers: &str, extra: &str, n: usize) {
     deliver_with(dir, gw, &sink_toml(gw, brokers, extra), n).await;

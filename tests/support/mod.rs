@@ -5,6 +5,8 @@
 
 pub mod forger;
 pub mod hostile;
+#[cfg(feature = "sink-kafka")]
+pub mod kafka_sasl;
 /// CPU time and resident memory of a process (shared with the benches).
 #[path = "../../benches/common/mod.rs"]
 pub mod process;
