@@ -32,12 +32,13 @@ pub mod sink;
 pub use config::KafkaSinkConfig;
 pub use sink::KafkaSink;
 
+use std::path::Path;
+
 use crate::config::{ConfigError, LoadOptions};
 use crate::journal::JournalRow;
 use crate::runtime::{BoxFuture, BuildError};
 use crate::sinks::driver::DeliveryOptions;
 use crate::sinks::{Receipts, SendError, Sink, SinkContext, SinkSpec};
-use std::path::Path;
 
 impl SinkSpec for KafkaSinkConfig {
     fn validate(&self, at: &str, _opts: LoadOptions, errors: &mut Vec<ConfigError>) {
