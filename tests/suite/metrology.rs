@@ -661,6 +661,7 @@ fn tables_of_arbitrary_bytes_are_read_or_refused_never_a_panic() {
             delimiter: '\t',
             decimal_comma: false,
             columns: Columns::calypso(&Columns::default()),
+            if_present: Columns::calypso_if_present(&Columns::default()),
         },
         Layout {
             delimiter: ';',
@@ -671,9 +672,10 @@ fn tables_of_arbitrary_bytes_are_read_or_refused_never_a_panic() {
                 upper_tolerance: Some("uppertol".into()),
                 ..Columns::default()
             },
+            if_present: Columns::default(),
         },
     ];
-    let sample = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\n\
+    let sample = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\tunit\n\
                   P1\tDM-1\tDurchmesser\t25.004\t25\t0.02\t-0.02\n\
                   P1\t\"L;1\"\tAbstand\t80,01\t80\t0.1\t-0.1\n"
         .as_bytes()

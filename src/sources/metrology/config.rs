@@ -77,7 +77,7 @@ pub enum TableKind {
     Csv,
     /// Zeiss Calypso's characteristic table: tab-separated; columns `id`, `actual`, `nominal`,
     /// `uppertol`, `lowertol` unless `columns` says otherwise (an installation in another
-    /// language, or more columns to map).
+    /// language, or more columns to map), and `unit` where the table has it.
     Calypso,
 }
 
@@ -101,14 +101,19 @@ pub struct TableConfig {
 impl TableConfig {
     /// How the tables are read.
     pub fn layout(&self) -> Layout {
-        let (delimiter, columns) = match self.kind {
-            TableKind::Csv => (',', self.columns.clone()),
-            TableKind::Calypso => ('\t', Columns::calypso(&self.columns)),
+        let (delimiter, columns, if_present) = match self.kind {
+            TableKind::Csv => (',', self.columns.clone(), Columns::default()),
+            TableKind::Calypso => (
+                '\t',
+                Columns::calypso(&self.columns),
+                Columns::calypso_if_present(&self.columns),
+            ),
         };
         Layout {
             delimiter: self.delimiter.unwrap_or(delimiter),
             decimal_comma: self.decimal_comma,
             columns,
+            if_present,
         }
     }
 }

@@ -67,7 +67,8 @@ pub struct Columns {
 
 impl Columns {
     /// Calypso's characteristic table (`*_chr.txt`): `id`, `actual`, `nominal`, `uppertol`,
-    /// `lowertol`, as Calypso names its columns; a configured name replaces its default.
+    /// `lowertol`, as Calypso names its columns; a configured name replaces its default (and
+    /// `unit` when the table has it: [`Columns::calypso_if_present`]).
     pub fn calypso(configured: &Columns) -> Columns {
         let or = |c: &Option<String>, d: &str| Some(c.clone().unwrap_or_else(|| d.to_string()));
         Columns {
@@ -77,6 +78,14 @@ impl Columns {
             upper_tolerance: or(&configured.upper_tolerance, "uppertol"),
             lower_tolerance: or(&configured.lower_tolerance, "lowertol"),
             ..configured.clone()
+        }
+    }
+
+    /// Calypso's columns used when a table has them: `unit` (unless `unit` is configured).
+    pub fn calypso_if_present(configured: &Columns) -> Columns {
+        Columns {
+            unit: configured.unit.is_none().then(|| "unit".to_string()),
+            ..Columns::default()
         }
     }
 
@@ -127,6 +136,9 @@ pub struct Layout {
     pub decimal_comma: bool,
     /// The column mapping.
     pub columns: Columns,
+    /// Columns used when the header has them and the mapping names no other for their field
+    /// (Calypso's `unit`); unlike [`Layout::columns`], their absence is no error.
+    pub if_present: Columns,
 }
 
 /// Why a table cannot be read.
@@ -291,6 +303,18 @@ fn columns(names: Vec<String>, label: &str, layout: &Layout) -> Result<Header, T
             }
         }
     }
+    for (field, column) in layout.if_present.named() {
+        let Some(column) = column else { continue };
+        if map.iter().any(|(f, _)| *f == field) {
+            continue;
+        }
+        if let Some(i) = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(column.trim()))
+        {
+            map.push((field, i));
+        }
+    }
     Ok((names, map))
 }
 
@@ -311,7 +335,11 @@ fn row(
         if value.is_empty() {
             return None;
         }
-        let name = names.get(i).map(String::as_str).unwrap_or("?");
+        let name = names
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .map(String::as_str)
+            .unwrap_or("no header");
         Some(Located::new(
             value.to_string(),
             format!("{at} column {} ({name})", i + 1),
@@ -377,13 +405,19 @@ fn row(
     if out.lower_limit.is_none() {
         out.lower_limit = limit(tolerances.1, &mut out);
     }
+    // Every other cell is kept under its header name; a cell beyond the header (a row longer
+    // than its header) as `column N`.
     let mapped: Vec<usize> = map.iter().map(|(_, i)| *i).collect();
-    for (i, name) in names.iter().enumerate() {
+    for i in 0..cells.len().max(names.len()) {
         if mapped.contains(&i) {
             continue;
         }
         if let Some(text) = cell(i) {
-            out.other.push((name.clone(), text));
+            let name = match names.get(i) {
+                Some(n) if !n.is_empty() => n.clone(),
+                _ => format!("column {}", i + 1),
+            };
+            out.other.push((name, text));
         }
     }
     if out.characteristic.is_none() {
@@ -426,6 +460,7 @@ mod tests {
             delimiter: '\t',
             decimal_comma: false,
             columns: Columns::calypso(&Columns::default()),
+            if_present: Columns::calypso_if_present(&Columns::default()),
         };
         let text = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\n\
                     P1\tDM-1\tDurchmesser\t25.004\t25\t0.02\t-0.02\n\
@@ -451,6 +486,58 @@ mod tests {
         assert!(rows[1].value.is_none(), "an empty cell is no value");
     }
 
+    /// The column set Calypso writes (`planid partnb id type idsymbol actual nominal uppertol
+    /// lowertol deviation exceed … unit group1 … group10`, the header ending in a tab, rows
+    /// shorter than the header): the unit column is used, every other cell is kept.
+    #[test]
+    fn a_calypso_table_as_calypso_writes_it_gives_the_unit_and_keeps_every_cell() {
+        let layout = Layout {
+            delimiter: '\t',
+            decimal_comma: false,
+            columns: Columns::calypso(&Columns::default()),
+            if_present: Columns::calypso_if_present(&Columns::default()),
+        };
+        let header = "planid\tpartnb\tid\ttype\tidsymbol\tactual\tnominal\tuppertol\tlowertol\t\
+                      deviation\texceed\twarningLimitCF\tfeatureid\tunit\tgroup1\tgroup2\t";
+        let text = format!(
+            "{header}\nPLAN-7\t12\tBore_1.D\tD1\tdiameter\t16.004\t16.0\t0.01\t0.0\t0.004\t\t\
+             100.0\tBore_1\tmm\tBores\n\
+             PLAN-7\t12\tBore_1.X\tX1\txValue\t0.002\t0.0\t0.005\t-0.005\t0.002\t\t100.0\t\
+             Bore_1\tmm\tBores\tBore_1.D\textra\tbeyond\n"
+        );
+        let rows = read_all(&text, &layout).expect("read");
+        assert_eq!(rows.len(), 2);
+        let d = &rows[0];
+        assert_eq!(d.unit.as_ref().map(|u| u.value.as_str()), Some("mm"));
+        assert_eq!(
+            d.unit.as_ref().map(|u| u.at.as_str()),
+            Some("t.csv line 2 column 14 (unit)")
+        );
+        assert_eq!(d.upper_limit.as_ref().map(|v| v.value), Some(16.01));
+        assert_eq!(d.lower_limit.as_ref().map(|v| v.value), Some(16.0));
+        let other = |m: &Measured, k: &str| {
+            m.other
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.value.clone())
+        };
+        assert_eq!(other(d, "partnb").as_deref(), Some("12"));
+        assert_eq!(other(d, "idsymbol").as_deref(), Some("diameter"));
+        assert_eq!(other(d, "group1").as_deref(), Some("Bores"));
+        // The second row has a cell under the header's trailing tab and one beyond the header.
+        let x = &rows[1];
+        assert_eq!(other(x, "group2").as_deref(), Some("Bore_1.D"));
+        assert_eq!(other(x, "column 17").as_deref(), Some("extra"));
+        assert_eq!(other(x, "column 18").as_deref(), Some("beyond"));
+        // A table without the column is read as before (the unit is only used when present).
+        let plain = read_all(
+            "id\tactual\tnominal\tuppertol\tlowertol\nA\t1\t1\t0.1\t-0.1\n",
+            &layout,
+        )
+        .expect("read");
+        assert!(plain[0].unit.is_none());
+    }
+
     #[test]
     fn a_mapped_column_the_header_lacks_is_named_with_what_it_has() {
         let layout = Layout {
@@ -461,6 +548,7 @@ mod tests {
                 value: Some("Istwert".into()),
                 ..Columns::default()
             },
+            if_present: Columns::default(),
         };
         let e = read_all("Merkmal;Wert\nA;1,5\n", &layout).expect_err("no Istwert");
         assert_eq!(
