@@ -657,12 +657,7 @@ fn broken_aqdef_files_are_refused_with_the_line() {
 fn tables_of_arbitrary_bytes_are_read_or_refused_never_a_panic() {
     use shopfloor_agent::sources::metrology::table::{read, Columns, Layout, TableError};
     let layouts = [
-        Layout {
-            delimiter: '\t',
-            decimal_comma: false,
-            columns: Columns::calypso(&Columns::default()),
-            if_present: Columns::calypso_if_present(&Columns::default()),
-        },
+        Layout::calypso(&Columns::default()),
         Layout {
             delimiter: ';',
             decimal_comma: true,

@@ -101,19 +101,19 @@ pub struct TableConfig {
 impl TableConfig {
     /// How the tables are read.
     pub fn layout(&self) -> Layout {
-        let (delimiter, columns, if_present) = match self.kind {
-            TableKind::Csv => (',', self.columns.clone(), Columns::default()),
-            TableKind::Calypso => (
-                '\t',
-                Columns::calypso(&self.columns),
-                Columns::calypso_if_present(&self.columns),
-            ),
+        let kind = match self.kind {
+            TableKind::Csv => Layout {
+                delimiter: ',',
+                decimal_comma: false,
+                columns: self.columns.clone(),
+                if_present: Columns::default(),
+            },
+            TableKind::Calypso => Layout::calypso(&self.columns),
         };
         Layout {
-            delimiter: self.delimiter.unwrap_or(delimiter),
+            delimiter: self.delimiter.unwrap_or(kind.delimiter),
             decimal_comma: self.decimal_comma,
-            columns,
-            if_present,
+            ..kind
         }
     }
 }

@@ -68,7 +68,7 @@ pub struct Columns {
 impl Columns {
     /// Calypso's characteristic table (`*_chr.txt`): `id`, `actual`, `nominal`, `uppertol`,
     /// `lowertol`, as Calypso names its columns; a configured name replaces its default (and
-    /// `unit` when the table has it: [`Columns::calypso_if_present`]).
+    /// `unit` when the table has it: [`Layout::calypso`]).
     pub fn calypso(configured: &Columns) -> Columns {
         let or = |c: &Option<String>, d: &str| Some(c.clone().unwrap_or_else(|| d.to_string()));
         Columns {
@@ -82,7 +82,7 @@ impl Columns {
     }
 
     /// Calypso's columns used when a table has them: `unit` (unless `unit` is configured).
-    pub fn calypso_if_present(configured: &Columns) -> Columns {
+    fn calypso_if_present(configured: &Columns) -> Columns {
         Columns {
             unit: configured.unit.is_none().then(|| "unit".to_string()),
             ..Columns::default()
@@ -139,6 +139,19 @@ pub struct Layout {
     /// Columns used when the header has them and the mapping names no other for their field
     /// (Calypso's `unit`); unlike [`Layout::columns`], their absence is no error.
     pub if_present: Columns,
+}
+
+impl Layout {
+    /// Calypso's `*_chr.txt`: tab-separated, decimal points, Calypso's column names (a name in
+    /// `configured` replaces its default) and its `unit` column where the table has one.
+    pub fn calypso(configured: &Columns) -> Layout {
+        Layout {
+            delimiter: '\t',
+            decimal_comma: false,
+            columns: Columns::calypso(configured),
+            if_present: Columns::calypso_if_present(configured),
+        }
+    }
 }
 
 /// Why a table cannot be read.
@@ -456,12 +469,7 @@ mod tests {
 
     #[test]
     fn a_calypso_table_gives_limits_from_tolerances_and_keeps_the_rest() {
-        let layout = Layout {
-            delimiter: '\t',
-            decimal_comma: false,
-            columns: Columns::calypso(&Columns::default()),
-            if_present: Columns::calypso_if_present(&Columns::default()),
-        };
+        let layout = Layout::calypso(&Columns::default());
         let text = "planid\tid\ttype\tactual\tnominal\tuppertol\tlowertol\n\
                     P1\tDM-1\tDurchmesser\t25.004\t25\t0.02\t-0.02\n\
                     P1\tLEN\tAbstand\t\t80\t0.1\t-0.1\n";
@@ -491,12 +499,7 @@ mod tests {
     /// shorter than the header): the unit column is used, every other cell is kept.
     #[test]
     fn a_calypso_table_as_calypso_writes_it_gives_the_unit_and_keeps_every_cell() {
-        let layout = Layout {
-            delimiter: '\t',
-            decimal_comma: false,
-            columns: Columns::calypso(&Columns::default()),
-            if_present: Columns::calypso_if_present(&Columns::default()),
-        };
+        let layout = Layout::calypso(&Columns::default());
         let header = "planid\tpartnb\tid\ttype\tidsymbol\tactual\tnominal\tuppertol\tlowertol\t\
                       deviation\texceed\twarningLimitCF\tfeatureid\tunit\tgroup1\tgroup2\t";
         let text = format!(
