@@ -39,6 +39,19 @@ pub fn peak_kib(pid: u32) -> u64 {
     status_kib(&pid.to_string(), "VmHWM")
 }
 
+/// Bytes `pid` has caused to be written to storage so far (`write_bytes` of `/proc/<pid>/io`: its
+/// threads' writes, counted as they dirty the page cache), 0 if unreadable.
+pub fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Resident memory of this process in MiB.
 pub fn own_rss_mib() -> f64 {
     status_kib("self", "VmRSS") as f64 / 1024.0

@@ -79,7 +79,11 @@ fn check_sink(config: &Config, sink: &str) -> Result<(), RequestError> {
 fn writable(config: &Config) -> Result<Store, RequestError> {
     // Read-only first: a missing journal is named, not created.
     Store::open_ro(&config.agent.data_dir)?;
-    Ok(Store::open_rw(&config.agent.data_dir, Synchronous::Full)?)
+    Ok(Store::open_rw(
+        &config.agent.data_dir,
+        Synchronous::Full,
+        config.journal.page_size_bytes,
+    )?)
 }
 
 /// Asks the agent to send seq `from..=to` (default: up to the journal's head) to `sink` again.

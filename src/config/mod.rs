@@ -301,6 +301,15 @@ impl Config {
                 format!("{} is out of range 1..=100000", j.max_batch_records),
             ));
         }
+        if !crate::journal::page_size_ok(j.page_size_bytes) {
+            errors.push(
+                ConfigError::new(
+                    "journal.page_size_bytes",
+                    format!("{} is not a page size SQLite can use", j.page_size_bytes),
+                )
+                .hint("use a power of two from 1024 to 65536: 4096 (the default), or 16384 for records of several KB"),
+            );
+        }
         if j.prune_interval_s == 0 {
             errors.push(ConfigError::new(
                 "journal.prune_interval_s",

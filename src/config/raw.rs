@@ -48,6 +48,11 @@ pub struct JournalConfig {
     /// How often the head seal (`<data_dir>/head.seal`: the newest durable seq and hash, signed with
     /// signing on) is written while records come, in seconds; it is also written at every clean stop.
     pub seal_interval_s: u64,
+    /// The size of the journal's database pages, in bytes, when the journal is made (an existing
+    /// journal keeps its own). 4096 suits records of a few hundred bytes committed one by one;
+    /// 16384 holds four records of about 4 KB (result files' characteristics, each field with
+    /// its provenance) per page, where 4096 holds one.
+    pub page_size_bytes: u32,
 }
 
 impl Default for JournalConfig {
@@ -60,6 +65,7 @@ impl Default for JournalConfig {
             max_batch_records: 1000,
             sign: false,
             seal_interval_s: 300,
+            page_size_bytes: crate::journal::DEFAULT_PAGE_SIZE,
         }
     }
 }

@@ -10,8 +10,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::store::{Checkpointer, PruneOutcome, Synchronous};
-use super::syncer::{SyncFn, Syncer};
-use super::writer::{Writer, CHECKPOINT_BACKSTOP};
+use super::syncer::{frames, SyncFn, Syncer, CHECKPOINT_BACKSTOP_BYTES, CHECKPOINT_BYTES};
+use super::writer::Writer;
 use super::{Appended, JournalError, NewRecord, StateUpdate, Store};
 use crate::records::{QualityRecord, RecordContext};
 
@@ -31,6 +31,8 @@ pub struct JournalOptions {
     pub retention_days: u32,
     /// Most records in one group commit.
     pub max_batch_records: usize,
+    /// Page size of a journal made now (`journal.page_size_bytes`); an existing one keeps its own.
+    pub page_size: u32,
     /// Sinks whose acknowledgement retention waits for.
     pub sinks: Vec<String>,
     /// Hard cap on database pages (`PRAGMA max_page_count`); reaching it behaves exactly like a full
@@ -58,6 +60,7 @@ impl JournalOptions {
             max_disk_bytes: 0,
             retention_days: 30,
             max_batch_records: 1000,
+            page_size: super::DEFAULT_PAGE_SIZE,
             sinks: Vec::new(),
             max_page_count: None,
             metrics: None,
@@ -252,13 +255,14 @@ impl Journal {
             Some(_) => Synchronous::Normal,
             None => opts.synchronous,
         };
-        let mut store = Store::open_rw(&opts.data_dir, sqlite_sync)?;
+        let mut store = Store::open_rw(&opts.data_dir, sqlite_sync, opts.page_size)?;
         store.set_signer(opts.signer.clone());
+        let page_size = store.page_size()?;
         let wal_written = Arc::new(AtomicU64::new(0));
         let checkpointer = Checkpointer::open(&opts.data_dir, sqlite_sync)?;
         store.hand_off_checkpoints(
             wal_written.clone(),
-            CHECKPOINT_BACKSTOP,
+            frames(CHECKPOINT_BACKSTOP_BYTES, page_size),
             checkpointer.turn(),
         )?;
         if let Some(pages) = opts.max_page_count {
@@ -317,6 +321,7 @@ impl Journal {
             checkpoint: Some(checkpoint_tx),
             checkpoint_thread: Some(checkpoint_thread),
             wal_written,
+            checkpoint_frames: frames(CHECKPOINT_BYTES, page_size),
             shared: shared.clone(),
             metrics: opts.metrics.clone(),
         };
@@ -331,6 +336,7 @@ impl Journal {
             shared: shared.clone(),
             refusal: None,
             room: 0,
+            page_bytes: u64::from(page_size),
             sync: Some(sync_tx),
             syncer: Some(syncer),
             sealed: (startup_seq, Instant::now()),

@@ -75,7 +75,7 @@ impl Writer {
         let need: u64 = group
             .iter()
             .flat_map(|p| &p.records)
-            .map(|r| 3 * r.canonical.len() as u64 + 8192)
+            .map(|r| 3 * r.canonical.len() as u64 + 2 * self.page_bytes)
             .sum();
         if self.refusal.is_none() && need < self.room {
             self.room -= need;

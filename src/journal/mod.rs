@@ -108,6 +108,15 @@ pub use store::{JournalRow, Store};
 /// The journal's file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite";
 
+/// The page size of a new journal unless `journal.page_size_bytes` says otherwise (SQLite's own).
+pub const DEFAULT_PAGE_SIZE: u32 = 4096;
+
+/// Whether SQLite can use `bytes` as a page size (a power of two; 512 is left out, as too small
+/// for any record).
+pub fn page_size_ok(bytes: u32) -> bool {
+    bytes.is_power_of_two() && (1024..=65536).contains(&bytes)
+}
+
 /// A record ready to append: its canonical JSON is computed by the caller, off the writer thread,
 /// and the record itself is dropped there too: the writer needs only the bytes it hashes and stores.
 #[derive(Debug, Clone)]

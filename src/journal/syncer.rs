@@ -12,12 +12,13 @@
 //!
 //! **Checkpoints beside the writer**: SQLite folds the WAL into the database in the committing
 //! thread once the WAL holds 1,000 pages, which stalls commits for the copy and its two fsyncs. Here
-//! the writer's WAL hook only counts the frames it wrote; after every 1,000 the syncer wakes a third
+//! the writer's WAL hook only counts the frames it wrote; after every 4 MB of them (1,000 pages of
+//! 4 KiB, 250 of 16 KiB: `journal.page_size_bytes`) the syncer wakes a third
 //! thread that runs a `PASSIVE` checkpoint on its own connection while commits and fsyncs go on. The
 //! checkpoint itself is SQLite's (in `NORMAL` and `FULL` it fsyncs the WAL before copying and the
 //! database after), and the WAL starts over at the next commit once all of it is copied. While commits
 //! keep coming a `PASSIVE` checkpoint never catches up completely (the WAL only starts over once all
-//! of it is copied); past 4,000 frames (about 16 MiB) a commit waits for the checkpoint thread's run
+//! of it is copied); past 16 MB of frames (4,000 pages of 4 KiB) a commit waits for the checkpoint thread's run
 //! in progress and checkpoints in place (`RESTART`: the WAL is written over from its start, the file
 //! keeps its size), which bounds the WAL.
 
@@ -27,8 +28,18 @@ use std::time::Instant;
 
 use super::handle::Shared;
 
-/// WAL frames (pages) written between two checkpoints by the syncer: SQLite's own default.
-pub(super) const CHECKPOINT_FRAMES: u64 = 1000;
+/// WAL bytes written between two checkpoints by the syncer: SQLite's own default (1,000 frames of
+/// its default 4 KiB pages), whatever the journal's page size.
+pub(super) const CHECKPOINT_BYTES: u64 = 1000 * 4096;
+
+/// WAL bytes beyond which a commit checkpoints in place (the syncer's checkpoints cannot finish
+/// while the writer keeps appending): bounds the WAL at about 16 MiB.
+pub(super) const CHECKPOINT_BACKSTOP_BYTES: u64 = 4 * CHECKPOINT_BYTES;
+
+/// [`CHECKPOINT_BYTES`] or [`CHECKPOINT_BACKSTOP_BYTES`] in WAL frames of `page_size` bytes.
+pub(super) fn frames(bytes: u64, page_size: u32) -> u64 {
+    (bytes / u64::from(page_size.max(512))).max(1)
+}
 
 /// The syncer's fsync of the WAL file.
 pub(super) type SyncFn = Box<dyn FnMut() -> std::io::Result<()> + Send>;
@@ -47,8 +58,8 @@ pub(super) struct Durable {
 
 /// The thread that makes commits durable: one fsync covers every commit queued while the previous
 /// one ran; callers are answered in commit order. After a durable commit it asks the checkpoint
-/// thread to fold the WAL into the database when the writer has written [`CHECKPOINT_FRAMES`] frames
-/// since the last time; the writer's commits and the syncer's fsyncs go on meanwhile.
+/// thread to fold the WAL into the database when the writer has written `checkpoint_frames` frames
+/// ([`CHECKPOINT_BYTES`]) since the last time; the writer's commits and the syncer's fsyncs go on meanwhile.
 pub(super) struct Syncer {
     pub(super) fsync: Option<SyncFn>,
     /// Wakes the checkpoint thread (full: one is already asked for).
@@ -56,6 +67,8 @@ pub(super) struct Syncer {
     pub(super) checkpoint_thread: Option<std::thread::JoinHandle<()>>,
     /// WAL frames the writer's commits wrote, counted by its WAL hook.
     pub(super) wal_written: Arc<AtomicU64>,
+    /// [`CHECKPOINT_BYTES`] in frames of the journal's page size.
+    pub(super) checkpoint_frames: u64,
     pub(super) shared: Arc<Shared>,
     pub(super) metrics: Option<crate::metrics::Metrics>,
 }
@@ -78,7 +91,7 @@ impl Syncer {
                 (d.answer)(result.clone());
             }
             if let (Ok(()), Some(tx)) = (&result, &self.checkpoint) {
-                if self.wal_written.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
+                if self.wal_written.load(Ordering::Relaxed) >= self.checkpoint_frames
                     && tx.try_send(()).is_ok()
                 {
                     self.wal_written.store(0, Ordering::Relaxed);

@@ -14,13 +14,9 @@ use tokio::sync::mpsc;
 use super::handle::{Command, JournalOptions, Reply, Shared};
 use super::limit::{Refusal, DISK_FULL};
 use super::store::{is_disk_full, ChainHead, PruneOutcome, Synchronous};
-use super::syncer::{Answer, Durable, CHECKPOINT_FRAMES};
+use super::syncer::{Answer, Durable};
 use super::{Appended, JournalError, NewRecord, StateUpdate, Store};
 use crate::records::{QualityRecord, RecordContext};
-
-/// WAL frames beyond which a commit checkpoints in place (the syncer's checkpoints cannot finish
-/// while the writer keeps appending): bounds the WAL at about 16 MiB with 4 KiB pages.
-pub(super) const CHECKPOINT_BACKSTOP: u64 = 4 * CHECKPOINT_FRAMES;
 
 pub(super) struct Writer {
     pub(super) store: Store,
@@ -31,6 +27,8 @@ pub(super) struct Writer {
     pub(super) refusal: Option<Refusal>,
     /// Bytes that can surely be appended before `max_disk_bytes` is read again ([`Writer::over_limit`]).
     pub(super) room: u64,
+    /// The journal's page size in bytes (what a commit writes at least per page it changes).
+    pub(super) page_bytes: u64,
     /// Commits on their way to the syncer (None once the writer stops).
     pub(super) sync: Option<std::sync::mpsc::Sender<Durable>>,
     pub(super) syncer: Option<std::thread::JoinHandle<()>>,

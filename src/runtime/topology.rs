@@ -114,6 +114,7 @@ impl Agent {
             max_disk_bytes: config.journal.max_disk_bytes,
             retention_days: config.journal.retention_days,
             max_batch_records: config.journal.max_batch_records,
+            page_size: config.journal.page_size_bytes,
             sinks: config.sinks.keys().cloned().collect(),
             max_page_count: None,
             metrics: Some(metrics.clone()),

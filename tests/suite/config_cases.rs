@@ -6,7 +6,7 @@ use crate::support::{agent_bin, case_dirs};
 
 #[test]
 fn every_config_case_fails_with_its_expected_messages() {
-    let cases = case_dirs("config", 10);
+    let cases = case_dirs("config", 11);
     let mut failures = Vec::new();
     for case in &cases {
         let mut cmd = Command::new(agent_bin());

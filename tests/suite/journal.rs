@@ -662,10 +662,17 @@ fn padded_records(ctx: &RecordContext, n: usize, label: &str) -> Vec<NewRecord> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     // The writer's commits do not checkpoint (SQLite's automatic checkpoint is handed to a thread
-    // beside it): after ~1,000 WAL pages that thread must have copied them into the database, with
-    // the journal still open (closing folds the WAL anyway).
+    // beside it): after ~4 MB of WAL frames (1,000 pages of 4 KiB, 250 of 16 KiB) that thread must
+    // have copied them into the database, with the journal still open (closing folds the WAL
+    // anyway).
+    for page_size in [4096, 16384] {
+        wal_folded_while_running(page_size).await;
+    }
+}
+
+async fn wal_folded_while_running(page_size: u32) {
     let dir = tempdir();
-    let journal = open(dir.path(), |_| {});
+    let journal = open(dir.path(), |o| o.page_size = page_size);
     let ctx = ctx();
     for b in 0..24 {
         let records = padded_records(&ctx, 500, &format!("batch {b}"));
@@ -679,7 +686,7 @@ async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
     }
     assert!(
         file_len(&db) >= 4 << 20,
-        "12,000 records (~7 MB) appended, yet the database file holds {} bytes: no checkpoint ran",
+        "{page_size}-byte pages: 12,000 records (~7 MB) appended, yet the database file holds {} bytes: no checkpoint ran",
         file_len(&db)
     );
     assert!(
@@ -696,11 +703,18 @@ async fn the_wal_is_folded_into_the_database_while_the_journal_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_while_producers_never_pause() {
     // A checkpoint beside a writer that commits without pause never copies the whole WAL, so the
-    // WAL would never start over: past its backstop (4,000 frames, ~16 MiB) the writer checkpoints
-    // in place. Four producers append ~60,000 records (~10,000 WAL frames) back to back while the
-    // WAL's size is sampled; without the backstop it grows past 40 MB.
+    // WAL would never start over: past its backstop (~16 MB of frames: 4,000 of 4 KiB, 1,000 of
+    // 16 KiB) the writer checkpoints in place. Four producers append ~60,000 records (~40 MB of WAL
+    // frames) back to back while the WAL's size is sampled; without the backstop it grows past
+    // 40 MB.
+    for page_size in [4096, 16384] {
+        wal_bounded_without_pause(page_size).await;
+    }
+}
+
+async fn wal_bounded_without_pause(page_size: u32) {
     let dir = tempdir();
-    let journal = open(dir.path(), |_| {});
+    let journal = open(dir.path(), |o| o.page_size = page_size);
     let wal = dir.path().join("journal.sqlite-wal");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -734,10 +748,68 @@ async fn the_wal_stays_bounded_while_producers_never_pause() {
     let largest = sampler.join().expect("sampler");
     assert!(
         largest <= 24 << 20,
-        "the WAL grew to {largest} bytes while 60,000 records were appended without pause"
+        "{page_size}-byte pages: the WAL grew to {largest} bytes while 60,000 records were appended without pause"
     );
     journal.close().await;
     assert_eq!(all_rows(dir.path()).len(), 60_000);
     let report = verify(&Store::open_ro(dir.path()).expect("ro")).expect("verify");
     assert!(report.ok(), "{report:?}");
+}
+
+/// Opens the journal in `dir` asking for `page_size`, appends 200 records and closes it; returns
+/// the journal's page size as SQLite reads it afterwards.
+async fn append_with_page_size(dir: &Path, page_size: u32, label: &str) -> u32 {
+    let journal = open(dir, |o| o.page_size = page_size);
+    journal
+        .append(padded_records(&ctx(), 200, label))
+        .await
+        .unwrap_or_else(|e| panic!("append {label}: {e}"));
+    journal.close().await;
+    Store::open_ro(dir)
+        .expect("ro")
+        .page_size()
+        .expect("page size")
+}
+
+fn assert_whole(dir: &Path, records: usize) {
+    assert_eq!(all_rows(dir).len(), records);
+    let report = verify(&Store::open_ro(dir).expect("ro")).expect("verify");
+    assert!(report.ok(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_is_made_with_the_configured_page_size_and_keeps_it() {
+    // `journal.page_size_bytes` makes the pages of a new journal; an existing journal keeps its
+    // own (SQLite cannot change it in WAL mode) and goes on working with the chain intact.
+    let dir = tempdir();
+    assert_eq!(
+        append_with_page_size(dir.path(), 16384, "made").await,
+        16384
+    );
+    assert_eq!(
+        append_with_page_size(dir.path(), 4096, "reopened").await,
+        16384,
+        "an existing journal keeps its pages"
+    );
+    assert_whole(dir.path(), 400);
+
+    // The default stays SQLite's own, and the README's conversion (the agent stopped) changes the
+    // pages of a journal and nothing else: the chain verifies and the journal goes on.
+    let other = tempdir();
+    let default = shopfloor_agent::journal::DEFAULT_PAGE_SIZE;
+    assert_eq!(
+        append_with_page_size(other.path(), default, "before").await,
+        4096
+    );
+    rusqlite::Connection::open(other.path().join("journal.sqlite"))
+        .expect("sqlite")
+        .execute_batch(
+            "PRAGMA journal_mode=DELETE; PRAGMA page_size=16384; VACUUM; PRAGMA journal_mode=WAL;",
+        )
+        .expect("the README's conversion");
+    assert_eq!(
+        append_with_page_size(other.path(), 16384, "after").await,
+        16384
+    );
+    assert_whole(other.path(), 400);
 }

@@ -114,7 +114,11 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> JournalError {
 
 impl Store {
     /// Opens (creating if needed) the journal in `data_dir` for writing, and migrates its schema.
-    pub fn open_rw(data_dir: &Path, sync: Synchronous) -> Result<Store, JournalError> {
+    pub fn open_rw(
+        data_dir: &Path,
+        sync: Synchronous,
+        page_size: u32,
+    ) -> Result<Store, JournalError> {
         {
             // Private from the start: the directory 0700, the journal 0600 (SQLite gives its WAL
             // and shared-memory files the journal's mode).
@@ -152,6 +156,9 @@ impl Store {
         let mut conn = Connection::open(&path).map_err(|e| classify_open(&path, e))?;
         let setup = |conn: &Connection| -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            // Takes effect only while the file is still empty (a journal being made): in WAL mode
+            // SQLite keeps an existing database's page size, and says nothing.
+            conn.pragma_update(None, "page_size", page_size)?;
             let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(rusqlite::Error::InvalidQuery);
@@ -178,7 +185,19 @@ impl Store {
             store.set_meta("journal_id", &uuid::Uuid::now_v7().to_string())?;
             store.set_meta("created_at", &crate::time::now_rfc3339())?;
         }
+        let pages = store.page_size()?;
+        if pages != page_size {
+            tracing::warn!(
+                "journal {}: its pages are {pages} bytes; journal.page_size_bytes = {page_size} applies to a journal being made, this one keeps its own (README, Configuration, says how to change it)",
+                store.path.display()
+            );
+        }
         Ok(store)
+    }
+
+    /// The database's page size in bytes (`PRAGMA page_size`).
+    pub fn page_size(&self) -> Result<u32, JournalError> {
+        Ok(self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?)
     }
 
     /// Opens an existing journal read-only (for `status`, `verify` and sink readers).
@@ -308,7 +327,12 @@ mod tests {
         // and the next one writes the same number of frames from the WAL's start, all counted.
         for (backstop, expect_folded) in [(u64::MAX, false), (100, true), (10, true)] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut store = Store::open_rw(dir.path(), Synchronous::Normal).expect("open");
+            let mut store = Store::open_rw(
+                dir.path(),
+                Synchronous::Normal,
+                crate::journal::DEFAULT_PAGE_SIZE,
+            )
+            .expect("open");
             store
                 .conn
                 .execute("CREATE TABLE scratch(x BLOB)", [])
