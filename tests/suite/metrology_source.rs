@@ -205,6 +205,75 @@ fn a_qif_file_becomes_one_record_per_characteristic_once_and_status_counts_it() 
 }
 
 #[test]
+fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
+    // `after = "leave"`: the file stays where the CMM wrote it. Later scans must not read it (nor
+    // count it as a duplicate of itself), a restart must not journal it again, and new content
+    // under the same name (a CMM that writes over its result file) is a new file.
+    let dir = tempdir();
+    let dir = dir.path();
+    write_config(
+        dir,
+        "",
+        "poll_ms = 100\nstation = \"CMM-1\"",
+        "after = \"leave\"",
+    );
+    let qif = |name: &str| {
+        let bytes =
+            std::fs::read(root().join("tests/cases/metrology/qif").join(name)).expect("sample");
+        let n = measurements_in(std::str::from_utf8(&bytes).expect("utf-8"));
+        (bytes, n)
+    };
+    let (first, first_n) = qif("WIDGET_QIF_RESULTS.QIF");
+    let (second, second_n) = qif("QIF_Results_Sample.QIF");
+    let key = format!("folder:{}", dir.join("spool").display());
+    let counts =
+        |dir: &Path| source_state_value(&dir.join("data"), "cmm", &key).unwrap_or_default();
+    let agent = start(dir);
+    let file = drop_file(dir, "result.qif", &first);
+    eventually_blocking(WAIT, "the file journaled", || {
+        counts(dir).contains("ingested 1 ·")
+    });
+    assert_eq!(inspections(dir).len(), first_n);
+    // Twenty scans later: still in place, still once, not a duplicate of itself.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(file.exists(), "the file is left where it was");
+    assert!(!dir.join("spool/processed").join("result.qif").exists());
+    assert_eq!(inspections(dir).len(), first_n, "read once");
+    assert!(
+        counts(dir).contains("ingested 1 · duplicates 0"),
+        "{}",
+        counts(dir)
+    );
+    let log = std::fs::read_to_string(dir.join("agent.log")).expect("log");
+    assert!(
+        !log.contains("result.qif was journaled before"),
+        "a file left in place is not hashed and looked up again at every scan:\n{log}"
+    );
+    stop(agent);
+
+    // A restart finds it known by its SHA-256 and leaves it unread.
+    let agent = start(dir);
+    eventually_blocking(WAIT, "the restarted source to see the file", || {
+        std::fs::read_to_string(dir.join("agent.log"))
+            .is_ok_and(|log| log.contains("result.qif was journaled before the agent stopped"))
+    });
+    assert_eq!(
+        inspections(dir).len(),
+        first_n,
+        "not journaled again after a restart"
+    );
+    assert!(file.exists());
+
+    // The CMM writes its next result over the same name: new content, a new file.
+    drop_file(dir, "result.qif", &second);
+    eventually_blocking(WAIT, "the new content journaled", || {
+        inspections(dir).len() == first_n + second_n
+    });
+    assert!(file.exists());
+    stop(agent);
+}
+
+#[test]
 fn a_file_that_cannot_be_read_goes_to_failed_with_its_reason_and_the_source_goes_on() {
     let dir = tempdir();
     let dir = dir.path();

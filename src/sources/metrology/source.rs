@@ -423,7 +423,7 @@ impl MetrologySource {
         let skip = match self.seen.get(&sha) {
             Some(Seen::Done(was, _)) => {
                 if *was == name {
-                    tracing::info!("source {}: {} was journaled before the agent stopped; moving it without reading it again", self.id, file.display());
+                    tracing::info!("source {}: {} was journaled before the agent stopped; it is not read again", self.id, file.display());
                 } else {
                     self.counts[i].duplicates += 1;
                     tracing::info!("source {}: {} has the same content (SHA-256 {sha}) as {was}, already journaled; it is not read again", self.id, file.display());
