@@ -274,6 +274,126 @@ fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
 }
 
 #[test]
+fn a_file_without_a_serial_takes_the_serial_and_order_of_the_traveler_at_its_station() {
+    // The third way to a serial (after the file and its name): the traveler active at the
+    // source's `station`, here a work order the ERP (REST) puts on CMM-1. A file measured after
+    // that order is completed gets no serial from it.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut erp = plant_sim::erp::Erp::default();
+    let row = |id: i64, status: &str, at: &str| {
+        serde_json::json!({ "ID": id, "workOrder": "WO-3003", "operation": "0050",
+            "serial": "SN-77", "workCenter": "CMM-1", "status": status, "modifiedAt": at })
+    };
+    erp.sets.insert(
+        "WorkOrders".into(),
+        vec![row(1, "IN_PROGRESS", "2026-12-03T10:00:00.000Z")],
+    );
+    let server = rt.block_on(plant_sim::erp::ErpServer::start(erp));
+    let dir = tempdir();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("spool")).expect("spool");
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            r#"[agent]
+gateway_id = "gw-cmm"
+data_dir = "{data}"
+
+[sources.erp]
+type = "rest"
+url = "{url}"
+poll_interval_ms = 200
+auth = {{ type = "basic", username = "erp-reader", password = "erp123" }}
+[[sources.erp.endpoints]]
+name = "WorkOrders"
+path = "WorkOrders"
+key = "/ID"
+watermark = {{ field = "/modifiedAt", filter = "$filter=modifiedAt ge {{watermark}}&$orderby=modifiedAt,ID", overlap_s = 0 }}
+
+[sources.cmm]
+type = "metrology"
+poll_ms = 100
+station = "CMM-1"
+[[sources.cmm.folders]]
+path = "{spool}"
+completion = "rename"
+
+[[records]]
+name = "work_orders"
+kind = "traveler"
+trigger = {{ type = "row", source = "erp", endpoint = "WorkOrders" }}
+dedupe_key = "{{/ID}}/{{/modifiedAt}}"
+[records.fields]
+"subject.work_order" = {{ pointer = "/workOrder" }}
+"subject.operation" = {{ pointer = "/operation" }}
+"subject.serial" = {{ pointer = "/serial" }}
+"subject.station" = {{ pointer = "/workCenter" }}
+"traveler.status" = {{ pointer = "/status", map = {{ IN_PROGRESS = "started", DONE = "completed" }} }}
+"#,
+            data = dir.join("data").display(),
+            url = server.url(),
+            spool = dir.join("spool").display(),
+        ),
+    )
+    .expect("config");
+    let travelers = |dir: &Path| {
+        Store::open_ro(&dir.join("data"))
+            .and_then(|s| s.records_of_kind("traveler"))
+            .map(|r| r.len())
+            .unwrap_or(0)
+    };
+    // The QIF file of case 01 without its serial number.
+    let without_serial = std::fs::read_to_string(
+        root().join("tests/cases/metrology/01-qif-one-part/input/SN-01003.qif"),
+    )
+    .expect("case 01")
+    .replace("<SerialNumber>SN-01003</SerialNumber>", "");
+    let agent = start(dir);
+    eventually_blocking(WAIT, "the traveler journaled", || travelers(dir) == 1);
+    drop_file(dir, "part.qif", without_serial.as_bytes());
+    eventually_blocking(WAIT, "the file journaled", || inspections(dir).len() == 2);
+    for r in inspections(dir) {
+        assert_eq!(r["subject"]["serial"], "SN-77", "{r:#}");
+        assert_eq!(r["subject"]["work_order"], "WO-3003", "{r:#}");
+        assert_eq!(r["subject"]["operation"], "0050", "{r:#}");
+        assert!(r["incomplete"].is_null(), "{r:#}");
+        let serial = &r["provenance"]["fields"]["subject.serial"];
+        assert_eq!(serial["source"], "enrichment", "{r:#}");
+        assert!(
+            serial["address"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("joined by station CMM-1 (latest traveler)")),
+            "{r:#}"
+        );
+    }
+
+    // The order is completed: the next file's records get no serial from it, and say so.
+    server.erp.lock().expect("erp").sets.insert(
+        "WorkOrders".into(),
+        vec![row(1, "DONE", "2026-12-03T11:00:00.000Z")],
+    );
+    eventually_blocking(WAIT, "the completion journaled", || travelers(dir) == 2);
+    drop_file(
+        dir,
+        "next.qif",
+        without_serial.replace("12.004", "12.006").as_bytes(),
+    );
+    eventually_blocking(WAIT, "the next file journaled", || {
+        inspections(dir).len() == 4
+    });
+    for r in &inspections(dir)[2..] {
+        assert!(r["subject"]["serial"].is_null(), "{r:#}");
+        assert!(r["subject"]["work_order"].is_null(), "{r:#}");
+        assert_eq!(
+            r["incomplete"],
+            serde_json::json!(["subject.serial"]),
+            "{r:#}"
+        );
+    }
+    stop(agent);
+}
+
+#[test]
 fn a_file_that_cannot_be_read_goes_to_failed_with_its_reason_and_the_source_goes_on() {
     let dir = tempdir();
     let dir = dir.path();
