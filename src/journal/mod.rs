@@ -85,7 +85,9 @@
 //! | `receipts` | one per record a sink's peer answered for | `sink`, `seq`, `record_id`, `receipt` (the QMS's id), `at` |
 //! | `meta` | settings | `journal_id`, `created_at`, `last_config_sha256`, `clean_shutdown` |
 //!
-//! The exact DDL is in [`schema`].
+//! The exact DDL is in [`schema`]. The page size is set once, when the journal is made
+//! (`journal.page_size_bytes`, SQLite's 4096 by default); the checkpoint thresholds are WAL bytes,
+//! so the WAL's bound does not depend on it.
 
 pub mod chain;
 mod handle;

@@ -13,14 +13,14 @@
 //! **Checkpoints beside the writer**: SQLite folds the WAL into the database in the committing
 //! thread once the WAL holds 1,000 pages, which stalls commits for the copy and its two fsyncs. Here
 //! the writer's WAL hook only counts the frames it wrote; after every 4 MB of them (1,000 pages of
-//! 4 KiB, 250 of 16 KiB: `journal.page_size_bytes`) the syncer wakes a third
-//! thread that runs a `PASSIVE` checkpoint on its own connection while commits and fsyncs go on. The
-//! checkpoint itself is SQLite's (in `NORMAL` and `FULL` it fsyncs the WAL before copying and the
-//! database after), and the WAL starts over at the next commit once all of it is copied. While commits
-//! keep coming a `PASSIVE` checkpoint never catches up completely (the WAL only starts over once all
-//! of it is copied); past 16 MB of frames (4,000 pages of 4 KiB) a commit waits for the checkpoint thread's run
-//! in progress and checkpoints in place (`RESTART`: the WAL is written over from its start, the file
-//! keeps its size), which bounds the WAL.
+//! 4 KiB, 250 of 16 KiB: `journal.page_size_bytes`) the syncer wakes a third thread that runs a
+//! `PASSIVE` checkpoint on its own connection while commits and fsyncs go on. The checkpoint itself
+//! is SQLite's (in `NORMAL` and `FULL` it fsyncs the WAL before copying and the database after),
+//! and the WAL starts over at the next commit once all of it is copied. While commits keep coming a
+//! `PASSIVE` checkpoint never catches up completely (the WAL only starts over once all of it is
+//! copied); past 16 MB of frames (4,000 pages of 4 KiB) a commit waits for the checkpoint thread's
+//! run in progress and checkpoints in place (`RESTART`: the WAL is written over from its start, the
+//! file keeps its size), which bounds the WAL.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,7 +59,8 @@ pub(super) struct Durable {
 /// The thread that makes commits durable: one fsync covers every commit queued while the previous
 /// one ran; callers are answered in commit order. After a durable commit it asks the checkpoint
 /// thread to fold the WAL into the database when the writer has written `checkpoint_frames` frames
-/// ([`CHECKPOINT_BYTES`]) since the last time; the writer's commits and the syncer's fsyncs go on meanwhile.
+/// ([`CHECKPOINT_BYTES`]) since the last time; the writer's commits and the syncer's fsyncs go on
+/// meanwhile.
 pub(super) struct Syncer {
     pub(super) fsync: Option<SyncFn>,
     /// Wakes the checkpoint thread (full: one is already asked for).
