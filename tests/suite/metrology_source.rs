@@ -208,12 +208,13 @@ fn a_qif_file_becomes_one_record_per_characteristic_once_and_status_counts_it() 
 fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
     // `after = "leave"`: the file stays where the CMM wrote it. Later scans must not read it (nor
     // count it as a duplicate of itself), a restart must not journal it again, and new content
-    // under the same name (a CMM that writes over its result file) is a new file.
+    // under the same name (a CMM that writes over its result file) is a new file. The journal
+    // has 16 KiB pages, as `config/examples/metrology.toml` sets.
     let dir = tempdir();
     let dir = dir.path();
     write_config(
         dir,
-        "",
+        "page_size_bytes = 16384",
         "poll_ms = 100\nstation = \"CMM-1\"",
         "after = \"leave\"",
     );
@@ -271,6 +272,13 @@ fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
     });
     assert!(file.exists());
     stop(agent);
+    let journal = Store::open_ro(&dir.join("data")).expect("journal");
+    assert_eq!(journal.page_size().expect("page size"), 16384);
+    let log = std::fs::read_to_string(dir.join("agent.log")).expect("log");
+    assert!(
+        !log.contains("its pages are"),
+        "the journal has the configured pages:\n{log}"
+    );
 }
 
 #[test]
