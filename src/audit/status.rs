@@ -68,6 +68,8 @@ pub struct Status {
     pub journal: String,
     /// Bytes used by the journal.
     pub used_bytes: u64,
+    /// The journal's page size (`journal.page_size_bytes` when it was made).
+    pub page_size_bytes: u32,
     /// The configured limit (0: none).
     pub max_disk_bytes: u64,
     /// Bytes free for the agent on the file system holding the journal (None: not known).
@@ -137,6 +139,7 @@ fn collect_with(config: &Config, kinds: bool) -> Result<Status, JournalError> {
         gateway_id: config.agent.gateway_id.clone(),
         journal: store.path().display().to_string(),
         used_bytes: store.used_bytes()?,
+        page_size_bytes: store.page_size()?,
         max_disk_bytes: config.journal.max_disk_bytes,
         disk_free_bytes: disk_free(&config.agent.data_dir),
         clean_shutdown: store.meta("clean_shutdown")?.as_deref() != Some("false"),
@@ -247,7 +250,13 @@ impl Status {
                 }
             )
         };
-        let _ = writeln!(s, "journal   {}  {}", self.journal, limit);
+        let _ = writeln!(
+            s,
+            "journal   {} ({} KiB pages)  {}",
+            self.journal,
+            self.page_size_bytes / 1024,
+            limit
+        );
         if let Some(free) = self.disk_free_bytes {
             let _ = writeln!(s, "disk      {} free", mib(free));
         }

@@ -279,6 +279,17 @@ fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
         !log.contains("its pages are"),
         "the journal has the configured pages:\n{log}"
     );
+    let status = Command::new(agent_bin())
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .arg("status")
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("(16 KiB pages)"),
+        "status names the pages:\n{text}"
+    );
 }
 
 #[test]
