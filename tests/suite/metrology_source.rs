@@ -111,6 +111,17 @@ fn measurements_in(text: &str) -> usize {
     n
 }
 
+/// What `status` prints for the agent configured in `dir`.
+fn status_text(dir: &Path) -> String {
+    let out = Command::new(agent_bin())
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .arg("status")
+        .output()
+        .expect("status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub(crate) fn stop(mut agent: KillOnDrop) {
     let _ = Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
@@ -184,13 +195,7 @@ fn a_qif_file_becomes_one_record_per_characteristic_once_and_status_counts_it() 
     });
     assert_eq!(inspections(dir).len(), expected, "nothing journaled twice");
     stop(agent);
-    let status = Command::new(agent_bin())
-        .arg("--config")
-        .arg(dir.join("agent.toml"))
-        .arg("status")
-        .output()
-        .expect("status");
-    let text = String::from_utf8_lossy(&status.stdout);
+    let text = status_text(dir);
     assert!(
         text.contains(&format!(
             "folder:{} = waiting 0 · ingested 1 · duplicates 1 · failed 0",
@@ -279,13 +284,7 @@ fn a_file_left_in_place_is_read_once_and_again_when_its_content_changes() {
         !log.contains("its pages are"),
         "the journal has the configured pages:\n{log}"
     );
-    let status = Command::new(agent_bin())
-        .arg("--config")
-        .arg(dir.join("agent.toml"))
-        .arg("status")
-        .output()
-        .expect("status");
-    let text = String::from_utf8_lossy(&status.stdout);
+    let text = status_text(dir);
     assert!(
         text.contains("(16 KiB pages)"),
         "status names the pages:\n{text}"
