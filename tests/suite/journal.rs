@@ -363,6 +363,7 @@ async fn retention_prunes_only_delivered_old_rows_and_the_chain_still_verifies()
         .dead_letter("qms", 50, "x", "HTTP 400")
         .await
         .expect("dead letter");
+    crate::support::past_this_millisecond().await;
     let out = journal.prune().await.expect("prune");
     assert_eq!(
         out.pruned, 49,
@@ -413,6 +414,7 @@ async fn pruned_then_appended(dir: &Path, before_append: impl FnOnce(&Path)) {
         .collect();
     journal.append(records).await.expect("append");
     journal.ack("qms", 20).await.expect("ack");
+    crate::support::past_this_millisecond().await;
     let pruned = journal.prune().await.expect("prune");
     assert_eq!((pruned.pruned, pruned.checkpoint_seq), (20, Some(20)));
     journal.close().await;
@@ -519,6 +521,7 @@ async fn size_limit_refuses_without_deleting_and_a_gap_marks_the_refusal() {
 
     // Delivery and retention free space; the next append succeeds behind a gap record.
     journal.ack("qms", appended).await.expect("ack");
+    crate::support::past_this_millisecond().await;
     assert_eq!(
         journal.prune().await.expect("prune").pruned as i64,
         appended

@@ -192,3 +192,10 @@ pub fn assert_schema_valid_text(body: &str) {
     let v: serde_json::Value = serde_json::from_str(body).expect("record is JSON");
     assert_schema_valid(&v);
 }
+
+/// Waits until the journal clock has left the current millisecond: with `retention_days = 0`
+/// retention prunes rows appended *before* now, so a row appended in the same millisecond as the
+/// prune is still young and kept.
+pub async fn past_this_millisecond() {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+}
