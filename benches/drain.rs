@@ -31,10 +31,7 @@ async fn receive(State(count): State<Arc<AtomicU64>>, body: Bytes) -> StatusCode
 }
 
 fn main() {
-    let n: u64 = std::env::var("DRAIN_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let n: u64 = common::env_or("DRAIN_RECORDS", 200_000);
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let toml_text = |url: &str| {

@@ -31,15 +31,9 @@ fn state(data: &Path, key: &str) -> Option<String> {
 }
 
 fn main() {
-    let parts: usize = std::env::var("METROLOGY_INGEST_PARTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4_700);
+    let parts: usize = common::env_or("METROLOGY_INGEST_PARTS", 4_700);
     // As config/examples/metrology.toml: four characteristics' records to a page instead of one.
-    let page_size: u32 = std::env::var("METROLOGY_INGEST_PAGE_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16_384);
+    let page_size: u32 = common::env_or("METROLOGY_INGEST_PAGE_SIZE", 16_384);
     let dir = tempfile::Builder::new()
         .prefix("sfa-metrology-ingest-")
         .tempdir()

@@ -42,10 +42,7 @@ impl tokio_modbus::server::Service for Device {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("MODBUS_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let seconds: u64 = common::env_or("MODBUS_BENCH_SECONDS", 20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

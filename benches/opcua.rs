@@ -27,10 +27,7 @@ const NS: &str = "urn:bench";
 const WATCHED: [usize; 3] = [0, ITEMS / 2, ITEMS - 1];
 
 fn main() {
-    let seconds: u64 = std::env::var("OPCUA_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let seconds: u64 = common::env_or("OPCUA_BENCH_SECONDS", 30);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -52,6 +52,14 @@ pub fn written_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The bench setting in environment variable `name`, or `default` when it is unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Resident memory of this process in MiB.
 pub fn own_rss_mib() -> f64 {
     status_kib("self", "VmRSS") as f64 / 1024.0
